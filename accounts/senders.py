@@ -1,0 +1,247 @@
+"""Authorized senders: parsing what admins type, and deciding "may U send as A?".
+
+`SenderPolicy.check()` is the one place that decides whether an SMTP+ user may use a
+sender address; the relay (MAIL FROM and the From:/Sender: headers) and the console's
+"can this user send as …?" form both call it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import idna
+
+if TYPE_CHECKING:
+    from accounts.models import SmtpUser
+
+SEPARATORS = re.compile(r"[;,\s]+")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Characters that never belong in an unquoted local part we accept for authorization.
+_BAD_LOCAL = re.compile(r'[\s<>()\[\]\\,;:@\x00-\x1f\x7f]')
+
+
+class InvalidEntry(ValueError):
+    """An entry that cannot be authorized; the message says why, for the admin."""
+
+
+def split_entries(text: str) -> list[str]:
+    """Split what an admin typed: `;`, `,`, spaces and newlines all separate entries."""
+    return [e for e in SEPARATORS.split(text or "") if e]
+
+
+def normalize_domain(entry: str) -> str:
+    """Return the stored form of a domain: lower case, no trailing dot, A-label."""
+    value = entry.strip()
+    if not value:
+        raise InvalidEntry("empty")
+    if "@" in value:
+        raise InvalidEntry("this is an email address, not a domain")
+    if value.startswith("[") or _is_ip(value.strip("[]")):
+        raise InvalidEntry("IP addresses cannot be authorized; enter a domain name")
+    if value.endswith("."):
+        value = value[:-1]
+    if "://" in value or "/" in value:
+        raise InvalidEntry("enter just the domain name, without http:// or a path")
+    if value.startswith("*."):
+        raise InvalidEntry('wildcards are not needed: tick "include subdomains" instead')
+    try:
+        ascii_name = idna.encode(value, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidEntry(_idna_reason(value, exc)) from None
+    except UnicodeError:
+        raise InvalidEntry("not a valid domain name") from None
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise InvalidEntry("a domain needs at least two labels, like example.com")
+    if len(ascii_name) > 253:
+        raise InvalidEntry("longer than 253 characters")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise InvalidEntry(f'"{label}" is not a valid domain label')
+    if labels[-1].isdigit():
+        raise InvalidEntry("the last label cannot be numeric")
+    return ascii_name
+
+
+def _idna_reason(value: str, exc: Exception) -> str:
+    if ".." in value or value.startswith("."):
+        return "empty label (two dots in a row)"
+    if any(len(p) > 63 for p in value.split(".")):
+        return "a label is longer than 63 characters"
+    return "not a valid domain name"
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def domain_to_unicode(ascii_name: str) -> str:
+    try:
+        return idna.decode(ascii_name)
+    except (idna.IDNAError, UnicodeError):
+        return ascii_name
+
+
+def normalize_email(entry: str) -> str:
+    """Return the stored form of an address: local part as typed, domain as an A-label."""
+    value = entry.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    if "@" not in value:
+        raise InvalidEntry("missing @")
+    local, _, domain = value.rpartition("@")
+    if not local:
+        raise InvalidEntry("missing the part before @")
+    if len(local) > 64:
+        raise InvalidEntry("the part before @ is longer than 64 characters")
+    if _BAD_LOCAL.search(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidEntry("the part before @ contains characters that are not allowed")
+    try:
+        ascii_domain = normalize_domain(domain)
+    except InvalidEntry as exc:
+        raise InvalidEntry(f"domain: {exc}") from None
+    return f"{local}@{ascii_domain}"
+
+
+@dataclass
+class ParsedSenders:
+    """The outcome of parsing one text box: what to save, and what to tell the admin."""
+
+    valid: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (entry, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (entry, advice)
+    emails_in_domain_box: list[str] = field(default_factory=list)
+
+
+def parse_domains(text: str) -> ParsedSenders:
+    result = ParsedSenders()
+    for entry in split_entries(text):
+        if "@" in entry:
+            try:
+                result.emails_in_domain_box.append(normalize_email(entry))
+            except InvalidEntry as exc:
+                result.errors.append((entry, str(exc)))
+            continue
+        try:
+            domain = normalize_domain(entry)
+        except InvalidEntry as exc:
+            result.errors.append((entry, str(exc)))
+            continue
+        if domain in result.valid:
+            continue
+        result.valid.append(domain)
+        if domain.startswith("www.") and domain.count(".") >= 2:
+            parent = domain_to_unicode(domain[4:])
+            result.warnings.append(
+                (entry, f"mail is usually sent from {parent}, not www.{parent}; "
+                        f"authorize {parent} unless you really send from www.")
+            )
+    return result
+
+
+def parse_emails(text: str) -> ParsedSenders:
+    result = ParsedSenders()
+    seen: set[str] = set()
+    for entry in split_entries(text):
+        try:
+            email = normalize_email(entry)
+        except InvalidEntry as exc:
+            result.errors.append((entry, str(exc)))
+            continue
+        if email.lower() in seen:
+            continue
+        seen.add(email.lower())
+        result.valid.append(email)
+    return result
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # Which rule allowed it ("address x@y.z", "domain y.z", "domain y.z and its
+    # subdomains") or why not — shown in the console and in relay events.
+    reason: str
+
+
+def split_address(address: str) -> tuple[str, str] | None:
+    """(local, A-label domain) of a sender address, or None if it is not usable."""
+    value = (address or "").strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    if "@" not in value or any(c in value for c in "\x00\r\n"):
+        return None
+    local, _, domain = value.rpartition("@")
+    if not local or not domain:
+        return None
+    try:
+        return local, normalize_domain(domain)
+    except InvalidEntry:
+        return None
+
+
+@dataclass
+class SenderPolicy:
+    """The authorized senders of one SMTP+ user, loaded once, checked in memory."""
+
+    username: str
+    emails: frozenset[str]  # lower-cased "local@a-label"
+    domains: frozenset[str]  # exact domains (A-labels)
+    domains_with_subdomains: frozenset[str]
+
+    @classmethod
+    def load(cls, smtp_user: SmtpUser) -> SenderPolicy:
+        from accounts.models import AuthorizedDomain, AuthorizedEmail
+
+        exact: set[str] = set()
+        subs: set[str] = set()
+        for domain, include in AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list(
+            "domain", "include_subdomains"
+        ):
+            (subs if include else exact).add(domain)
+        emails = {
+            e.lower()
+            for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list(
+                "email", flat=True
+            )
+        }
+        return cls(smtp_user.username, frozenset(emails), frozenset(exact), frozenset(subs))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.emails or self.domains or self.domains_with_subdomains)
+
+    def check(self, address: str) -> Decision:
+        parts = split_address(address)
+        if parts is None:
+            return Decision(False, f"<{address}> is not a valid email address")
+        local, domain = parts
+        if self.empty:
+            return Decision(False, f"SMTP+ user {self.username} has no authorized senders")
+        if f"{local}@{domain}".lower() in self.emails:
+            return Decision(True, f"address {local}@{domain_to_unicode(domain)} is authorized")
+        if domain in self.domains or domain in self.domains_with_subdomains:
+            return Decision(True, f"domain {domain_to_unicode(domain)} is authorized")
+        labels = domain.split(".")
+        for i in range(1, len(labels) - 1):
+            parent = ".".join(labels[i:])
+            if parent in self.domains_with_subdomains:
+                return Decision(
+                    True, f"domain {domain_to_unicode(parent)} and its subdomains are authorized"
+                )
+        return Decision(
+            False,
+            f"neither the address {local}@{domain_to_unicode(domain)} nor the domain "
+            f"{domain_to_unicode(domain)} is authorized for SMTP+ user {self.username}",
+        )
+
+
+def can_send_as(smtp_user: SmtpUser, address: str) -> Decision:
+    """May this SMTP+ user send as `address`? Says which rule allowed it, or why not."""
+    return SenderPolicy.load(smtp_user).check(address)

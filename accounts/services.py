@@ -1,0 +1,112 @@
+"""State changes on accounts and SMTP+ users: each writes its audit row itself."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils.text import slugify
+
+from accounts import audit
+from accounts.credentials import generate_password, generate_username
+from accounts.models import Account, Membership, Role, SmtpUser
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "account"
+    slug, n = base, 2
+    while Account.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@transaction.atomic
+def create_account(
+    name: str,
+    owner_email: str,
+    password: str | None = None,
+    request: HttpRequest | None = None,
+) -> tuple[Account, AbstractBaseUser, str | None]:
+    """Create an account with an owner. Returns (account, owner, new password or None).
+
+    If a console user with that email exists it becomes the owner and keeps its password
+    (None is returned); otherwise one is created with `password` or a generated one.
+    """
+    User = get_user_model()
+    email = owner_email.strip().lower()
+    account = Account.objects.create(name=name.strip(), slug=unique_slug(name))
+    user = User.objects.filter(username=email).first()
+    new_password: str | None = None
+    if user is None:
+        new_password = password or secrets.token_urlsafe(15)
+        user = User.objects.create_user(username=email, email=email, password=new_password)
+    Membership.objects.create(account=account, user=user, role=Role.OWNER)
+    audit.record(
+        "account.create", account=account, request=request, target=account,
+        details={"owner": email},
+    )
+    return account, user, new_password
+
+
+@transaction.atomic
+def create_smtp_user(
+    account: Account,
+    *,
+    name: str = "",
+    note: str = "",
+    priority: int = 3,
+    hourly_limit: int | None = None,
+    request: HttpRequest | None = None,
+) -> tuple[SmtpUser, str]:
+    """Create an SMTP+ user with a generated username and password; returns both."""
+    password = generate_password()
+    user = SmtpUser(
+        account=account,
+        name=name.strip(),
+        username=generate_username(),
+        note=note,
+        priority=priority,
+        hourly_limit=hourly_limit,
+    )
+    user.set_password(password)
+    user.save()
+    audit.record(
+        "smtpuser.create", account=account, request=request, target=user,
+        target_label=f"{user.name} ({user.username})" if user.name else user.username,
+    )
+    return user, password
+
+
+@transaction.atomic
+def reset_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> str:
+    """Give the user a new password; the old one stops working at once."""
+    password = generate_password()
+    smtp_user.set_password(password)
+    smtp_user.save(update_fields=["password_encrypted", "password_digest", "changed"])
+    audit.record(
+        "smtpuser.reset_password", account=smtp_user.account, request=request, target=smtp_user,
+        target_label=smtp_user.username,
+    )
+    return password
+
+
+@transaction.atomic
+def set_active(smtp_user: SmtpUser, active: bool, request: HttpRequest | None = None) -> None:
+    smtp_user.active = active
+    smtp_user.save(update_fields=["active", "changed"])
+    audit.record(
+        "smtpuser.enable" if active else "smtpuser.disable", account=smtp_user.account,
+        request=request, target=smtp_user, target_label=smtp_user.username,
+    )
+
+
+def reveal_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> str:
+    """Decrypt the password for display, recording who saw it."""
+    audit.record(
+        "smtpuser.reveal", account=smtp_user.account, request=request, target=smtp_user,
+        target_label=smtp_user.username,
+    )
+    return smtp_user.get_password()

@@ -1,0 +1,90 @@
+"""The current account of a console request, and the role checks views use.
+
+Every console query is scoped to `request.account`; an object of another account is a
+404 (never a 403 that would confirm it exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from accounts.models import Account, Membership, Role
+
+SESSION_KEY = "smtpplus_account_id"
+
+
+class CurrentAccountMiddleware:
+    """Sets `request.membership` and `request.account` (or None) for logged-in users."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.membership = None  # type: ignore[attr-defined]
+        request.account = None  # type: ignore[attr-defined]
+        if request.user.is_authenticated:
+            memberships = Membership.objects.filter(user=request.user).select_related("account")
+            chosen = request.session.get(SESSION_KEY)
+            membership = None
+            if chosen is not None:
+                membership = memberships.filter(account_id=chosen).first()
+            if membership is None:
+                membership = memberships.order_by("account__name").first()
+            if membership is not None:
+                request.membership = membership  # type: ignore[attr-defined]
+                request.account = membership.account  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+def switch_account(request: HttpRequest, account: Account) -> None:
+    request.session[SESSION_KEY] = account.pk
+
+
+def account_context(request: HttpRequest) -> dict[str, Any]:
+    membership = getattr(request, "membership", None)
+    if membership is None:
+        return {}
+    return {
+        "account": membership.account,
+        "membership": membership,
+        "all_memberships": Membership.objects.filter(user=request.user)
+        .select_related("account")
+        .order_by("account__name"),
+    }
+
+
+ViewFunc = Callable[..., HttpResponse]
+
+
+def member_required(role: str = Role.VIEWER) -> Callable[[ViewFunc], ViewFunc]:
+    """Require a logged-in member of the current account with at least `role`.
+
+    viewer < admin < owner. A user with no account is sent to the no-account page.
+    """
+    rank = {Role.VIEWER: 0, Role.ADMIN: 1, Role.OWNER: 2}
+
+    def decorator(view: ViewFunc) -> ViewFunc:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership = getattr(request, "membership", None)
+            if membership is None:
+                return redirect("no_account")
+            if rank[Role(membership.role)] < rank[Role(role)]:
+                raise PermissionDenied("Your role in this account does not allow this.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Account, SmtpUser
+
+
+class Message(models.Model):
+    """One accepted message: envelope, a few decoded headers, and the raw bytes."""
+
+    account = models.ForeignKey(Account, models.CASCADE, related_name="messages")
+    smtp_user = models.ForeignKey(
+        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
+    # Short public id, printed in "250 2.0.0 Ok: queued as <queue_id>".
+    queue_id = models.CharField(max_length=32, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    envelope_from = models.CharField(max_length=320)
+    header_from = models.CharField(max_length=998, blank=True)
+    # Decoded (RFC 2047) subject, for display; always HTML-escaped when shown.
+    subject = models.CharField(max_length=998, blank=True)
+    message_id = models.CharField(max_length=998, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    client_helo = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    smtputf8 = models.BooleanField(default=False)
+    # Exactly as received, plus our Received: header. Emptied by retention pruning.
+    raw = models.BinaryField(null=True, blank=True)
+    pruned = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created"], name="msg_account_created"),
+            models.Index(fields=["smtp_user", "-created"], name="msg_user_created"),
+            models.Index(fields=["created"], name="msg_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.queue_id
+
+
+class RecipientStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DEFERRED = "deferred", "Deferred"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+PENDING_STATUSES = (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
+FINAL_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.CANCELLED)
+
+
+class Recipient(models.Model):
+    """One RCPT of a message: the unit of delivery, retries and alerts."""
+
+    message = models.ForeignKey(Message, models.CASCADE, related_name="recipients")
+    # Denormalised from the message so the queue and the log need no join to filter.
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+")
+    smtp_user = models.ForeignKey(
+        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    address = models.CharField(max_length=320)
+    status = models.CharField(
+        max_length=10, choices=RecipientStatus.choices, default=RecipientStatus.QUEUED
+    )
+    # Copied from the SMTP+ user at accept time: 1 is delivered first.
+    priority = models.PositiveSmallIntegerField(default=3)
+    created = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # Set when the recipient reaches a final status.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_enhanced = models.CharField(max_length=16, blank=True)
+    last_text = models.TextField(blank=True)
+    # "expired" when a deferred recipient ran past the lifetime; "cancelled" by an admin…
+    fail_reason = models.CharField(max_length=32, blank=True)
+    # A worker owns the row while lease_until is in the future.
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The workers' claim query: due pending rows by priority, then due time.
+            models.Index(
+                fields=["priority", "next_attempt_at"],
+                name="rcpt_queue_due",
+                condition=models.Q(status__in=["queued", "deferred"]),
+            ),
+            models.Index(fields=["account", "status", "-created"], name="rcpt_account_status"),
+            models.Index(fields=["smtp_user", "status", "-created"], name="rcpt_user_status"),
+            models.Index(fields=["status", "finished_at"], name="rcpt_status_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.status})"
+
+
+class Attempt(models.Model):
+    """One delivery try for one recipient, with the upstream's reply."""
+
+    recipient = models.ForeignKey(Recipient, models.CASCADE, related_name="attempt_set")
+    started = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    upstream = models.CharField(max_length=255, blank=True)
+    code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced = models.CharField(max_length=16, blank=True)
+    text = models.TextField(blank=True)
+    # delivered / deferred / failed
+    outcome = models.CharField(max_length=10)
+
+    class Meta:
+        ordering = ["started", "id"]
+
+
+class EventKind(models.TextChoices):
+    AUTH_FAILED = "auth_failed", "Failed login"
+    AUTH_COOLOFF = "auth_cooloff", "Client in login cool-off"
+    TLS_REQUIRED = "tls_required", "AUTH before TLS"
+    AUTH_REQUIRED = "auth_required", "Sending without login"
+    SENDER_REJECTED = "sender_rejected", "Envelope sender not authorized"
+    FROM_REJECTED = "from_rejected", "From header not authorized"
+    BAD_ADDRESS = "bad_address", "Malformed address"
+    SIZE_EXCEEDED = "size_exceeded", "Message too large"
+    TOO_MANY_RECIPIENTS = "too_many_rcpts", "Too many recipients"
+    RATE_LIMITED = "rate_limited", "Hourly limit reached"
+    CONNECTION_LIMIT = "conn_limit", "Too many connections"
+    STORE_FAILED = "store_failed", "Could not store message"
+
+
+class RelayEvent(models.Model):
+    """A rejection or failed login, so admins can see why a message was not sent.
+
+    Under a flood, identical events (same kind, client IP, username, address) within a
+    minute are folded into one row whose `count` grows, instead of one row each.
+    """
+
+    account = models.ForeignKey(
+        Account, models.CASCADE, null=True, blank=True, related_name="relay_events"
+    )
+    smtp_user = models.ForeignKey(
+        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="relay_events"
+    )
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    created = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    count = models.PositiveIntegerField(default=1)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    username = models.CharField(max_length=320, blank=True)  # as the client typed it
+    # The address involved (rejected sender, From header, bad recipient), if any.
+    address = models.CharField(max_length=998, blank=True)
+    # The precise reason for admins ("wrong password", "user disabled", which rule…).
+    reason = models.CharField(max_length=500, blank=True)
+    reply = models.CharField(max_length=500, blank=True)  # what the client was told
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-last_seen"], name="event_account_seen"),
+            models.Index(fields=["smtp_user", "kind", "-last_seen"], name="event_user_kind"),
+            models.Index(fields=["username", "-last_seen"], name="event_username"),
+            models.Index(fields=["client_ip", "kind", "-last_seen"], name="event_ip_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.username or self.client_ip}"
+
+
+class RelayNode(models.Model):
+    """A running relay process: where it listens, and a heartbeat the console checks."""
+
+    node_id = models.CharField(max_length=200, unique=True)  # "host:pid"
+    hostname = models.CharField(max_length=255)
+    # [{"host": "0.0.0.0", "port": 587, "tls": "starttls"|"implicit"|"none"}, ...]
+    listeners: models.JSONField[Any, Any] = models.JSONField(default=list)
+    started = models.DateTimeField(default=timezone.now)
+    heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
+    stopped = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-heartbeat"]
+
+    def __str__(self) -> str:
+        return self.node_id
+
+
+class ConnectionStat(models.Model):
+    """Connections per hour, per port and (once logged in) per SMTP+ user.
+
+    Answers the troubleshooter's "has this user's client reached us at all, and on which
+    port?" without a row per connection.
+    """
+
+    hour = models.DateTimeField()
+    port = models.PositiveIntegerField()
+    smtp_user = models.ForeignKey(
+        SmtpUser, models.CASCADE, null=True, blank=True, related_name="connection_stats"
+    )
+    connections = models.PositiveIntegerField(default=0)
+    logins = models.PositiveIntegerField(default=0)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "port", "smtp_user"], name="connstat_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["smtp_user", "-hour"], name="connstat_user_hour")]

@@ -1,0 +1,59 @@
+"""System checks that warn about unsafe defaults (`manage.py check --deploy`)."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+
+@register(Tags.security, deploy=True)
+def check_smtpplus_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    from smtpplus.settings import DEV_SECRET_KEY
+
+    warnings: list[Warning] = []
+    if settings.SECRET_KEY == DEV_SECRET_KEY:
+        warnings.append(
+            Warning("SECRET_KEY is the development default.", hint="Set SECRET_KEY.", id="smtpplus.W001")
+        )
+    if not settings.SMTPPLUS_CREDENTIAL_KEYS:
+        warnings.append(
+            Warning(
+                "SMTPPLUS_CREDENTIAL_KEYS is not set: SMTP+ passwords are encrypted with a key "
+                "derived from SECRET_KEY.",
+                hint="Generate one with `manage.py credentialkey` and set SMTPPLUS_CREDENTIAL_KEYS.",
+                id="smtpplus.W002",
+            )
+        )
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        warnings.append(
+            Warning(
+                "The database is SQLite: fine for one machine, not for several relay nodes.",
+                hint="Set DATABASE_URL=postgres://... for production.",
+                id="smtpplus.W003",
+            )
+        )
+    if not settings.RELAY_TLS_CERT:
+        warnings.append(
+            Warning(
+                "RELAY_TLS_CERT is not set: SMTP+ credentials travel in clear text.",
+                hint="Set RELAY_TLS_CERT and RELAY_TLS_KEY.",
+                id="smtpplus.W004",
+            )
+        )
+    if settings.RELAY_UPSTREAM.startswith("maildir:"):
+        warnings.append(
+            Warning(
+                "RELAY_UPSTREAM is a local Maildir: accepted mail is not delivered anywhere.",
+                hint="Set RELAY_UPSTREAM=smtp://host:587, smtps://... or mx.",
+                id="smtpplus.W005",
+            )
+        )
+    if settings.EMAIL_BACKEND.endswith(("filebased.EmailBackend", "console.EmailBackend")):
+        warnings.append(
+            Warning(
+                "EMAIL_URL is not set: alert emails are written to files, not sent.",
+                hint="Set EMAIL_URL=smtp+tls://user:pass@host:587.",
+                id="smtpplus.W006",
+            )
+        )
+    return warnings

@@ -1,0 +1,184 @@
+"""SMTP+ settings: everything comes from the environment (or an optional `.env` file).
+
+Development defaults work with nothing set; `manage.py check --deploy` warns about each
+unsafe default (see `smtpplus/checks.py`).
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEV_SECRET_KEY = "dev-insecure-smtpplus-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "smtpplus",
+    "accounts",
+    "relay",
+    "alerts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.tenancy.CurrentAccountMiddleware",
+]
+
+ROOT_URLCONF = "smtpplus.urls"
+WSGI_APPLICATION = "smtpplus.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.tenancy.account_context",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# Default: an SQLite file under var/, tuned so that the console, the relay and the
+# delivery workers can share it (WAL, busy timeout, IMMEDIATE write transactions).
+VAR_DIR.mkdir(exist_ok=True)
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'smtpplus.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+        }
+    )
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test.sqlite3")
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = True
+
+# --- Security -------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SESSION_COOKIE_SECURE)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Credential encryption keys (Fernet, urlsafe base64, 32 bytes). Comma separated; the
+# first one encrypts, all of them decrypt. Empty: a development key derived from
+# SECRET_KEY (check --deploy warns).
+SMTPPLUS_CREDENTIAL_KEYS = env.list("SMTPPLUS_CREDENTIAL_KEYS", default=[])
+# How long a console password re-entry allows revealing credentials.
+SMTPPLUS_REAUTH_SECONDS = env.int("SMTPPLUS_REAUTH_SECONDS", default=600)
+SMTPPLUS_INVITE_DAYS = env.int("SMTPPLUS_INVITE_DAYS", default=7)
+# Public URL of the console, used for links in alert emails and invitations.
+SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
+
+# --- Relay ----------------------------------------------------------------------------
+RELAY_HOSTNAME = env.str("RELAY_HOSTNAME", default="localhost")
+RELAY_LISTEN = env.str("RELAY_LISTEN", default="127.0.0.1:2525")
+RELAY_LISTEN_TLS = env.str("RELAY_LISTEN_TLS", default="")
+RELAY_TLS_CERT = env.str("RELAY_TLS_CERT", default="")
+RELAY_TLS_KEY = env.str("RELAY_TLS_KEY", default="")
+RELAY_REQUIRE_TLS = env.bool("RELAY_REQUIRE_TLS", default=bool(RELAY_TLS_CERT))
+RELAY_MAX_MESSAGE_SIZE = env.int("RELAY_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
+RELAY_MAX_RECIPIENTS = env.int("RELAY_MAX_RECIPIENTS", default=100)
+RELAY_IDLE_TIMEOUT = env.int("RELAY_IDLE_TIMEOUT", default=300)
+RELAY_MAX_CONNECTIONS_PER_IP = env.int("RELAY_MAX_CONNECTIONS_PER_IP", default=50)
+RELAY_AUTH_FAILURE_LIMIT = env.int("RELAY_AUTH_FAILURE_LIMIT", default=10)
+RELAY_AUTH_FAILURE_WINDOW = env.int("RELAY_AUTH_FAILURE_WINDOW", default=600)
+RELAY_AUTH_COOLOFF = env.int("RELAY_AUTH_COOLOFF", default=900)
+RELAY_DB_THREADS = env.int("RELAY_DB_THREADS", default=8)
+
+# --- Delivery -------------------------------------------------------------------------
+RELAY_UPSTREAM = env.str("RELAY_UPSTREAM", default=f"maildir:{VAR_DIR / 'maildir'}")
+DELIVERY_RETRY_FIRST = env.int("DELIVERY_RETRY_FIRST", default=300)
+DELIVERY_RETRY_MAX = env.int("DELIVERY_RETRY_MAX", default=3600)
+DELIVERY_LIFETIME = env.int("DELIVERY_LIFETIME", default=5 * 24 * 3600)
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
+DELIVERY_TIMEOUT = env.int("DELIVERY_TIMEOUT", default=60)
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+
+# --- Email (alerts, invitations) ------------------------------------------------------
+# Alerts never travel through our own relay: they use Django's email backend.
+if "EMAIL_URL" in env:
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "sent-emails")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="smtpplus@localhost")
+ALERTS_FROM_EMAIL = env.str("ALERTS_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

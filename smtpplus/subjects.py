@@ -1,0 +1,1 @@
+from smtpplus.views import placeholder as subject_tool  # noqa: F401

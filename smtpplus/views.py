@@ -1,0 +1,32 @@
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+
+from accounts.tenancy import member_required
+
+
+@member_required()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    from relay.dashboard import dashboard_context
+
+    return render(request, "dashboard.html", dashboard_context(request.account))  # type: ignore[attr-defined]
+
+
+def no_account(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect("login")
+    if getattr(request, "membership", None) is not None:
+        return redirect("dashboard")
+    return render(request, "no_account.html")
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"ok": True})
+
+
+@member_required()
+def placeholder(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    """Stands in for a page that is being built; replaced app by app."""
+    return render(request, "placeholder.html", status=501)

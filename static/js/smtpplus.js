@@ -1,0 +1,21 @@
+// Copy buttons: <button data-copy="#element-id">Copy</button>
+document.addEventListener("click", function (ev) {
+  var btn = ev.target.closest("[data-copy]");
+  if (!btn) return;
+  var el = document.querySelector(btn.getAttribute("data-copy"));
+  if (!el) return;
+  var text = el.value !== undefined ? el.value : el.textContent;
+  var done = function () { btn.textContent = "Copied"; setTimeout(function () { btn.textContent = "Copy"; }, 1500); };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text.trim()).then(done);
+  } else {
+    var ta = document.createElement("textarea");
+    ta.value = text.trim(); document.body.appendChild(ta); ta.select();
+    try { document.execCommand("copy"); done(); } finally { document.body.removeChild(ta); }
+  }
+});
+// Confirmations: <form data-confirm="Delete this user?">
+document.addEventListener("submit", function (ev) {
+  var msg = ev.target.getAttribute("data-confirm");
+  if (msg && !window.confirm(msg)) ev.preventDefault();
+});

@@ -1,0 +1,54 @@
+import pytest
+
+from accounts.senders import (
+    InvalidEntry,
+    normalize_domain,
+    parse_domains,
+    parse_emails,
+    split_entries,
+)
+
+
+def test_it_splits_on_semicolons_commas_spaces_and_newlines():
+    assert split_entries("a.com; b.com,c.com d.com\ne.com;;") == ["a.com", "b.com", "c.com", "d.com", "e.com"]
+
+
+def test_it_normalises_case_trailing_dot_and_idn():
+    assert normalize_domain("Example.COM.") == "example.com"
+    assert normalize_domain("Bücher.Example") == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "entry, reason",
+    [
+        ("bad..domain", "empty label"),
+        ("192.0.2.1", "IP addresses"),
+        ("[192.0.2.1]", "IP addresses"),
+        ("localhost", "two labels"),
+        ("-bad.com", "not a valid"),
+        ("http://example.com/", "without http"),
+    ],
+)
+def test_it_rejects_invalid_domains_with_a_reason(entry, reason):
+    with pytest.raises(InvalidEntry) as exc:
+        normalize_domain(entry)
+    assert reason in str(exc.value)
+
+
+def test_parse_domains_names_each_bad_entry_and_keeps_good_ones():
+    result = parse_domains("example.com; shop.example.com, bad..domain")
+    assert result.valid == ["example.com", "shop.example.com"]
+    assert [e for e, _ in result.errors] == ["bad..domain"]
+
+
+def test_parse_domains_warns_about_www_and_offers_addresses_typed_as_domains():
+    result = parse_domains("www.example.com ann@example.com")
+    assert result.valid == ["www.example.com"]
+    assert "example.com" in result.warnings[0][1]
+    assert result.emails_in_domain_box == ["ann@example.com"]
+
+
+def test_parse_emails_ignores_duplicates_case_insensitively():
+    result = parse_emails("Ann@Example.com; ann@example.com; nope")
+    assert result.valid == ["Ann@example.com"]
+    assert result.errors == [("nope", "missing @")]

@@ -1,0 +1,60 @@
+"""The cast: alice owns Acme, bob is an Acme admin, victor an Acme viewer, and charlie
+owns Globex — an outsider who must see nothing of Acme's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from accounts.models import Account, Membership, Role, SmtpUser
+from accounts.services import create_account, create_smtp_user
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Cast:
+    acme: Account
+    globex: Account
+    alice: User  # Acme owner
+    bob: User  # Acme admin
+    victor: User  # Acme viewer
+    charlie: User  # Globex owner (outsider)
+    acme_smtp: SmtpUser
+    acme_smtp_password: str
+    globex_smtp: SmtpUser
+    globex_smtp_password: str
+
+
+@pytest.fixture
+def cast(db) -> Cast:
+    acme, alice, _ = create_account("Acme", "alice@acme.test", password=PASSWORD)
+    globex, charlie, _ = create_account("Globex", "charlie@globex.test", password=PASSWORD)
+    bob = User.objects.create_user("bob@acme.test", "bob@acme.test", PASSWORD)
+    Membership.objects.create(account=acme, user=bob, role=Role.ADMIN)
+    victor = User.objects.create_user("victor@acme.test", "victor@acme.test", PASSWORD)
+    Membership.objects.create(account=acme, user=victor, role=Role.VIEWER)
+    acme_smtp, acme_pw = create_smtp_user(acme, name="Acme web shop")
+    acme_smtp.authorized_domains.create(domain="acme.test")
+    globex_smtp, globex_pw = create_smtp_user(globex, name="Globex CRM")
+    globex_smtp.authorized_domains.create(domain="globex.test")
+    return Cast(acme, globex, alice, bob, victor, charlie, acme_smtp, acme_pw, globex_smtp, globex_pw)
+
+
+def login(client: Client, user: User) -> Client:
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(client: Client, cast: Cast) -> Client:
+    return login(client, cast.alice)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Console passwords in tests need not resist brute force; PBKDF2 costs ~0.3 s each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
