@@ -1,12 +1,5 @@
-from django.urls import path
-
-from smtpplus.views import placeholder
+from accounts.urls_members import patterns as member_patterns
+from accounts.urls_users import patterns as user_patterns
 
 app_name = "accounts"
-urlpatterns = [
-    path("users/", placeholder, name="smtpuser_list"),
-    path("users/<int:pk>/", placeholder, name="smtpuser_detail"),
-    path("audit/", placeholder, name="audit"),
-    path("members/", placeholder, name="members"),
-    path("switch-account/", placeholder, name="switch"),
-]
+urlpatterns = user_patterns + member_patterns

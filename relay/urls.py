@@ -1,9 +1,5 @@
-from django.urls import path
-
-from smtpplus.views import placeholder
+from relay.urls_log import patterns as log_patterns
+from relay.urls_troubleshoot import patterns as troubleshoot_patterns
 
 app_name = "relay"
-urlpatterns = [
-    path("messages/", placeholder, name="messages"),
-    path("events/", placeholder, name="events"),
-]
+urlpatterns = log_patterns + troubleshoot_patterns

@@ -1,0 +1,3 @@
+"""Troubleshooter and test message."""
+
+patterns: list = []
