@@ -58,3 +58,32 @@ def alice_client(client: Client, cast: Cast) -> Client:
 def _fast_password_hashing(settings):
     # Console passwords in tests need not resist brute force; PBKDF2 costs ~0.3 s each.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def _on_postgres() -> bool:
+    from django.conf import settings as django_settings
+
+    return django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests marked `postgres` (row locking, several workers) only mean something there:
+    # on SQLite they are deselected, not skipped; CI runs the suite on both databases.
+    if _on_postgres():
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("postgres") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # In CI nothing may skip silently: a test that needs a missing tool fails the run.
+    import os
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("CI") and reporter is not None and reporter.stats.get("skipped"):
+        reporter.write_line("CI: skipped tests are not allowed (missing tool?)", red=True)
+        session.exitstatus = 1

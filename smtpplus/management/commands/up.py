@@ -1,0 +1,73 @@
+"""Start the whole system in one command: database migrations, a first account if none
+exists, the console (gunicorn), and the relay with its delivery and alert workers.
+
+Ctrl-C (or SIGTERM) stops every part; if one part dies, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Migrate, create a first account if needed, and run console + relay + workers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="console address")
+        parser.add_argument("--workers", type=int, default=2, help="console worker processes")
+        parser.add_argument("--no-relay", action="store_true", help="run the console only")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        if "bootstrap" in get_commands():
+            call_command("bootstrap")
+        python = sys.executable
+        manage = str(settings.BASE_DIR / "manage.py")
+        parts: dict[str, list[str]] = {
+            "console": [
+                python, "-m", "gunicorn", "smtpplus.wsgi", "--bind", opts["bind"],
+                "--workers", str(opts["workers"]), "--access-logfile", "-",
+                "--chdir", str(settings.BASE_DIR),
+            ],
+        }
+        if not opts["no_relay"]:
+            parts["relay"] = [python, manage, "runrelay"]
+        procs = {name: subprocess.Popen(cmd) for name, cmd in parts.items()}  # noqa: S603
+        self.stdout.write(f"SMTP+ console: http://{opts['bind']}/  (Ctrl-C stops everything)")
+
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        failed = ""
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    failed = f"{name} exited with status {proc.returncode}"
+                    stopping = True
+            time.sleep(0.3)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if failed:
+            self.stderr.write(f"Stopped: {failed}")
+            sys.exit(1)
+        self.stdout.write("SMTP+ stopped.")

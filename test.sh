@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the test dependencies (into .venv, plus Debian's chromium for the browser
+# tests) and run the whole test suite. Set DATABASE_URL=postgres://... to run it on
+# PostgreSQL instead of SQLite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed-test-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[test]"
+  touch "$stamp"
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+  fi
+fi
+exec .venv/bin/python -m pytest "$@"
