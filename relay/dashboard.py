@@ -1,11 +1,116 @@
-"""What the dashboard shows: relay status, queue, last 24 hours, latest problems."""
+"""What the dashboard shows: relay status, queue, last 24 hours, latest problems.
+
+A handful of queries, each served by an index of relay/models.py, whatever the volume.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from accounts.models import Account
+from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.utils import timezone
+
+from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
+from relay.listen import alive_nodes, compact_ports
+from relay.models import (
+    PENDING_STATUSES,
+    Message,
+    Recipient,
+    RecipientStatus,
+    RelayEvent,
+    RelayNode,
+)
+from relay.views_log import display_subject
+
+PROBLEMS_SHOWN = 8
+TLS_LABELS = {"starttls": "STARTTLS", "implicit": "implicit TLS", "none": "no TLS"}
+
+
+@dataclass
+class NodeView:
+    node: RelayNode
+    # [("STARTTLS", "25, 587, 1025-5000"), ("implicit TLS", "465")]
+    ports: list[tuple[str, str]]
+
+
+def node_ports(listeners: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    by_tls: dict[str, set[int]] = {}
+    for item in listeners:
+        by_tls.setdefault(item.get("tls", "none"), set()).add(int(item["port"]))
+    order = ["starttls", "none", "implicit"]
+    return [
+        (TLS_LABELS.get(tls, tls), compact_ports(sorted(by_tls[tls])))
+        for tls in sorted(by_tls, key=lambda t: (order.index(t) if t in order else 9, t))
+    ]
+
+
+def relay_status() -> dict[str, Any]:
+    nodes = [NodeView(n, node_ports(n.listeners)) for n in alive_nodes().order_by("hostname", "node_id")]
+    last_seen: datetime | None = None
+    if not nodes:
+        last = RelayNode.objects.order_by("-heartbeat").only("heartbeat").first()
+        last_seen = last.heartbeat if last else None
+    return {"nodes": nodes, "no_relay": not nodes, "relay_last_seen": last_seen}
+
+
+def recipient_counts(account: Account, since: datetime) -> dict[str, Any]:
+    """Queue size and oldest queued age, plus recipient outcomes since `since`.
+
+    "deferred" is the recipients waiting for a retry right now: with retries at most
+    about an hour apart, each was deferred recently; once delivered or failed it moves
+    to those counts.
+    """
+    pending = Q(status__in=PENDING_STATUSES)
+    finished = Q(status__in=[RecipientStatus.DELIVERED, RecipientStatus.FAILED],
+                 finished_at__gte=since)
+    row = Recipient.objects.filter(account=account).filter(pending | finished).aggregate(
+        queue=Count("pk", filter=pending),
+        oldest=Min("created", filter=pending),
+        deferred=Count("pk", filter=Q(status=RecipientStatus.DEFERRED)),
+        delivered=Count("pk", filter=Q(status=RecipientStatus.DELIVERED)),
+        failed=Count("pk", filter=Q(status=RecipientStatus.FAILED)),
+    )
+    row["oldest_age"] = (timezone.now() - row["oldest"]) if row["oldest"] else None
+    return row
+
+
+def users_without_senders(account: Account) -> list[SmtpUser]:
+    return list(
+        SmtpUser.objects.filter(account=account)
+        .exclude(Exists(AuthorizedDomain.objects.filter(smtp_user=OuterRef("pk"))))
+        .exclude(Exists(AuthorizedEmail.objects.filter(smtp_user=OuterRef("pk"))))
+        .only("id", "name", "username", "active")
+    )
 
 
 def dashboard_context(account: Account) -> dict[str, Any]:
-    return {}
+    now = timezone.now()
+    since = now - timedelta(hours=24)
+    counts = recipient_counts(account, since)
+    counts["accepted"] = Message.objects.filter(account=account, created__gte=since).count()
+    counts["rejected"] = (
+        RelayEvent.objects.filter(account=account, last_seen__gte=since)
+        .aggregate(n=Sum("count"))["n"] or 0
+    )
+    failed = list(
+        Recipient.objects.filter(account=account, status=RecipientStatus.FAILED)
+        .select_related("message")
+        .only("id", "address", "created", "finished_at", "last_code", "last_enhanced",
+              "last_text", "fail_reason", "message__id", "message__envelope_from",
+              "message__subject")
+        .order_by("-created", "-id")[:PROBLEMS_SHOWN]
+    )
+    for recipient in failed:
+        recipient.subject = display_subject(recipient.message.subject)  # type: ignore[attr-defined]
+    events = list(
+        RelayEvent.objects.filter(account=account).order_by("-last_seen", "-id")[:PROBLEMS_SHOWN]
+    )
+    return {
+        **relay_status(),
+        "counts": counts,
+        "failed_recipients": failed,
+        "recent_events": events,
+        "users_without_senders": users_without_senders(account),
+    }

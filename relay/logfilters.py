@@ -1,0 +1,195 @@
+"""Filters and keyset pagination for the messages log and the relay events page.
+
+Pages are cut by keyset on (time, id) rather than OFFSET with a COUNT(*): with hundreds
+of thousands of messages per account, "newer/older" links stay as cheap as the first page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Account, SmtpUser
+from relay.models import EventKind, Message, Recipient, RecipientStatus, RelayEvent
+
+PAGE_SIZE = 50
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SmtpUserChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: SmtpUser) -> str:  # type: ignore[override]
+        return f"{obj.name} ({obj.username})" if obj.name else obj.username
+
+
+class MessageFilterForm(forms.Form):
+    user = SmtpUserChoiceField(queryset=SmtpUser.objects.none(), required=False,
+                               empty_label="All SMTP+ users", label="SMTP+ user")
+    status = forms.ChoiceField(choices=[("", "Any status"), *RecipientStatus.choices],
+                               required=False, label="Recipient status")
+    sender = forms.CharField(required=False, max_length=320, label="Sender")
+    sender_match = forms.ChoiceField(choices=[("contains", "contains"), ("equals", "equals")],
+                                     required=False, label="Sender match")
+    recipient = forms.CharField(required=False, max_length=320, label="Recipient")
+    date_from = forms.DateField(required=False, label="From date",
+                                widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To date",
+                              widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, data: Any, account: Account) -> None:
+        super().__init__(data)
+        self.fields["user"].queryset = SmtpUser.objects.filter(account=account)  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+
+class EventFilterForm(forms.Form):
+    user = SmtpUserChoiceField(queryset=SmtpUser.objects.none(), required=False,
+                               empty_label="All SMTP+ users", label="SMTP+ user")
+    kind = forms.ChoiceField(choices=[("", "Any kind"), *EventKind.choices], required=False,
+                             label="Kind")
+
+    def __init__(self, data: Any, account: Account) -> None:
+        super().__init__(data)
+        self.fields["user"].queryset = SmtpUser.objects.filter(account=account)  # type: ignore[attr-defined]
+
+
+FILTER_FIELDS = tuple(MessageFilterForm.base_fields)
+
+
+def filter_params(data: Any) -> dict[str, str]:
+    """The filter fields of a GET/POST dict, non-empty ones only (for links and forms)."""
+    return {name: data.get(name) for name in FILTER_FIELDS if data.get(name)}
+
+
+def _day_start(day: Any) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def filter_messages(account: Account, filters: dict[str, Any]) -> QuerySet[Message]:
+    """The account's messages matching cleaned `MessageFilterForm` data, newest first."""
+    qs = Message.objects.filter(account=account)
+    if filters.get("user"):
+        qs = qs.filter(smtp_user=filters["user"])
+    if filters.get("status"):
+        qs = qs.filter(
+            Exists(Recipient.objects.filter(message=OuterRef("pk"), status=filters["status"]))
+        )
+    sender = (filters.get("sender") or "").strip()
+    if sender:
+        if filters.get("sender_match") == "equals":
+            qs = qs.filter(envelope_from__iexact=sender)
+        else:
+            qs = qs.filter(envelope_from__icontains=sender)
+    recipient = (filters.get("recipient") or "").strip()
+    if recipient:
+        qs = qs.filter(
+            Exists(Recipient.objects.filter(message=OuterRef("pk"), address__icontains=recipient))
+        )
+    if filters.get("date_from"):
+        qs = qs.filter(created__gte=_day_start(filters["date_from"]))
+    if filters.get("date_to"):
+        qs = qs.filter(created__lt=_day_start(filters["date_to"] + timedelta(days=1)))
+    return qs.order_by("-created", "-id")
+
+
+def selection_recipients(
+    account: Account, filters: dict[str, Any], statuses: tuple[str, ...]
+) -> QuerySet[Recipient]:
+    """Recipients with one of `statuses` in the messages the filters select (bulk actions)."""
+    messages = filter_messages(account, filters).order_by().values("pk")
+    return Recipient.objects.filter(account=account, status__in=statuses, message__in=messages)
+
+
+def filter_events(account: Account, filters: dict[str, Any]) -> QuerySet[RelayEvent]:
+    qs = RelayEvent.objects.filter(account=account)
+    if filters.get("user"):
+        qs = qs.filter(smtp_user=filters["user"])
+    if filters.get("kind"):
+        qs = qs.filter(kind=filters["kind"])
+    return qs.order_by("-last_seen", "-id")
+
+
+# --- Keyset pagination ----------------------------------------------------------------
+
+
+def encode_cursor(moment: datetime, pk: int) -> str:
+    delta = moment - EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}_{pk}"
+
+
+def decode_cursor(value: str | None) -> tuple[datetime, int] | None:
+    """`encode_cursor`'s inverse; None for anything malformed (the first page is shown)."""
+    if not value:
+        return None
+    micros_s, sep, pk_s = value.partition("_")
+    try:
+        micros, pk = int(micros_s), int(pk_s)
+        return EPOCH + timedelta(microseconds=micros), pk
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass
+class KeysetPage:
+    items: list[Any] = field(default_factory=list)
+    newer: str | None = None  # cursor for ?after=
+    older: str | None = None  # cursor for ?before=
+
+    @property
+    def has_other_pages(self) -> bool:
+        return bool(self.newer or self.older)
+
+
+def keyset_page(
+    qs: QuerySet[Any],
+    *,
+    time_field: str,
+    before: str | None = None,
+    after: str | None = None,
+    size: int = PAGE_SIZE,
+) -> KeysetPage:
+    """One page of `qs` (ordered newest first by `time_field`, then id).
+
+    `before`: the page of rows older than that cursor; `after`: rows newer than it.
+    The redundant `<=`/`>=` bound lets the database use the (…, time) index as a range.
+    """
+    older_than, newer_than = decode_cursor(before), decode_cursor(after)
+    if older_than is not None:
+        moment, pk = older_than
+        rows = list(
+            qs.filter(**{f"{time_field}__lte": moment})
+            .filter(Q(**{f"{time_field}__lt": moment}) | Q(pk__lt=pk))[: size + 1]
+        )
+        page = KeysetPage(rows[:size])
+        has_newer, has_older = True, len(rows) > size
+    elif newer_than is not None:
+        moment, pk = newer_than
+        rows = list(
+            qs.filter(**{f"{time_field}__gte": moment})
+            .filter(Q(**{f"{time_field}__gt": moment}) | Q(pk__gt=pk))
+            .order_by(time_field, "pk")[: size + 1]
+        )
+        page = KeysetPage(list(reversed(rows[:size])))
+        has_newer, has_older = len(rows) > size, True
+    else:
+        rows = list(qs[: size + 1])
+        page = KeysetPage(rows[:size])
+        has_newer, has_older = False, len(rows) > size
+    if page.items:
+        first, last = page.items[0], page.items[-1]
+        if has_newer:
+            page.newer = encode_cursor(getattr(first, time_field), first.pk)
+        if has_older:
+            page.older = encode_cursor(getattr(last, time_field), last.pk)
+    return page

@@ -1,0 +1,30 @@
+"""Relay events: failed logins, rejected senders and limits hit, for the current account."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.http import urlencode
+
+from accounts.tenancy import member_required
+from relay.logfilters import EventFilterForm, filter_events, keyset_page
+
+
+@member_required()
+def event_list(request: HttpRequest) -> HttpResponse:
+    account = request.account  # type: ignore[attr-defined]
+    form = EventFilterForm(request.GET, account)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = keyset_page(
+        filter_events(account, filters).select_related("smtp_user"),
+        time_field="last_seen",
+        before=request.GET.get("before"),
+        after=request.GET.get("after"),
+    )
+    params = {k: request.GET[k] for k in ("user", "kind") if request.GET.get(k)}
+    return render(request, "relay/events.html", {
+        "form": form,
+        "events": page.items,
+        "page": page,
+        "filter_query": urlencode(params),
+    })
