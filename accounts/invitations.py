@@ -1,0 +1,190 @@
+"""Invitations: a one-time link that makes its holder a member of an account.
+
+Only a SHA-256 digest of the token is stored, so a database dump yields no usable link.
+Accepting is a single conditional UPDATE, so a link can be used once even when two
+browsers race on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
+from django.db import transaction
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import audit
+from accounts.members import join
+from accounts.models import Account, Invitation, Membership
+
+log = logging.getLogger(__name__)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def invite_url(token: str) -> str:
+    """The absolute link sent to the invitee (SMTPPLUS_CONSOLE_URL + path)."""
+    base = settings.SMTPPLUS_CONSOLE_URL.rstrip("/")
+    return base + reverse("accounts:invite_accept", args=[token])
+
+
+@dataclass(frozen=True)
+class InviteResult:
+    invitation: Invitation
+    token: str
+    link: str
+    # Empty when the email went out; otherwise why not (the owner can still copy the link).
+    email_error: str = ""
+
+
+def invite(
+    account: Account,
+    email: str,
+    role: str,
+    request: HttpRequest | None = None,
+    invited_by: AbstractBaseUser | None = None,
+) -> InviteResult:
+    """Create an invitation, record it, and email the link to `email`.
+
+    A pending invitation to the same address for the same account is replaced, so only
+    the newest link works.
+    """
+    email = email.strip().lower()
+    token = secrets.token_urlsafe(32)
+    if invited_by is None and request is not None and request.user.is_authenticated:
+        invited_by = request.user
+    with transaction.atomic():
+        Invitation.objects.filter(account=account, email=email, accepted__isnull=True).delete()
+        invitation = Invitation.objects.create(
+            account=account,
+            email=email,
+            role=role,
+            token_digest=token_digest(token),
+            invited_by=invited_by,
+            expires=timezone.now() + timedelta(days=settings.SMTPPLUS_INVITE_DAYS),
+        )
+        audit.record(
+            "member.invite", account=account, request=request, target=invitation,
+            target_label=email, details={"role": role},
+        )
+    link = invite_url(token)
+    email_error = ""
+    try:
+        send_invitation_email(invitation, link)
+    except Exception as exc:  # any mail failure: the owner can still copy the link
+        log.warning("invitation email to %s failed: %s", email, exc)
+        email_error = f"{type(exc).__name__}: {exc}"
+    return InviteResult(invitation, token, link, email_error)
+
+
+def send_invitation_email(invitation: Invitation, link: str) -> None:
+    context = {
+        "invitation": invitation,
+        "account": invitation.account,
+        "link": link,
+        "inviter": invitation.invited_by.get_username() if invitation.invited_by else "",
+        "days": settings.SMTPPLUS_INVITE_DAYS,
+    }
+    subject = " ".join(render_to_string("emails/invitation_subject.txt", context).split())
+    body = render_to_string("emails/invitation_body.txt", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.email])
+
+
+class State(Enum):
+    VALID = "valid"
+    UNKNOWN = "unknown"
+    USED = "used"
+    EXPIRED = "expired"
+
+
+def lookup(token: str) -> tuple[State, Invitation | None]:
+    invitation = (
+        Invitation.objects.select_related("account", "invited_by")
+        .filter(token_digest=token_digest(token))
+        .first()
+    )
+    if invitation is None:
+        return State.UNKNOWN, None
+    if invitation.accepted is not None:
+        return State.USED, invitation
+    if invitation.expires <= timezone.now():
+        return State.EXPIRED, invitation
+    return State.VALID, invitation
+
+
+class InvitationUnusable(Exception):
+    def __init__(self, state: State) -> None:
+        super().__init__(state.value)
+        self.state = state
+
+
+def existing_user(email: str) -> AbstractBaseUser | None:
+    User = get_user_model()
+    return (
+        User.objects.filter(username__iexact=email).first()
+        or User.objects.filter(email__iexact=email).order_by("pk").first()
+    )
+
+
+@transaction.atomic
+def accept(
+    invitation: Invitation,
+    user: AbstractBaseUser,
+    request: HttpRequest | None = None,
+) -> tuple[Membership, bool]:
+    """Use the invitation for `user`. Returns (membership, created).
+
+    Raises InvitationUnusable if it was used in the meantime or has expired.
+    """
+    now = timezone.now()
+    claimed = Invitation.objects.filter(
+        pk=invitation.pk, accepted__isnull=True, expires__gt=now
+    ).update(accepted=now)
+    if not claimed:
+        state, _ = lookup_by_pk(invitation.pk)
+        raise InvitationUnusable(state)
+    return join(invitation.account, user, invitation.role, request=request)
+
+
+def lookup_by_pk(pk: int) -> tuple[State, Invitation | None]:
+    invitation = Invitation.objects.filter(pk=pk).first()
+    if invitation is None:
+        return State.UNKNOWN, None
+    if invitation.accepted is not None:
+        return State.USED, invitation
+    return State.EXPIRED, invitation
+
+
+@transaction.atomic
+def accept_as_new_user(
+    invitation: Invitation, password: str, request: HttpRequest | None = None
+) -> tuple[AbstractBaseUser, Membership]:
+    """Create the console user (username = the invited email) and use the invitation."""
+    User = get_user_model()
+    user = User.objects.create_user(
+        username=invitation.email, email=invitation.email, password=password
+    )
+    membership, _ = accept(invitation, user, request=request)
+    return user, membership
+
+
+@transaction.atomic
+def cancel(invitation: Invitation, request: HttpRequest | None = None) -> None:
+    audit.record(
+        "member.invite_cancel", account=invitation.account, request=request,
+        target=invitation, target_label=invitation.email, details={"role": invitation.role},
+    )
+    invitation.delete()

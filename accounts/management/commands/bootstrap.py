@@ -1,0 +1,71 @@
+"""`manage.py bootstrap`: migrate, then make sure there is an account to log in to.
+
+Used by the quick start. Idempotent: on a fresh database it creates "My company" with an
+owner and prints the login and a generated password; afterwards it prints only where the
+console is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import validate_email
+from django.db import transaction
+from django.urls import reverse
+
+from accounts.models import Account
+from accounts.services import create_account
+
+
+class Command(BaseCommand):
+    help = "Apply migrations and create a first account and owner if there is none."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--owner", default="admin@localhost", help="First owner's email")
+        parser.add_argument("--account-name", default="My company")
+        parser.add_argument(
+            "--console-url", default=settings.SMTPPLUS_CONSOLE_URL,
+            help="Where the console is served (shown in the banner)",
+        )
+        parser.add_argument("--no-migrate", action="store_true", help="Skip `migrate`")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        owner = options["owner"].strip().lower()
+        # validate_email refuses dotless domains such as "localhost"; the default owner
+        # is a local login, so only the shape user@host is required.
+        local, _, host = owner.partition("@")
+        if not local or not host:
+            raise CommandError(f"--owner {options['owner']!r} is not an email address.")
+        if "." in host:
+            try:
+                validate_email(owner)
+            except Exception as exc:
+                raise CommandError(f"--owner {options['owner']!r} is not an email address.") from exc
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        console = options["console_url"].rstrip("/")
+        with transaction.atomic():
+            if Account.objects.exists():
+                self.stdout.write(f"console: {console}")
+                return
+            _, _, password = create_account(options["account_name"], owner)
+        self.stdout.write(self.banner(console, owner, password))
+
+    def banner(self, console: str, owner: str, password: str | None) -> str:
+        line = "=" * 64
+        secret = password if password is not None else "(unchanged: this login already existed)"
+        return "\n".join(
+            [
+                line,
+                " SMTP+ is ready. A first account was created.",
+                f" Log in at:  {console}{reverse('login')}",
+                f" Email:      {owner}",
+                f" Password:   {secret}",
+                " Change the password after logging in (top right: Password).",
+                line,
+                f"console: {console}",
+            ]
+        )

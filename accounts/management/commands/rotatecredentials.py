@@ -1,0 +1,77 @@
+"""`manage.py rotatecredentials`: re-encrypt every SMTP+ password with the newest key.
+
+Run it after putting a new key first in SMTPPLUS_CREDENTIAL_KEYS. It also recomputes the
+login digests, whose HMAC key derives from the newest key (see accounts/credentials.py).
+Prints JSON counts; exits 1 if a password could not be decrypted with any configured key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.fernet import InvalidToken
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from accounts import audit
+from accounts.credentials import decrypt_password, digest_password, reencrypt
+from accounts.models import SmtpUser
+
+
+def rotate_batch(after_pk: int, size: int) -> tuple[int, int, list[str]]:
+    """Re-encrypt up to `size` users with pk > after_pk.
+
+    Returns (last pk seen, number re-encrypted, usernames that failed). The rows are
+    locked for the batch so that a concurrent password reset is not overwritten.
+    """
+    with transaction.atomic():
+        users = list(
+            SmtpUser.objects.select_for_update()
+            .filter(pk__gt=after_pk)
+            .order_by("pk")
+            .only("pk", "username", "password_encrypted", "password_digest")[:size]
+        )
+        done: list[SmtpUser] = []
+        failed: list[str] = []
+        for user in users:
+            try:
+                token = reencrypt(user.password_encrypted)
+                user.password_digest = digest_password(decrypt_password(token))
+            except (InvalidToken, ValueError, TypeError):
+                failed.append(user.username)
+                continue
+            user.password_encrypted = token
+            done.append(user)
+        SmtpUser.objects.bulk_update(done, ["password_encrypted", "password_digest"])
+    last = users[-1].pk if users else after_pk
+    return last, len(done), failed
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt every stored SMTP+ password with the newest credential key."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        size = options["batch_size"]
+        if size < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        after, total, failed = 0, 0, []
+        batches = 0
+        while True:
+            last, count, batch_failed = rotate_batch(after, size)
+            if last == after:
+                break
+            after, total, batches = last, total + count, batches + 1
+            failed += batch_failed
+        counts = {"reencrypted": total, "failed": len(failed), "batches": batches}
+        audit.record("credentials.rotate", account=None, details=counts)
+        self.stdout.write(json.dumps({**counts, "failed_usernames": failed}))
+        if failed:
+            raise CommandError(
+                f"{len(failed)} password(s) could not be decrypted with any key in "
+                "SMTPPLUS_CREDENTIAL_KEYS (was an old key removed too early?): "
+                + ", ".join(failed)
+            )
