@@ -110,3 +110,54 @@ def reveal_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> 
         target_label=smtp_user.username,
     )
     return smtp_user.get_password()
+
+
+EDITABLE_FIELDS = ("name", "note", "priority", "hourly_limit")
+
+
+@transaction.atomic
+def update_smtp_user(
+    smtp_user: SmtpUser,
+    changes: dict[str, object],
+    request: HttpRequest | None = None,
+) -> dict[str, list[object]]:
+    """Apply edits to name/note/priority/hourly limit (and `active` via `set_active`).
+
+    Returns {field: [old, new]} for what actually changed; that is also the audit detail.
+    """
+    diff: dict[str, list[object]] = {}
+    for field_name in EDITABLE_FIELDS:
+        if field_name not in changes:
+            continue
+        new = changes[field_name]
+        if field_name == "name" and isinstance(new, str):
+            new = new.strip()
+        old = getattr(smtp_user, field_name)
+        if old != new:
+            diff[field_name] = [old, new]
+            setattr(smtp_user, field_name, new)
+    if diff:
+        smtp_user.save(update_fields=[*diff, "changed"])
+        audit.record(
+            "smtpuser.edit", account=smtp_user.account, request=request, target=smtp_user,
+            target_label=smtp_user.username, details={"changed": diff},
+        )
+    if "active" in changes and bool(changes["active"]) != smtp_user.active:
+        set_active(smtp_user, bool(changes["active"]), request=request)
+        diff["active"] = [not smtp_user.active, smtp_user.active]
+    return diff
+
+
+@transaction.atomic
+def delete_smtp_user(smtp_user: SmtpUser, request: HttpRequest | None = None) -> None:
+    """Delete an SMTP+ user and its authorized senders; its credentials stop working."""
+    audit.record(
+        "smtpuser.delete", account=smtp_user.account, request=request, target=smtp_user,
+        target_label=f"{smtp_user.name} ({smtp_user.username})" if smtp_user.name
+        else smtp_user.username,
+        details={
+            "domains": list(smtp_user.authorized_domains.values_list("domain", flat=True)),
+            "emails": list(smtp_user.authorized_emails.values_list("email", flat=True)),
+        },
+    )
+    smtp_user.delete()

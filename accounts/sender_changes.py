@@ -1,0 +1,168 @@
+"""Changes to an SMTP+ user's authorized senders, each with its audit row.
+
+One form submission (or one CLI call) is one function call here and at most one audit
+row listing what was added or removed. Parsing and validation are `accounts.senders`'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.http import HttpRequest
+
+from accounts import audit
+from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.senders import domain_to_unicode, parse_domains, parse_emails
+
+
+def display_email(email: str) -> str:
+    """`local@xn--...` → `local@U-label`, for showing to people."""
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain_to_unicode(domain)}"
+
+
+@dataclass
+class AddResult:
+    """What one "add senders" submission did, and what to tell the admin about it."""
+
+    added_domains: list[str] = field(default_factory=list)  # A-labels
+    added_emails: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # already authorized (display form)
+    # (entry, reason), per box so that a form can give each box back its bad entries
+    domain_errors: list[tuple[str, str]] = field(default_factory=list)
+    email_errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (entry, advice)
+    # Addresses typed into the domain box: valid, not saved, offered as addresses.
+    emails_in_domain_box: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        return self.domain_errors + self.email_errors
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added_domains or self.added_emails)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.errors or self.warnings or self.emails_in_domain_box)
+
+    @property
+    def added_display(self) -> list[str]:
+        return [domain_to_unicode(d) for d in self.added_domains] + [
+            display_email(e) for e in self.added_emails
+        ]
+
+    @property
+    def offered(self) -> list[tuple[str, str]]:
+        """(stored form, display form) of the addresses found in the domain box."""
+        return [(e, display_email(e)) for e in self.emails_in_domain_box]
+
+
+def validate_senders(domains_text: str = "", emails_text: str = "") -> AddResult:
+    """Parse both boxes without saving anything (the CLI refuses a call with errors)."""
+    domains = parse_domains(domains_text)
+    emails = parse_emails(emails_text)
+    return AddResult(
+        added_domains=domains.valid,
+        added_emails=emails.valid,
+        domain_errors=domains.errors,
+        email_errors=emails.errors,
+        warnings=domains.warnings,
+        emails_in_domain_box=domains.emails_in_domain_box,
+    )
+
+
+@transaction.atomic
+def add_senders(
+    smtp_user: SmtpUser,
+    *,
+    domains_text: str = "",
+    emails_text: str = "",
+    include_subdomains: bool = False,
+    request: HttpRequest | None = None,
+) -> AddResult:
+    """Save every valid entry of both boxes; duplicates and existing entries are skipped.
+
+    `include_subdomains` applies to the domains added by this call only.
+    """
+    parsed = validate_senders(domains_text, emails_text)
+    result = AddResult(
+        domain_errors=parsed.domain_errors,
+        email_errors=parsed.email_errors,
+        warnings=parsed.warnings,
+        emails_in_domain_box=parsed.emails_in_domain_box,
+    )
+    existing_domains = set(smtp_user.authorized_domains.values_list("domain", flat=True))
+    for domain in parsed.added_domains:
+        if domain in existing_domains:
+            result.unchanged.append(domain_to_unicode(domain))
+            continue
+        AuthorizedDomain.objects.create(
+            smtp_user=smtp_user, domain=domain, include_subdomains=include_subdomains
+        )
+        existing_domains.add(domain)
+        result.added_domains.append(domain)
+    existing_emails = {
+        e.lower() for e in smtp_user.authorized_emails.values_list("email", flat=True)
+    }
+    for email in parsed.added_emails:
+        if email.lower() in existing_emails:
+            result.unchanged.append(display_email(email))
+            continue
+        AuthorizedEmail.objects.create(smtp_user=smtp_user, email=email)
+        existing_emails.add(email.lower())
+        result.added_emails.append(email)
+    if result.changed:
+        details: dict[str, object] = {}
+        if result.added_domains:
+            details["added_domains"] = result.added_domains
+            details["include_subdomains"] = include_subdomains
+        if result.added_emails:
+            details["added_emails"] = result.added_emails
+        audit.record(
+            "smtpuser.senders_add", account=smtp_user.account, request=request,
+            target=smtp_user, target_label=smtp_user.username, details=details,
+        )
+    return result
+
+
+@transaction.atomic
+def remove_domain(entry: AuthorizedDomain, request: HttpRequest | None = None) -> None:
+    smtp_user = entry.smtp_user
+    audit.record(
+        "smtpuser.senders_remove", account=smtp_user.account, request=request,
+        target=smtp_user, target_label=smtp_user.username,
+        details={"removed_domains": [entry.domain]},
+    )
+    entry.delete()
+
+
+@transaction.atomic
+def remove_email(entry: AuthorizedEmail, request: HttpRequest | None = None) -> None:
+    smtp_user = entry.smtp_user
+    audit.record(
+        "smtpuser.senders_remove", account=smtp_user.account, request=request,
+        target=smtp_user, target_label=smtp_user.username,
+        details={"removed_emails": [entry.email]},
+    )
+    entry.delete()
+
+
+@transaction.atomic
+def set_include_subdomains(
+    entry: AuthorizedDomain, include: bool, request: HttpRequest | None = None
+) -> bool:
+    """Turn "include subdomains" on or off for one domain; returns whether it changed."""
+    if entry.include_subdomains == include:
+        return False
+    entry.include_subdomains = include
+    entry.save(update_fields=["include_subdomains"])
+    smtp_user = entry.smtp_user
+    audit.record(
+        "smtpuser.senders_subdomains", account=smtp_user.account, request=request,
+        target=smtp_user, target_label=smtp_user.username,
+        details={"domain": entry.domain, "include_subdomains": include},
+    )
+    return True

@@ -1,0 +1,126 @@
+"""Revealing and resetting SMTP+ passwords, behind a fresh console re-authentication.
+
+Both actions are POST-only, need the admin's console password re-entered within
+`SMTPPLUS_REAUTH_SECONDS`, answer with `Cache-Control: no-store` and are audited by
+`accounts.services`. Without a fresh re-authentication the admin is sent to the
+confirm-password page, whose success replays the original POST (a 307 redirect keeps
+the method), so the page the admin asked for is shown straight away.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode, urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import Resolver404, resolve, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.debug import sensitive_post_parameters
+
+from accounts import services
+from accounts.forms import ConfirmPasswordForm
+from accounts.models import Role, SmtpUser
+from accounts.tenancy import member_required
+from accounts.views_users import post_required, render_detail, scoped_user
+
+REAUTH_SESSION_KEY = "smtpplus_reauth"
+# POST actions the confirm page replays after a successful re-authentication.
+REPLAYED_VIEWS = {
+    "accounts:smtpuser_reveal": "reveal the password of",
+    "accounts:smtpuser_reset_password": "reset the password of",
+}
+
+
+def mark_reauthenticated(request: HttpRequest) -> None:
+    request.session[REAUTH_SESSION_KEY] = {"user": request.user.pk, "at": time.time()}
+
+
+def reauth_is_fresh(request: HttpRequest) -> bool:
+    """Has this console user re-entered their password within SMTPPLUS_REAUTH_SECONDS?"""
+    value = request.session.get(REAUTH_SESSION_KEY)
+    if not isinstance(value, dict) or value.get("user") != request.user.pk:
+        return False
+    try:
+        elapsed = time.time() - float(value["at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return 0 <= elapsed <= settings.SMTPPLUS_REAUTH_SECONDS
+
+
+def redirect_to_confirm(next_url: str) -> HttpResponse:
+    url = f"{reverse('accounts:confirm_password')}?{urlencode({'next': next_url})}"
+    return HttpResponseRedirect(url, status=303)
+
+
+@sensitive_post_parameters("password")
+@member_required(Role.ADMIN)
+def smtpuser_reveal(request: HttpRequest, pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    if not_allowed := post_required(request):
+        return not_allowed
+    if not reauth_is_fresh(request):
+        return redirect_to_confirm(reverse("accounts:smtpuser_reveal", args=[pk]))
+    password = services.reveal_password(smtp_user, request=request)
+    return render_detail(
+        request, smtp_user, password=password,
+        password_note="Revealed for you; this was recorded in the audit log.",
+    )
+
+
+@sensitive_post_parameters("password")
+@member_required(Role.ADMIN)
+def smtpuser_reset_password(request: HttpRequest, pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    if not_allowed := post_required(request):
+        return not_allowed
+    if not reauth_is_fresh(request):
+        return redirect_to_confirm(reverse("accounts:smtpuser_reset_password", args=[pk]))
+    password = services.reset_password(smtp_user, request=request)
+    return render_detail(
+        request, smtp_user, password=password,
+        password_note="This is the new password. The old one no longer works: "
+        "update every application that sends with this user.",
+    )
+
+
+def _pending_action(request: HttpRequest, next_url: str) -> tuple[str, SmtpUser | None]:
+    """(view name, SMTP+ user) of a replayable `next` URL, or ("", None)."""
+    try:
+        match = resolve(urlsplit(next_url).path)
+    except Resolver404:
+        return "", None
+    if match.view_name not in REPLAYED_VIEWS:
+        return "", None
+    smtp_user = SmtpUser.objects.filter(
+        pk=match.kwargs.get("pk"), account=request.account  # type: ignore[attr-defined]
+    ).first()
+    return match.view_name, smtp_user
+
+
+@sensitive_post_parameters("password")
+@member_required()
+def confirm_password(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    view_name, smtp_user = _pending_action(request, next_url)
+    form = ConfirmPasswordForm(request, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        mark_reauthenticated(request)
+        if view_name:
+            # 307 keeps POST: the browser re-sends this form (with its CSRF token) to the
+            # action, which now sees a fresh re-authentication.
+            return HttpResponseRedirect(next_url, status=307)
+        return HttpResponseRedirect(next_url or reverse("accounts:smtpuser_list"), status=303)
+    context = {
+        "form": form,
+        "next": next_url,
+        "action": REPLAYED_VIEWS.get(view_name, ""),
+        "smtp_user": smtp_user,
+        "minutes": max(1, settings.SMTPPLUS_REAUTH_SECONDS // 60),
+    }
+    return render(request, "accounts/confirm_password.html", context)

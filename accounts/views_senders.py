@@ -1,0 +1,95 @@
+"""Authorized senders on the user's page: add in bulk, remove, toggle subdomains, test."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+
+from accounts import sender_changes
+from accounts.forms import SendAsForm, SendersForm
+from accounts.models import AuthorizedDomain, AuthorizedEmail, Role
+from accounts.senders import can_send_as
+from accounts.tenancy import member_required
+from accounts.views_users import post_required, render_detail, scoped_user
+
+
+@member_required(Role.ADMIN)
+def senders_add(request: HttpRequest, pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    if not_allowed := post_required(request):
+        return not_allowed
+    form = SendersForm(request.POST)
+    if not form.is_valid():
+        return render_detail(request, smtp_user, senders_form=form, status=400)
+    result = sender_changes.add_senders(
+        smtp_user,
+        domains_text=form.cleaned_data["domains"],
+        emails_text=form.cleaned_data["emails"],
+        include_subdomains=form.cleaned_data["include_subdomains"],
+        request=request,
+    )
+    if result.needs_attention:
+        # Keep only the entries that still need fixing in the boxes.
+        retry = SendersForm(
+            initial={
+                "domains": "\n".join(entry for entry, _ in result.domain_errors),
+                "emails": "\n".join(entry for entry, _ in result.email_errors),
+                "include_subdomains": form.cleaned_data["include_subdomains"],
+            }
+        )
+        return render_detail(request, smtp_user, senders_form=retry, add_result=result)
+    if result.changed:
+        messages.success(request, "Authorized: " + ", ".join(result.added_display) + ".")
+    if result.unchanged:
+        messages.info(request, "Already authorized: " + ", ".join(result.unchanged) + ".")
+    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+
+
+@member_required(Role.ADMIN)
+def domain_remove(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    entry = get_object_or_404(AuthorizedDomain, pk=entry_pk, smtp_user=smtp_user)
+    if not_allowed := post_required(request):
+        return not_allowed
+    sender_changes.remove_domain(entry, request=request)
+    messages.success(request, f"Domain {entry.display} is no longer authorized.")
+    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+
+
+@member_required(Role.ADMIN)
+def domain_subdomains(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    entry = get_object_or_404(AuthorizedDomain, pk=entry_pk, smtp_user=smtp_user)
+    if not_allowed := post_required(request):
+        return not_allowed
+    include = request.POST.get("include_subdomains") == "1"
+    if sender_changes.set_include_subdomains(entry, include, request=request):
+        messages.success(
+            request,
+            f"Subdomains of {entry.display} are now authorized too." if include
+            else f"Only {entry.display} itself is authorized now, not its subdomains.",
+        )
+    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+
+
+@member_required(Role.ADMIN)
+def email_remove(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    entry = get_object_or_404(AuthorizedEmail, pk=entry_pk, smtp_user=smtp_user)
+    if not_allowed := post_required(request):
+        return not_allowed
+    sender_changes.remove_email(entry, request=request)
+    messages.success(
+        request, f"Address {sender_changes.display_email(entry.email)} is no longer authorized."
+    )
+    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+
+
+@member_required()
+def send_as(request: HttpRequest, pk: int) -> HttpResponse:
+    """Read-only, so GET: viewers may ask too, and the answer can be bookmarked."""
+    smtp_user = scoped_user(request, pk)
+    form = SendAsForm(request.GET or None)
+    decision = can_send_as(smtp_user, form.cleaned_data["address"]) if form.is_valid() else None
+    return render_detail(request, smtp_user, send_as_form=form, decision=decision)

@@ -1,0 +1,214 @@
+"""SMTP+ users console: list, create, detail, edit, enable/disable, delete.
+
+The detail page is also rendered by the credential and sender views (with a revealed
+password, the outcome of an "add senders" submission or a "can send as" answer), so
+`render_detail` builds its whole context in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
+
+from accounts import services
+from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
+from accounts.models import Role, SmtpUser
+from accounts.sender_changes import display_email
+from accounts.tenancy import member_required
+from relay.listen import Listener, advertised_listeners, compact_ports
+
+PAGE_SIZE = 50
+
+TLS_LABELS = {
+    "starttls": "STARTTLS",
+    "implicit": "SSL/TLS (implicit TLS)",
+    "none": "None (no encryption)",
+}
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    tls: str
+    label: str
+    ports: str
+
+
+def connection_settings() -> dict[str, Any]:
+    """What a mail client needs, from the live relays or, until one reports, settings."""
+    listeners, reported = advertised_listeners()
+    groups = []
+    for tls in ("starttls", "implicit", "none"):
+        ports = [item.port for item in listeners if item.tls == tls]
+        if ports:
+            groups.append(PortGroup(tls, TLS_LABELS[tls], compact_ports(ports)))
+    return {
+        "host": settings.RELAY_HOSTNAME,
+        "port_groups": groups,
+        "reported": reported,
+        "recommended": _describe(_recommended(listeners)),
+        "require_tls": settings.RELAY_REQUIRE_TLS,
+    }
+
+
+def _describe(item: Listener | None) -> dict[str, Any] | None:
+    return {"port": item.port, "label": TLS_LABELS[item.tls]} if item else None
+
+
+def _recommended(listeners: list[Listener]) -> Listener | None:
+    """The port to suggest first: submission with STARTTLS, then SMTPS, then 2525."""
+    for port, tls in ((587, "starttls"), (465, "implicit"), (2525, "starttls"), (2525, "none")):
+        for item in listeners:
+            if item.port == port and item.tls == tls:
+                return item
+    return listeners[0] if listeners else None
+
+
+def scoped_user(request: HttpRequest, pk: int) -> SmtpUser:
+    """The SMTP+ user `pk` of the current account; any other account's is a 404."""
+    return get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+
+
+def post_required(request: HttpRequest) -> HttpResponse | None:
+    """A 405 for anything but POST. Called after the object lookup, so that another
+    account's object is a 404 whatever the method."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    return None
+
+
+def render_detail(
+    request: HttpRequest,
+    smtp_user: SmtpUser,
+    *,
+    status: int = 200,
+    password: str | None = None,
+    password_note: str = "",
+    senders_form: SendersForm | None = None,
+    add_result: Any = None,
+    send_as_form: SendAsForm | None = None,
+    decision: Any = None,
+) -> HttpResponse:
+    """The user's page. A response that carries a password is never cached."""
+    emails = [
+        {"obj": e, "display": display_email(e.email)} for e in smtp_user.authorized_emails.all()
+    ]
+    context = {
+        "smtp_user": smtp_user,
+        "conn": connection_settings(),
+        "password": password,
+        "password_note": password_note,
+        "domains": list(smtp_user.authorized_domains.all()),
+        "emails": emails,
+        "senders_form": senders_form or SendersForm(),
+        "add_result": add_result,
+        "send_as_form": send_as_form or SendAsForm(),
+        "decision": decision,
+        "reauth_minutes": max(1, settings.SMTPPLUS_REAUTH_SECONDS // 60),
+    }
+    response = render(request, "accounts/smtpuser_detail.html", context, status=status)
+    if password is not None:
+        add_never_cache_headers(response)
+    return response
+
+
+def user_list_queryset(request: HttpRequest, query: str = "") -> QuerySet[SmtpUser]:
+    users = SmtpUser.objects.filter(account=request.account).annotate(  # type: ignore[attr-defined]
+        n_domains=Count("authorized_domains", distinct=True),
+        n_emails=Count("authorized_emails", distinct=True),
+    )
+    if query:
+        users = users.filter(Q(name__icontains=query) | Q(username__icontains=query))
+    return users.order_by("name", "username")
+
+
+@member_required()
+def smtpuser_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    page = Paginator(user_list_queryset(request, query), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "accounts/smtpuser_list.html", {"page": page, "q": query})
+
+
+@member_required(Role.ADMIN)
+def smtpuser_create(request: HttpRequest) -> HttpResponse:
+    form = SmtpUserForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        smtp_user, password = services.create_smtp_user(
+            request.account,  # type: ignore[attr-defined]
+            name=form.cleaned_data["name"],
+            note=form.cleaned_data["note"],
+            priority=form.cleaned_data["priority"],
+            hourly_limit=form.cleaned_data["hourly_limit"],
+            request=request,
+        )
+        # Shown once, on the spot; later only through a reveal (re-authenticated).
+        return render_detail(
+            request, smtp_user, password=password,
+            password_note="The user was created. Its password is shown here once; "
+            "copy it now (you can reveal it again later).",
+        )
+    return render(request, "accounts/smtpuser_form.html", {"form": form, "smtp_user": None})
+
+
+@member_required()
+def smtpuser_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render_detail(request, scoped_user(request, pk))
+
+
+@member_required(Role.ADMIN)
+def smtpuser_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    initial = {
+        "name": smtp_user.name,
+        "note": smtp_user.note,
+        "priority": smtp_user.priority,
+        "hourly_limit": smtp_user.hourly_limit,
+        "active": smtp_user.active,
+    }
+    form = SmtpUserEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        changed = services.update_smtp_user(smtp_user, form.cleaned_data, request=request)
+        messages.success(request, "Saved." if changed else "Nothing changed.")
+        return redirect(smtp_user)
+    return render(request, "accounts/smtpuser_form.html", {"form": form, "smtp_user": smtp_user})
+
+
+@member_required(Role.ADMIN)
+def smtpuser_set_active(request: HttpRequest, pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    if not_allowed := post_required(request):
+        return not_allowed
+    active = request.POST.get("active") == "1"
+    if smtp_user.active != active:
+        services.set_active(smtp_user, active, request=request)
+        messages.success(
+            request,
+            f"{smtp_user} is enabled." if active
+            else f"{smtp_user} is disabled: the relay now refuses its logins.",
+        )
+    return redirect(smtp_user)
+
+
+@member_required(Role.ADMIN)
+def smtpuser_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    if request.method == "POST":
+        label = str(smtp_user)
+        services.delete_smtp_user(smtp_user, request=request)
+        messages.success(request, f"SMTP+ user {label} was deleted.")
+        return redirect("accounts:smtpuser_list")
+    return render(
+        request, "accounts/smtpuser_confirm_delete.html",
+        {
+            "smtp_user": smtp_user,
+            "n_senders": smtp_user.authorized_domains.count()
+            + smtp_user.authorized_emails.count(),
+        },
+    )
