@@ -1,0 +1,246 @@
+"""The relay's synchronous side: log a client in, read a message's headers, store it.
+
+Everything here is plain synchronous code that the SMTP handler runs on the relay's
+own thread pool (and that tests call directly, without a socket).
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.parser import HeaderParser
+from email.utils import format_datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.credentials import LoginResult, check_credentials
+from accounts.senders import SenderPolicy
+
+# Log-in time and IP are written at most this often per user and relay: a client that
+# opens a connection per message must not cost an UPDATE per message.
+LAST_LOGIN_WRITE_SECONDS = 60.0
+
+_QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_UNSAFE_FOR_HEADER = re.compile(r"[^\x21-\x7e]")
+_parser = HeaderParser(policy=email.policy.SMTPUTF8)
+
+
+# --- Logging in -----------------------------------------------------------------------
+@dataclass
+class LoginOutcome:
+    result: LoginResult
+    policy: SenderPolicy | None = None
+    # Messages in the last hour per the database, when the user has an hourly limit and
+    # the caller asked for it.
+    hourly_count: int | None = None
+
+
+def log_in(
+    username: str,
+    password: str,
+    client_ip: str | None,
+    load_hourly: Callable[[int], bool] | bool = True,
+    logins_written: dict[int, float] | None = None,
+) -> LoginOutcome:
+    """Check credentials; on success load the sender policy (and the hourly count).
+
+    `load_hourly` says (or decides per user id) whether to count the user's messages of
+    the last hour; `logins_written` (user id → monotonic time) throttles the last-login update; without
+    it every successful login writes.
+    """
+    from relay.limits import messages_last_hour
+
+    result = check_credentials(username, password)
+    if not result.ok or result.smtp_user is None:
+        return LoginOutcome(result)
+    user = result.smtp_user
+    policy = SenderPolicy.load(user)
+    wanted = load_hourly(user.pk) if callable(load_hourly) else load_hourly
+    hourly = messages_last_hour(user.pk) if (user.hourly_limit and wanted) else None
+    _note_login(user.pk, client_ip, logins_written)
+    return LoginOutcome(result, policy, hourly)
+
+
+def _note_login(user_id: int, client_ip: str | None, written: dict[int, float] | None) -> None:
+    from accounts.models import SmtpUser
+
+    if written is not None:
+        now = time.monotonic()
+        last = written.get(user_id)
+        if last is not None and now - last < LAST_LOGIN_WRITE_SECONDS:
+            return
+        written[user_id] = now
+    # .update(): no `changed` bump, no signals — a login is not an edit.
+    SmtpUser.objects.filter(pk=user_id).update(last_login_at=timezone.now(), last_login_ip=client_ip)
+
+
+# --- Addresses ------------------------------------------------------------------------
+def address_problem(address: str, smtputf8: bool) -> str | None:
+    """Why an envelope address is unacceptable, or None. The text goes to the client."""
+    if any(c in address for c in "\x00\r\n"):
+        return "it contains a NUL, CR or LF character"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in address):
+        return "it contains control characters"
+    if any("\udc80" <= c <= "\udcff" for c in address):
+        return "it is not valid UTF-8"
+    if not address.isascii() and not smtputf8:
+        return "it contains non-ASCII characters; send MAIL FROM with the SMTPUTF8 parameter"
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "it is not a complete address (name@domain)"
+    if len(address) > 320:
+        return "it is longer than 320 characters"
+    return None
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Text safe to echo in an SMTP reply or a header (no control characters)."""
+    cleaned = "".join(c if (c.isprintable() and not "\udc80" <= c <= "\udcff") else "?" for c in text)
+    return cleaned[:limit]
+
+
+# --- Headers --------------------------------------------------------------------------
+@dataclass
+class HeaderSummary:
+    from_addresses: list[str] = field(default_factory=list)
+    sender_addresses: list[str] = field(default_factory=list)
+    header_from: str = ""
+    subject: str = ""
+    message_id: str = ""
+
+
+def _addresses(values: list[str]) -> list[str]:
+    found: list[str] = []
+    for value in values:
+        try:
+            parsed = [a.addr_spec for a in value.addresses]  # type: ignore[attr-defined]
+        except (AttributeError, HeaderParseError, IndexError, ValueError):
+            parsed = []
+        if any(parsed):
+            found.extend(a for a in parsed if a)
+        else:
+            # An unparsable header is checked as written, so it is refused with its text.
+            found.append(str(value).strip())
+    return found
+
+
+def parse_headers(raw: bytes) -> HeaderSummary:
+    """The From:/Sender: addresses and display fields of a message (header block only)."""
+    match = _HEADER_END.search(raw)
+    head = raw[: match.start()] if match else raw
+    message = _parser.parsestr(head.decode("utf-8", "surrogateescape"), headersonly=True)
+    summary = HeaderSummary()
+    froms = message.get_all("From") or []
+    summary.from_addresses = _addresses(froms)
+    summary.sender_addresses = _addresses(message.get_all("Sender") or [])
+    summary.header_from = printable(str(froms[0]), 998) if froms else ""
+    subject = message.get("Subject")
+    if subject is not None:
+        summary.subject = printable(_decoded(str(subject)), 998)
+    message_id = message.get("Message-ID")
+    if message_id is not None:
+        summary.message_id = printable(str(message_id).strip(), 998)
+    return summary
+
+
+def _decoded(value: str) -> str:
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return value
+
+
+# --- Storing --------------------------------------------------------------------------
+@dataclass
+class Submission:
+    """One message as the handler received it, ready to be stored."""
+
+    account_id: int
+    smtp_user_id: int
+    username: str
+    priority: int
+    envelope_from: str
+    recipients: list[str]
+    raw: bytes
+    client_ip: str | None = None
+    client_helo: str = ""
+    port: int | None = None
+    smtputf8: bool = False
+    tls: bool = False
+    headers: HeaderSummary | None = None
+
+
+def new_queue_id() -> str:
+    """12 characters, roughly time-ordered, no vowels (so no words), e.g. `4F7KQ2M9XBTD`."""
+    stamp = int(time.time() * 1000)
+    head = ""
+    for _ in range(7):
+        stamp, rem = divmod(stamp, len(_QUEUE_ALPHABET))
+        head = _QUEUE_ALPHABET[rem] + head
+    tail = "".join(secrets.choice(_QUEUE_ALPHABET) for _ in range(5))
+    return head + tail
+
+
+def received_header(sub: Submission, queue_id: str, hostname: str) -> bytes:
+    helo = _UNSAFE_FOR_HEADER.sub("?", sub.client_helo or "unknown")[:100]
+    protocol = ("UTF8SMTP" if sub.smtputf8 else "ESMTP") + ("SA" if sub.tls else "A")
+    date = format_datetime(timezone.localtime())
+    line = (
+        f"Received: from {helo} ([{sub.client_ip or 'unknown'}])\r\n"
+        f"\tby {hostname} (SMTP+) with {protocol} id {queue_id}\r\n"
+        f"\t(authenticated as {sub.username}); {date}\r\n"
+    )
+    return line.encode("ascii", "replace")
+
+
+def store_message(sub: Submission, hostname: str = "localhost") -> str:
+    """Commit the message and one Recipient per RCPT in one transaction; return its id.
+
+    Raises whatever the database raises: the caller answers 451, never 250.
+    """
+    from relay.models import Message, Recipient
+
+    headers = sub.headers or parse_headers(sub.raw)
+    queue_id = new_queue_id()
+    raw = received_header(sub, queue_id, hostname) + sub.raw
+    now = timezone.now()
+    with transaction.atomic():
+        message = Message.objects.create(
+            account_id=sub.account_id,
+            smtp_user_id=sub.smtp_user_id,
+            queue_id=queue_id,
+            created=now,
+            envelope_from=sub.envelope_from,
+            header_from=headers.header_from,
+            subject=headers.subject,
+            message_id=headers.message_id,
+            size=len(raw),
+            client_ip=sub.client_ip,
+            client_helo=printable(sub.client_helo, 255),
+            port=sub.port,
+            smtputf8=sub.smtputf8,
+            raw=raw,
+        )
+        Recipient.objects.bulk_create(
+            [
+                Recipient(
+                    message=message,
+                    account_id=sub.account_id,
+                    smtp_user_id=sub.smtp_user_id,
+                    address=address,
+                    priority=sub.priority,
+                    created=now,
+                    next_attempt_at=now,
+                )
+                for address in sub.recipients
+            ]
+        )
+    return queue_id

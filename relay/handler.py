@@ -1,0 +1,275 @@
+"""The aiosmtpd handler: a thin async shell over `relay.accept`.
+
+Every database call goes through `relay.run_db()` (the relay's own thread pool); the
+hooks themselves only check in-memory state and build replies. Reply texts follow the
+relay contract in DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+
+from accounts.senders import SenderPolicy
+from relay import accept
+from relay.models import EventKind
+
+if TYPE_CHECKING:
+    from relay.server import RelayServer
+
+log = logging.getLogger("relay.smtp")
+
+AUTH_OK = "235 2.7.0 Authentication successful"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+TLS_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
+SIZE_EXCEEDED = "552 5.3.4 Message size exceeds fixed maximum message size"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+RATE_LIMITED = "451 4.7.1 Sending rate limit exceeded, try again later"
+STORE_FAILED = "451 4.3.0 Could not store the message, try again later"
+INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try again later"
+NULL_SENDER = (
+    "550 5.7.1 The null sender <> cannot be used to submit mail: "
+    "send from an address authorized for your SMTP+ user"
+)
+WHAT_TO_AUTHORIZE = "authorize the address or its domain for this user in the SMTP+ console"
+
+
+def cooloff_reply(seconds: float) -> str:
+    minutes = max(1, int(seconds + 59) // 60)
+    return f"421 4.7.0 Too many failed logins from your address, try again in {minutes} minutes"
+
+
+def not_authorized_reply(address: str, username: str, header: str = "") -> str:
+    where = f" in the {header} header" if header else ""
+    return (
+        f"550 5.7.1 Sender <{accept.printable(address)}>{where} is not authorized for "
+        f"SMTP+ user {username}: {WHAT_TO_AUTHORIZE}"
+    )
+
+
+class RelaySession(Session):
+    """aiosmtpd's session plus who logged in (reset by STARTTLS, like the login)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.username_tried = ""
+        self.username = ""
+        self.smtp_user_id: int | None = None
+        self.account_id: int | None = None
+        self.priority = 3
+        self.hourly_limit: int | None = None
+        self.policy: SenderPolicy | None = None
+
+
+class RelayHandler:
+    def __init__(self, relay: RelayServer) -> None:
+        self.relay = relay
+
+    # --- helpers ----------------------------------------------------------------------
+    def _event(self, server: Any, kind: str, reply: str, **fields: Any) -> None:
+        session: RelaySession = server.session
+        fields.setdefault("username", session.username or session.username_tried)
+        self.relay.record_event(
+            kind,
+            client_ip=server.client_ip,
+            port=server.listener.port,
+            reply=reply,
+            account_id=session.account_id,
+            smtp_user_id=session.smtp_user_id,
+            **fields,
+        )
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session error", exc_info=error)
+        return INTERNAL_ERROR
+
+    # --- AUTH -------------------------------------------------------------------------
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)  # challenge_auth replied
+        else:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Cannot split the AUTH PLAIN value")
+            return AuthResult(success=False, handled=True)
+        return await self._log_in(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth("Username:")
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        assert isinstance(login, bytes) and isinstance(password, bytes)
+        return await self._log_in(server, login, password)
+
+    async def _log_in(self, server: Any, login: bytes, password: bytes) -> AuthResult:
+        relay = self.relay
+        session: RelaySession = server.session
+        username = login.decode("utf-8", "replace").strip()
+        session.username_tried = accept.printable(username, 320)
+        outcome = await relay.run_db(
+            accept.log_in,
+            username,
+            password.decode("utf-8", "replace"),
+            server.client_ip,
+            relay.hourly.needs_load,
+            relay.logins_written,
+        )
+        result = outcome.result
+        if not result.ok or result.smtp_user is None or outcome.policy is None:
+            user = result.smtp_user
+            self._event(
+                server, EventKind.AUTH_FAILED, "535 5.7.8 Authentication credentials invalid",
+                reason=result.reason,
+                account_id=user.account_id if user else None,
+                smtp_user_id=user.pk if user else None,
+            )
+            if relay.failures.record_failure(server.client_ip):
+                reply = cooloff_reply(relay.failures.cooloff)
+                self._event(server, EventKind.AUTH_COOLOFF, reply,
+                            reason=f"{relay.failures.limit} failed logins within "
+                                   f"{int(relay.failures.window)} seconds")
+                await server.push(reply)
+                server.transport.close()
+                return AuthResult(success=False, handled=True)
+            return AuthResult(success=False, handled=False)
+        user = result.smtp_user
+        session.username = user.username
+        session.smtp_user_id = user.pk
+        session.account_id = user.account_id
+        session.priority = user.priority
+        session.hourly_limit = user.hourly_limit
+        session.policy = outcome.policy
+        if outcome.hourly_count is not None:
+            relay.hourly.load(user.pk, outcome.hourly_count)
+        relay.stats.login(server.listener.port, user.pk)
+        return AuthResult(success=True, auth_data=user.username, message=AUTH_OK)
+
+    # --- envelope ---------------------------------------------------------------------
+    async def handle_MAIL(
+        self, server: Any, session: RelaySession, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        if not session.authenticated or session.policy is None:
+            self._event(server, EventKind.AUTH_REQUIRED, AUTH_REQUIRED, address=accept.printable(address))
+            return AUTH_REQUIRED
+        smtputf8 = "SMTPUTF8" in mail_options
+        problem = accept.address_problem(address, smtputf8)
+        if problem:
+            reply = f"553 5.1.7 Sender address rejected: {problem}"
+            self._event(server, EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
+                        reason=f"sender address: {problem}")
+            return reply
+        if self.relay.hourly.exceeded(session.smtp_user_id or 0, session.hourly_limit):
+            self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED, address=address,
+                        reason=f"{session.hourly_limit} messages per hour")
+            return RATE_LIMITED
+        decision = session.policy.check(address)
+        if not decision.allowed:
+            reply = not_authorized_reply(address, session.username)
+            self._event(server, EventKind.SENDER_REJECTED, reply, address=address,
+                        reason=decision.reason)
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self, server: Any, session: RelaySession, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        problem = accept.address_problem(address, bool(envelope.smtp_utf8))
+        if problem:
+            reply = f"553 5.1.3 Recipient address rejected: {problem}"
+            self._event(server, EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
+                        reason=f"recipient address: {problem}")
+            return reply
+        limit = self.relay.config.max_recipients
+        if limit and len(envelope.rcpt_tos) >= limit:
+            self._event(server, EventKind.TOO_MANY_RECIPIENTS, TOO_MANY_RECIPIENTS,
+                        address=envelope.mail_from or "", reason=f"more than {limit} recipients")
+            return TOO_MANY_RECIPIENTS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    # --- DATA -------------------------------------------------------------------------
+    async def handle_DATA(self, server: Any, session: RelaySession, envelope: Envelope) -> str:
+        relay = self.relay
+        raw: bytes = envelope.original_content or b""
+        if relay.config.max_message_size and len(raw) > relay.config.max_message_size:
+            self._event(server, EventKind.SIZE_EXCEEDED, SIZE_EXCEEDED,
+                        address=envelope.mail_from or "", reason=f"{len(raw)} bytes")
+            return SIZE_EXCEEDED
+        assert session.policy is not None and session.smtp_user_id is not None
+        headers = accept.parse_headers(raw)
+        for header, addresses in (("From:", headers.from_addresses),
+                                  ("Sender:", headers.sender_addresses)):
+            for address in addresses:
+                decision = session.policy.check(address)
+                if not decision.allowed:
+                    reply = not_authorized_reply(address, session.username, header)
+                    self._event(server, EventKind.FROM_REJECTED, reply,
+                                address=accept.printable(address, 998),
+                                reason=f"{header} {decision.reason}")
+                    return reply
+        if relay.hourly.exceeded(session.smtp_user_id, session.hourly_limit):
+            self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED,
+                        address=envelope.mail_from or "",
+                        reason=f"{session.hourly_limit} messages per hour")
+            return RATE_LIMITED
+        submission = accept.Submission(
+            account_id=session.account_id or 0,
+            smtp_user_id=session.smtp_user_id,
+            username=session.username,
+            priority=session.priority,
+            envelope_from=envelope.mail_from or "",
+            recipients=list(envelope.rcpt_tos),
+            raw=raw,
+            client_ip=server.client_ip,
+            client_helo=session.host_name or "",
+            port=server.listener.port,
+            smtputf8=bool(envelope.smtp_utf8),
+            tls=server.is_tls,
+            headers=headers,
+        )
+        stored = relay.run_db(accept.store_message, submission, relay.config.hostname)
+        user_id = session.smtp_user_id
+        # Counted when the commit succeeds, even if the client has gone by then.
+        stored.add_done_callback(
+            lambda f: None if f.cancelled() or f.exception() else relay.hourly.add(user_id)
+        )
+        try:
+            # A client that disconnects now cancels this hook; the commit goes on.
+            queue_id = await asyncio.shield(stored)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("could not store a message from %s", session.username, exc_info=exc)
+            self._event(server, EventKind.STORE_FAILED, STORE_FAILED,
+                        address=envelope.mail_from or "", reason=type(exc).__name__)
+            return STORE_FAILED
+        return f"250 2.0.0 Ok: queued as {queue_id}"

@@ -1,0 +1,129 @@
+"""Where this relay process listens, its heartbeat, and connection counts.
+
+Each process registers a `RelayNode` row ("host:pid") when it starts, refreshes its
+heartbeat about every ten seconds (`HEARTBEAT_SECONDS`) and marks it stopped on exit; the
+console treats a node without a heartbeat for a minute as gone. Connection counts are
+kept in memory (`ConnectionCounter`) and added to the hourly `ConnectionStat` rows with
+each heartbeat, never a row per connection:
+
+- every connection counts on the port's row without an SMTP+ user;
+- every successful login counts a connection and a login on the row of that user.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from relay.listen import Listener
+
+HEARTBEAT_SECONDS = 10.0
+
+
+def node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def listeners_json(listeners: list[Listener]) -> list[dict[str, object]]:
+    return [{"host": x.host, "port": x.port, "tls": x.tls} for x in listeners]
+
+
+def register_node(node: str, listeners: list[Listener]) -> None:
+    from relay.models import RelayNode
+
+    now = timezone.now()
+    RelayNode.objects.update_or_create(
+        node_id=node,
+        defaults={
+            "hostname": socket.gethostname(),
+            "listeners": listeners_json(listeners),
+            "started": now,
+            "heartbeat": now,
+            "stopped": None,
+        },
+    )
+
+
+def mark_stopped(node: str) -> None:
+    from relay.models import RelayNode
+
+    RelayNode.objects.filter(node_id=node).update(stopped=timezone.now())
+
+
+@dataclass
+class _Counts:
+    connections: int = 0
+    logins: int = 0
+    last_seen: datetime | None = None
+
+
+StatKey = tuple[datetime, int, int | None]  # (hour, port, smtp_user_id)
+
+
+class ConnectionCounter:
+    def __init__(self) -> None:
+        self._counts: dict[StatKey, _Counts] = {}
+
+    def _bump(self, port: int, user_id: int | None, logins: int) -> None:
+        now = timezone.now()
+        key = (now.replace(minute=0, second=0, microsecond=0), port, user_id)
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = _Counts()
+        counts.connections += 1
+        counts.logins += logins
+        counts.last_seen = now
+
+    def connection(self, port: int) -> None:
+        self._bump(port, None, 0)
+
+    def login(self, port: int, smtp_user_id: int) -> None:
+        self._bump(port, smtp_user_id, 1)
+
+    def take(self) -> dict[StatKey, _Counts]:
+        counts, self._counts = self._counts, {}
+        return counts
+
+
+def write_stats(counts: dict[StatKey, _Counts]) -> None:
+    from relay.models import ConnectionStat
+
+    for (hour, port, user_id), c in counts.items():
+        with transaction.atomic():
+            rows = ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id)
+            updated = rows.update(
+                connections=F("connections") + c.connections,
+                logins=F("logins") + c.logins,
+                last_seen=c.last_seen or timezone.now(),
+            )
+        if updated:
+            continue
+        try:
+            with transaction.atomic():
+                ConnectionStat.objects.create(
+                    hour=hour, port=port, smtp_user_id=user_id, connections=c.connections,
+                    logins=c.logins, last_seen=c.last_seen or timezone.now(),
+                )
+        except IntegrityError:
+            # Another relay process created the row in between: add to it.
+            ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id).update(
+                connections=F("connections") + c.connections, logins=F("logins") + c.logins,
+            )
+
+
+def heartbeat(node: str, listeners: list[Listener], counts: dict[StatKey, _Counts]) -> None:
+    """Refresh the node's heartbeat and add the connection counts. Synchronous."""
+    from relay.models import RelayNode
+
+    updated = RelayNode.objects.filter(node_id=node).update(
+        heartbeat=timezone.now(), stopped=None, listeners=listeners_json(listeners)
+    )
+    if not updated:
+        register_node(node, listeners)
+    write_stats(counts)

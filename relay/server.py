@@ -1,0 +1,429 @@
+"""The relay server: listeners, the SMTP protocol class, and the process's shared state.
+
+One `RelayServer` per process: it binds every configured port with
+`loop.create_server()` (not aiosmtpd's `Controller`, which costs a thread per port),
+owns the thread pool that runs all database work, the in-memory limits, the event
+buffer and the heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import resource
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from aiosmtpd.smtp import SMTP
+from django.conf import settings
+from django.db import connections
+
+from relay import nodes
+from relay.events import EventBuffer, write_events
+from relay.handler import (
+    AUTH_REQUIRED,
+    NULL_SENDER,
+    SIZE_EXCEEDED,
+    TLS_REQUIRED,
+    TOO_MANY_CONNECTIONS,
+    RelayHandler,
+    RelaySession,
+    cooloff_reply,
+)
+from relay.limits import ConnectionLimiter, HourlyLimits, LoginFailures
+from relay.listen import Listener, parse_listen
+from relay.models import EventKind
+from relay.tlsutil import server_context
+
+log = logging.getLogger("relay.server")
+T = TypeVar("T")
+
+GREETING_IDENT = "ESMTP SMTP+ ready"
+# aiosmtpd's own replies that the relay contract words differently.
+_REWRITES = {
+    b"552 Error: message size exceeds fixed maximum message size": SIZE_EXCEEDED.encode(),
+    b"552 Error: Too much mail data": SIZE_EXCEEDED.encode(),
+}
+
+
+class NothingBound(RuntimeError):
+    """None of the configured listeners could be bound."""
+
+
+@dataclass
+class RelayConfig:
+    hostname: str
+    listen: str
+    listen_tls: str
+    tls_cert: str
+    tls_key: str
+    require_tls: bool
+    max_message_size: int
+    max_recipients: int
+    idle_timeout: int
+    max_connections_per_ip: int
+    auth_failure_limit: int
+    auth_failure_window: int
+    auth_cooloff: int
+    db_threads: int
+    reuse_port: bool = False
+    heartbeat_seconds: float = nodes.HEARTBEAT_SECONDS
+    # Seconds that sessions in flight get to finish after a stop request.
+    stop_grace: float = 10.0
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> RelayConfig:
+        """From Django settings; overrides by setting name (RELAY_MAX_RECIPIENTS=2) or
+        by field name (max_recipients=2)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f"RELAY_{f.name.upper()}"
+            if hasattr(settings, name):
+                values[f.name] = getattr(settings, name)
+        for key, value in overrides.items():
+            field_name = key.removeprefix("RELAY_").lower()
+            if field_name not in {f.name for f in fields(cls)}:
+                raise TypeError(f"unknown relay setting {key}")
+            values[field_name] = value
+        given = {key.removeprefix("RELAY_").lower() for key in overrides}
+        if "tls_cert" in given and "require_tls" not in given:
+            # As in settings: TLS is required by default once a certificate is set.
+            values["require_tls"] = bool(values.get("tls_cert"))
+        return cls(**values)
+
+
+class RelaySMTP(SMTP):
+    """aiosmtpd's SMTP with the relay's connection limits, events and reply texts."""
+
+    def __init__(self, relay: RelayServer, listener: Listener, tls: ssl.SSLContext | None) -> None:
+        cfg = relay.config
+        self.relay = relay
+        self.listener = listener
+        self.client_ip: str | None = None
+        self._counted = False
+        super().__init__(
+            relay.handler,
+            data_size_limit=cfg.max_message_size or None,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=cfg.hostname,
+            ident=GREETING_IDENT,
+            tls_context=tls if listener.tls == "starttls" else None,
+            require_starttls=False,
+            timeout=cfg.idle_timeout,
+            auth_required=False,  # MAIL checks it, to record the event and reply 530
+            auth_require_tls=cfg.require_tls and listener.tls != "implicit",
+            command_call_limit={"AUTH": 10, "*": 1_000_000},
+            loop=relay.loop,
+        )
+
+    @property
+    def is_tls(self) -> bool:
+        return self.listener.tls == "implicit" or self._tls_protocol is not None
+
+    def _create_session(self) -> RelaySession:
+        return RelaySession(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.client_ip is None:
+            peer = transport.get_extra_info("peername")
+            self.client_ip = peer[0] if peer else None
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.relay.connection_closed(self)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        refusal = self.relay.connection_opened(self)
+        if refusal is None:
+            self._counted = True
+            await super()._handle_client()
+            return
+        await self.push(refusal)
+        if self.transport is not None:
+            self.transport.close()
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        relay, ip = self.relay, self.client_ip or ""
+        left = relay.failures.remaining_cooloff(ip)
+        if left:
+            reply = cooloff_reply(left)
+            relay.record_event(EventKind.AUTH_COOLOFF, client_ip=ip, port=self.listener.port,
+                               reply=reply, reason="login attempt during cool-off")
+            await self.push(reply)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        assert self.session is not None
+        if (self._auth_require_tls and not self._tls_protocol and self.session.host_name
+                and self.session.extended_smtp and arg):
+            relay.record_event(
+                EventKind.TLS_REQUIRED, client_ip=ip, port=self.listener.port,
+                reply=TLS_REQUIRED, reason="TLS required",
+            )
+        await super().smtp_AUTH(arg)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # aiosmtpd answers "MAIL FROM:<>" with a bare syntax error; say what is wrong.
+        if arg and arg[:5].upper() == "FROM:" and arg[5:].strip().startswith("<>"):
+            session = self.session
+            assert isinstance(session, RelaySession)
+            if session.host_name:
+                reply = NULL_SENDER if session.authenticated else AUTH_REQUIRED
+                self.relay.record_event(
+                    EventKind.SENDER_REJECTED if session.authenticated else EventKind.AUTH_REQUIRED,
+                    client_ip=self.client_ip, port=self.listener.port, reply=reply,
+                    reason="null sender" if session.authenticated else "",
+                    username=session.username, account_id=session.account_id,
+                    smtp_user_id=session.smtp_user_id,
+                )
+                await self.push(reply)
+                return
+        await super().smtp_MAIL(arg)
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, str):
+            status = status.encode("utf-8", "replace")
+        rewritten = _REWRITES.get(status)
+        if rewritten is not None:
+            session = self.session
+            self.relay.record_event(
+                EventKind.SIZE_EXCEEDED, client_ip=self.client_ip, port=self.listener.port,
+                reply=SIZE_EXCEEDED, reason="over RELAY_MAX_MESSAGE_SIZE",
+                username=getattr(session, "username", ""),
+                account_id=getattr(session, "account_id", None),
+                smtp_user_id=getattr(session, "smtp_user_id", None),
+            )
+            status = rewritten
+        await super().push(status)
+
+
+def raise_open_file_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (one fd per listener)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
+
+
+def _prepare_db_connection() -> None:
+    """Before each job: drop a broken connection, keep a healthy one.
+
+    Like close_old_connections(), except that CONN_MAX_AGE=0 (the SQLite default) keeps
+    the connection open instead of reconnecting for every job.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.settings_dict.get("CONN_MAX_AGE", 0) == 0:
+            if conn.errors_occurred:
+                if conn.is_usable():
+                    conn.errors_occurred = False
+                else:
+                    conn.close()
+        else:
+            conn.close_if_unusable_or_obsolete()
+
+
+def _db_job(fn: Callable[..., T], *args: Any) -> T:
+    _prepare_db_connection()
+    return fn(*args)
+
+
+class RelayServer:
+    def __init__(self, config: RelayConfig, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config
+        self.loop = loop or asyncio.get_event_loop()
+        self.handler = RelayHandler(self)
+        self.executor = ThreadPoolExecutor(max(1, config.db_threads), "relay-db")
+        self.connections = ConnectionLimiter(config.max_connections_per_ip)
+        self.failures = LoginFailures(
+            config.auth_failure_limit, config.auth_failure_window, config.auth_cooloff
+        )
+        self.hourly = HourlyLimits()
+        self.events = EventBuffer()
+        self.stats = nodes.ConnectionCounter()
+        self.logins_written: dict[int, float] = {}
+        self.listeners: list[Listener] = []
+        self.node_id = nodes.node_id()
+        self._servers: list[asyncio.Server] = []
+        self._sessions: set[RelaySMTP] = set()
+        self._event_flush: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._tls: ssl.SSLContext | None = None
+
+    # --- database work ----------------------------------------------------------------
+    def run_db(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run a synchronous database function on the relay's thread pool."""
+        return self.loop.run_in_executor(self.executor, _db_job, fn, *args)
+
+    # --- connections ------------------------------------------------------------------
+    def connection_opened(self, smtp: RelaySMTP) -> str | None:
+        """Count a new connection; return a 421 reply if it must be refused."""
+        ip = smtp.client_ip or ""
+        self.stats.connection(smtp.listener.port)
+        left = self.failures.remaining_cooloff(ip)
+        if left:
+            reply = cooloff_reply(left)
+            self.record_event(EventKind.AUTH_COOLOFF, client_ip=ip or None,
+                              port=smtp.listener.port, reply=reply,
+                              reason="connection during cool-off")
+            return reply
+        if not self.connections.acquire(ip):
+            self.record_event(EventKind.CONNECTION_LIMIT, client_ip=ip or None,
+                              port=smtp.listener.port, reply=TOO_MANY_CONNECTIONS,
+                              reason=f"more than {self.config.max_connections_per_ip} "
+                                     "connections at once")
+            return TOO_MANY_CONNECTIONS
+        self._sessions.add(smtp)
+        return None
+
+    def connection_closed(self, smtp: RelaySMTP) -> None:
+        self.connections.release(smtp.client_ip or "")
+        self._sessions.discard(smtp)
+
+    # --- events -----------------------------------------------------------------------
+    def record_event(self, kind: str, **fields: Any) -> None:
+        self.events.record(kind, **fields)
+        if self._event_flush is None or self._event_flush.done():
+            self._event_flush = self.loop.create_task(self._flush_events_soon())
+
+    async def _flush_events_soon(self) -> None:
+        # A short pause lets a burst of identical events fold into one write.
+        await asyncio.sleep(0.05)
+        await self.flush_events()
+
+    async def flush_events(self) -> None:
+        while len(self.events):
+            batch = self.events.take()
+            try:
+                await self.run_db(write_events, batch)
+            except Exception:
+                log.exception("could not write %d relay events; dropped", len(batch))
+
+    async def flush(self) -> None:
+        """Write pending events and connection counts now (tests, shutdown)."""
+        if self._event_flush is not None and not self._event_flush.done():
+            await asyncio.shield(self._event_flush)
+        await self.flush_events()
+        await self._beat()
+
+    # --- listening --------------------------------------------------------------------
+    def wanted_listeners(self) -> list[Listener]:
+        cfg = self.config
+        plain_tls = "starttls" if cfg.tls_cert else "none"
+        wanted = [Listener(h, p, plain_tls) for h, p in parse_listen(cfg.listen)]
+        wanted += [Listener(h, p, "implicit") for h, p in parse_listen(cfg.listen_tls)]
+        return wanted
+
+    async def start(self) -> list[Listener]:
+        """Bind every listener that can be bound; raise NothingBound if none can."""
+        cfg = self.config
+        if cfg.tls_cert:
+            self._tls = server_context(cfg.tls_cert, cfg.tls_key)
+        wanted = self.wanted_listeners()
+        if any(x.tls == "implicit" for x in wanted) and self._tls is None:
+            log.error("implicit TLS ports need RELAY_TLS_CERT and RELAY_TLS_KEY; skipping them")
+            wanted = [x for x in wanted if x.tls != "implicit"]
+        if cfg.require_tls and self._tls is None:
+            log.warning("RELAY_REQUIRE_TLS is on but no certificate is set: nobody can log in")
+        raise_open_file_limit()
+        for listener in wanted:
+            await self._bind(listener)
+        if not self.listeners:
+            raise NothingBound("could not listen on any of the configured ports")
+        await self.run_db(nodes.register_node, self.node_id, self.listeners)
+        self._heartbeat = self.loop.create_task(self._heartbeat_loop())
+        return self.listeners
+
+    async def _bind(self, listener: Listener) -> None:
+        actual = listener  # replaced by the bound port (port 0 → a free port)
+
+        def factory() -> RelaySMTP:
+            return RelaySMTP(self, actual, self._tls)
+
+        try:
+            server = await self.loop.create_server(
+                factory, listener.host, listener.port,
+                ssl=self._tls if listener.tls == "implicit" else None,
+                reuse_address=True, reuse_port=self.config.reuse_port or None,
+                backlog=512,
+            )
+        except OSError as exc:
+            why = {errno.EADDRINUSE: "port busy", errno.EACCES: "not permitted"}.get(
+                exc.errno or 0, exc.strerror or str(exc)
+            )
+            log.warning("cannot listen on %s:%s (%s); skipped", listener.host, listener.port, why)
+            return
+        if not server.sockets:
+            # Python 3.11 can swallow EMFILE and hand back a server without sockets.
+            log.warning("cannot listen on %s:%s (no socket: out of file descriptors?); skipped",
+                        listener.host, listener.port)
+            server.close()
+            return
+        port = server.sockets[0].getsockname()[1]
+        actual = Listener(listener.host, port, listener.tls)
+        self._servers.append(server)
+        self.listeners.append(actual)
+
+    # --- heartbeat --------------------------------------------------------------------
+    async def _beat(self) -> None:
+        try:
+            await self.run_db(nodes.heartbeat, self.node_id, self.listeners, self.stats.take())
+        except Exception:
+            log.exception("heartbeat failed")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            self.failures.prune()
+            await self._beat()
+
+    # --- stopping ---------------------------------------------------------------------
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, give sessions in flight `grace` seconds, then close them."""
+        grace = self.config.stop_grace if grace is None else grace
+        for server in self._servers:
+            server.close()
+        deadline = self.loop.time() + grace
+        while self._sessions and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for smtp in list(self._sessions):
+            if smtp.transport is not None:
+                smtp.transport.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self.flush_events()
+        await self._beat()
+        try:
+            await self.run_db(nodes.mark_stopped, self.node_id)
+        except Exception:
+            log.exception("could not mark the relay node stopped")
+        await self.loop.run_in_executor(None, self.close_db_threads)
+
+    def close_db_threads(self) -> None:
+        """Close each pool thread's database connection, then the pool."""
+        threads = len(getattr(self.executor, "_threads", ())) or 1
+        barrier = threading.Barrier(threads)
+
+        def close() -> None:
+            connections.close_all()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+
+        for _ in range(threads):
+            self.executor.submit(close)
+        self.executor.shutdown(wait=True)
