@@ -52,6 +52,21 @@ _REWRITES = {
 }
 
 
+class _DropDeprecationNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "deprecated" not in str(record.msg)
+
+
+def quiet_aiosmtpd_logs() -> None:
+    """aiosmtpd logs every command at INFO (client data, and a cost per line) and a
+    deprecation warning on every successful AUTH; keep its warnings and errors only."""
+    logger = logging.getLogger("mail.log")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _DropDeprecationNoise) for f in logger.filters):
+        logger.addFilter(_DropDeprecationNoise())
+
+
 class NothingBound(RuntimeError):
     """None of the configured listeners could be bound."""
 
@@ -243,6 +258,7 @@ def _db_job(fn: Callable[..., T], *args: Any) -> T:
 
 class RelayServer:
     def __init__(self, config: RelayConfig, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        quiet_aiosmtpd_logs()
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
         self.handler = RelayHandler(self)

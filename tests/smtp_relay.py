@@ -141,3 +141,46 @@ def start_relay(transactional_db: None) -> Iterator[Callable[..., RunningRelay]]
     yield factory
     for handle in started:
         handle.stop()
+
+
+# --- Helpers for talking to a relay --------------------------------------------------
+def message(
+    from_: str = "Shop <shop@acme.test>",
+    to: str = "someone@example.net",
+    subject: str = "Hello",
+    body: bytes = b"Hello.\r\n",
+    extra: str = "",
+) -> bytes:
+    """A small RFC 5322 message with CRLF line ends."""
+    head = f"From: {from_}\r\nTo: {to}\r\nSubject: {subject}\r\n{extra}".encode()
+    return head + b"Message-ID: <test@acme.test>\r\n\r\n" + body
+
+
+def dialog(host: str, port: int, lines: list[bytes], timeout: float = 10) -> list[str]:
+    """Send raw command lines one at a time; return every reply (multi-line joined).
+
+    The greeting is the first reply. Useful for exact prompts and odd input that
+    smtplib would refuse to send.
+    """
+    import socket
+
+    replies: list[str] = []
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        reader = sock.makefile("rb")
+
+        def read_reply() -> str:
+            parts = []
+            while True:
+                line = reader.readline()
+                if not line:
+                    return "\n".join(parts) or "<closed>"
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                parts.append(text)
+                if len(text) < 4 or text[3] != "-":
+                    return "\n".join(parts)
+
+        replies.append(read_reply())
+        for line in lines:
+            sock.sendall(line + b"\r\n")
+            replies.append(read_reply())
+    return replies

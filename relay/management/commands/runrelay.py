@@ -1,0 +1,154 @@
+"""`manage.py runrelay`: serve SMTP on every configured port until SIGTERM/SIGINT.
+
+    manage.py runrelay --listen 0.0.0.0:25,587,2525,1025-5000 --listen-tls 0.0.0.0:465
+    manage.py runrelay --processes 4      # forked workers sharing the ports (SO_REUSEPORT)
+
+Busy or forbidden ports are logged and skipped; it exits 1 only if nothing could be
+bound. Unless --no-deliver is given, the delivery worker (`manage.py deliver`) runs as a
+child process and is stopped with the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+
+from relay.listen import ListenSpecError, parse_listen
+from relay.server import NothingBound, RelayConfig, RelayServer
+
+log = logging.getLogger("relay.runrelay")
+DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
+
+
+def serve(config: RelayConfig) -> int:
+    """Run one relay in this process until SIGTERM/SIGINT. Returns the exit status."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = RelayServer(config, loop)
+    try:
+        try:
+            listeners = loop.run_until_complete(server.start())
+        except NothingBound as exc:
+            log.error("%s (RELAY_LISTEN=%r, RELAY_LISTEN_TLS=%r)", exc, config.listen,
+                      config.listen_tls)
+            server.close_db_threads()
+            return 1
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ports = ", ".join(f"{x.host}:{x.port}" + ("" if x.tls == "none" else f" ({x.tls})")
+                          for x in listeners)
+        log.info("relay %s listening on %s", server.node_id, ports)
+        loop.run_until_complete(stop.wait())
+        log.info("relay %s stopping", server.node_id)
+        loop.run_until_complete(server.stop())
+        return 0
+    finally:
+        loop.close()
+
+
+def serve_forked(config: RelayConfig, processes: int) -> int:
+    """Fork `processes` relays that share the ports; wait for them all."""
+    connections.close_all()  # never share a database connection across fork()
+    children: list[int] = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            status = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                status = serve(config)
+            except BaseException:
+                log.exception("relay worker failed")
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    statuses = []
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        statuses.append(os.waitstatus_to_exitcode(status))
+    return 0 if any(s == 0 for s in statuses) else 1
+
+
+class Command(BaseCommand):
+    help = "Run the SMTP relay (and, unless --no-deliver, the delivery worker)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--listen", default=None,
+                            help="HOST:PORTS with STARTTLS when a certificate is set, e.g. "
+                                 "0.0.0.0:25,587,2525,1025-5000 (default: RELAY_LISTEN)")
+        parser.add_argument("--listen-tls", default=None,
+                            help="HOST:PORTS with implicit TLS, e.g. 0.0.0.0:465 "
+                                 "(default: RELAY_LISTEN_TLS)")
+        parser.add_argument("--processes", type=int, default=1,
+                            help="relay processes sharing the ports (SO_REUSEPORT)")
+        parser.add_argument("--grace", type=float, default=10.0,
+                            help="seconds sessions in flight get to finish on stop")
+        parser.add_argument("--no-deliver", action="store_true",
+                            help="do not start the delivery worker")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        overrides: dict[str, Any] = {"stop_grace": options["grace"]}
+        if options["listen"] is not None:
+            overrides["listen"] = options["listen"]
+        if options["listen_tls"] is not None:
+            overrides["listen_tls"] = options["listen_tls"]
+        processes = options["processes"]
+        if processes < 1:
+            raise CommandError("--processes must be at least 1")
+        if processes > 1:
+            overrides["reuse_port"] = True
+        config = RelayConfig.from_settings(**overrides)
+        try:
+            parse_listen(config.listen)
+            parse_listen(config.listen_tls)
+        except ListenSpecError as exc:
+            raise CommandError(f"bad listen address: {exc}") from None
+        deliver = None if options["no_deliver"] else start_deliver()
+        try:
+            status = serve(config) if processes == 1 else serve_forked(config, processes)
+        finally:
+            stop_child(deliver)
+        if status:
+            raise CommandError("the relay could not listen on any port (see the log above)")
+
+
+def start_deliver() -> subprocess.Popen[bytes] | None:
+    if not DELIVER_COMMAND.exists():
+        log.info("no delivery worker command installed; relaying only")
+        return None
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    return subprocess.Popen([sys.executable, str(manage), "deliver"])
+
+
+def stop_child(child: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    if child is None or child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
