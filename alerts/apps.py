@@ -1,5 +1,29 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import transaction
+
+
+def _account_created(sender: type, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    if not created or raw:
+        return
+    from alerts.rules import create_default_rule
+
+    account_id = instance.pk
+    # The owner's membership is written after the account, in the same transaction
+    # (accounts.services.create_account): build the rule once it is all committed.
+    transaction.on_commit(lambda: create_default_rule(account_id))
 
 
 class AlertsConfig(AppConfig):
     name = "alerts"
+    verbose_name = "Alert center"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from accounts.models import Account
+
+        post_save.connect(_account_created, sender=Account, dispatch_uid="alerts.default_rule")

@@ -1,0 +1,151 @@
+"""Alert channels: email (Django's email backend, never our own relay) and signed webhooks.
+
+Contract (every channel):
+
+    channel.notify(content) -> None
+
+* Sends one alert (`alerts.content.AlertContent`) to the channel's one target.
+* Returns normally only when the receiving side accepted it.
+* On failure raises `ChannelError` whose message says what went wrong in words an admin
+  can act on (the remote reply included), with `permanent=True` when trying again cannot
+  help (an address refused, a 4xx from the webhook) so the sender stops retrying.
+* Never raises another alert and never touches the relay's queue: a failure is recorded on
+  the notification by the caller (alerts.sending), which also owns retries and backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from alerts.content import AlertContent
+
+SIGNATURE_HEADER = "X-SMTPPlus-Signature"
+
+
+class ChannelError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class BaseChannel:
+    kind: ClassVar[str] = ""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def notify(self, content: AlertContent) -> None:
+        raise NotImplementedError
+
+
+class EmailChannel(BaseChannel):
+    kind = "email"
+
+    def notify(self, content: AlertContent) -> None:
+        msg = EmailMultiAlternatives(
+            subject=content.subject,
+            body=content.text,
+            from_email=getattr(settings, "ALERTS_FROM_EMAIL", settings.DEFAULT_FROM_EMAIL),
+            to=[self.target],
+            headers={
+                # RFC 3834: tells auto-responders and our own users' filters not to reply.
+                "Auto-Submitted": "auto-generated",
+                "X-Auto-Response-Suppress": "All",
+            },
+            connection=get_connection(fail_silently=False),
+        )
+        msg.attach_alternative(content.html, "text/html")
+        try:
+            sent = msg.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            replies = "; ".join(
+                f"{code} {resp.decode(errors='replace') if isinstance(resp, bytes) else resp}"
+                for code, resp in exc.recipients.values()
+            )
+            raise ChannelError(f"the mail server refused {self.target}: {replies}", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            raise ChannelError(
+                f"the mail server answered {exc.smtp_code} {text}", permanent=500 <= exc.smtp_code < 600
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ChannelError(f"could not send the email: {exc.__class__.__name__}: {exc}") from exc
+        if sent != 1:
+            raise ChannelError("the email backend did not send the message")
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The value of the X-SMTPPlus-Signature header for `body`."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def encode_payload(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirected POST would be replayed as a GET without the body: report it instead.
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+class WebhookChannel(BaseChannel):
+    """POST the alert as JSON, signed with HMAC-SHA256 of the exact body bytes."""
+
+    kind = "webhook"
+
+    def __init__(self, target: str, secret: str, *, delivery_id: str = "") -> None:
+        super().__init__(target)
+        self.secret = secret
+        self.delivery_id = delivery_id
+
+    def notify(self, content: AlertContent) -> None:
+        if not self.target.lower().startswith(("http://", "https://")):
+            raise ChannelError("the webhook URL must start with http:// or https://", permanent=True)
+        body = encode_payload(content.payload)
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "SMTPPlus-Alerts/1",
+            SIGNATURE_HEADER: sign(body, self.secret),
+        }
+        if self.delivery_id:
+            # Stable across retries, so a receiver can drop duplicates.
+            headers["X-SMTPPlus-Delivery"] = self.delivery_id
+        request = urllib.request.Request(  # noqa: S310 (http/https checked above)
+            self.target, data=body, headers=headers, method="POST"
+        )
+        timeout = getattr(settings, "ALERTS_WEBHOOK_TIMEOUT", 10)
+        try:
+            with _opener.open(request, timeout=timeout) as response:
+                response.read(1024)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            reason = (exc.reason or "").strip() if isinstance(exc.reason, str) else ""
+            if 300 <= status < 400:
+                raise ChannelError(
+                    f"the webhook answered HTTP {status} (redirect to {exc.headers.get('Location', '?')}); "
+                    "enter the final URL", permanent=True,
+                ) from exc
+            # 408 and 429 say "later"; other 4xx will not get better by retrying.
+            permanent = 400 <= status < 500 and status not in (408, 429)
+            raise ChannelError(f"the webhook answered HTTP {status} {reason}".rstrip(), permanent=permanent) from exc
+        except TimeoutError as exc:
+            raise ChannelError(f"the webhook did not answer within {timeout} s") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise ChannelError(f"the webhook did not answer within {timeout} s") from exc
+            raise ChannelError(f"could not reach the webhook: {exc.reason}") from exc
+        except OSError as exc:
+            raise ChannelError(f"could not reach the webhook: {exc}") from exc

@@ -1,0 +1,51 @@
+"""Run the alert sender: collect new events, build due alerts, send notifications.
+
+The delivery workers already call `alerts.sending.run_once()`; run this command to send
+alerts from a separate process (for example while the relay is stopped).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from alerts.sending import run_once
+
+
+class Command(BaseCommand):
+    help = "Send alert emails and webhooks (loops until SIGTERM/SIGINT; --once for one pass)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="one pass, then exit")
+        parser.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.stdout.write(f"Received signal {signum}, finishing the current pass…")
+        self.shutdown = True
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["once"]:
+            sent = run_once()
+            self.stdout.write(f"Sent {sent} notification{'s' if sent != 1 else ''}.")
+            return
+        self.shutdown = False
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        self.stdout.write("sendalerts is now running")
+        while not self.shutdown:
+            close_old_connections()
+            try:
+                sent = run_once()
+                if sent:
+                    self.stdout.write(f"Sent {sent} notification{'s' if sent != 1 else ''}.")
+            except Exception as exc:  # a database outage must not end the loop
+                self.stderr.write(f"alert pass failed: {exc.__class__.__name__}: {exc}")
+                close_old_connections()
+            deadline = time.monotonic() + opts["interval"]
+            while not self.shutdown and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.stdout.write("sendalerts stopped.")

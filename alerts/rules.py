@@ -1,0 +1,188 @@
+"""State changes on alert rules: each writes its audit row itself.
+
+The webhook secret is generated here, stored encrypted, and returned to the caller only
+when it is created or reset — the console shows it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts import audit
+from accounts.credentials import encrypt_password
+from accounts.models import Account, Membership, Role, SmtpUser
+from alerts.models import AlertRule, EventType, Frequency
+
+logger = logging.getLogger("smtpplus.alerts")
+
+DEFAULT_RULE_NAME = "Delivery failures"
+DEFAULT_EVENTS = [EventType.DELIVERY_FAILED.value, EventType.DELIVERY_EXPIRED.value]
+
+RULE_FIELDS = (
+    "name", "enabled", "events", "delay_minutes", "login_threshold", "login_window_minutes",
+    "all_users", "frequency", "email_recipients", "webhook_url",
+)
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def _summary(rule: AlertRule) -> dict[str, Any]:
+    return {
+        "events": list(rule.events),
+        "frequency": rule.frequency,
+        "enabled": rule.enabled,
+        "emails": rule.email_list,
+        "webhook": rule.webhook_url,
+        "scope": "all" if rule.all_users else [u.username for u in rule.smtp_users.all()],
+    }
+
+
+def _apply(rule: AlertRule, data: dict[str, Any]) -> None:
+    for name in RULE_FIELDS:
+        if name in data:
+            setattr(rule, name, data[name])
+
+
+def _ensure_secret(rule: AlertRule) -> str | None:
+    """Give a webhook rule a secret if it has none; returns the new secret, if any."""
+    if rule.webhook_url and not rule.webhook_secret_encrypted:
+        secret = new_secret()
+        rule.webhook_secret_encrypted = encrypt_password(secret)
+        return secret
+    return None
+
+
+@transaction.atomic
+def create_rule(
+    account: Account,
+    data: dict[str, Any],
+    smtp_users: Iterable[SmtpUser] = (),
+    request: HttpRequest | None = None,
+    actor_label: str | None = None,
+) -> tuple[AlertRule, str | None]:
+    """Create a rule; returns it and its webhook secret (to be shown once), if any."""
+    now = timezone.now()
+    rule = AlertRule(account=account, created=now, watch_since=now, last_alert_at=now)
+    _apply(rule, data)
+    secret = _ensure_secret(rule)
+    rule.save()
+    rule.smtp_users.set([u for u in smtp_users if u.account_id == account.pk])
+    audit.record(
+        "alert_rule.create", account=account, request=request, target=rule,
+        actor_label=actor_label, details=_summary(rule),
+    )
+    return rule, secret
+
+
+@transaction.atomic
+def update_rule(
+    rule: AlertRule,
+    data: dict[str, Any],
+    smtp_users: Iterable[SmtpUser] = (),
+    request: HttpRequest | None = None,
+) -> str | None:
+    """Change a rule; returns a new webhook secret if the rule just got a webhook."""
+    was_enabled = rule.enabled
+    _apply(rule, data)
+    if not rule.webhook_url:
+        rule.webhook_secret_encrypted = ""
+    secret = _ensure_secret(rule)
+    if rule.enabled and not was_enabled:
+        _restart_watch(rule)
+    rule.save()
+    rule.smtp_users.set([u for u in smtp_users if u.account_id == rule.account_id])
+    if not rule.enabled and was_enabled:
+        _drop_pending(rule)
+    audit.record(
+        "alert_rule.update", account=rule.account, request=request, target=rule,
+        details=_summary(rule),
+    )
+    return secret
+
+
+def _restart_watch(rule: AlertRule) -> None:
+    # Events that happened while the rule was off are not alerted when it comes back on.
+    now = timezone.now()
+    rule.watch_since = now
+    rule.collected_until = now
+    rule.last_alert_at = now
+
+
+def _drop_pending(rule: AlertRule) -> None:
+    rule.alert_events.filter(alert__isnull=True).delete()
+
+
+@transaction.atomic
+def set_enabled(rule: AlertRule, enabled: bool, request: HttpRequest | None = None) -> None:
+    if rule.enabled == enabled:
+        return
+    rule.enabled = enabled
+    if enabled:
+        _restart_watch(rule)
+    else:
+        _drop_pending(rule)
+    rule.save()
+    audit.record(
+        "alert_rule.enable" if enabled else "alert_rule.disable", account=rule.account,
+        request=request, target=rule,
+    )
+
+
+@transaction.atomic
+def delete_rule(rule: AlertRule, request: HttpRequest | None = None) -> None:
+    account = rule.account
+    audit.record(
+        "alert_rule.delete", account=account, request=request, target=rule,
+        details=_summary(rule),
+    )
+    # Alerts already sent stay in the notifications log (their rule link becomes empty).
+    rule.delete()
+
+
+@transaction.atomic
+def reset_secret(rule: AlertRule, request: HttpRequest | None = None) -> str:
+    """A new webhook secret; the old one stops being used at once."""
+    secret = new_secret()
+    rule.webhook_secret_encrypted = encrypt_password(secret)
+    rule.save(update_fields=["webhook_secret_encrypted", "changed"])
+    audit.record(
+        "alert_rule.reset_secret", account=rule.account, request=request, target=rule,
+    )
+    return secret
+
+
+def create_default_rule(account_id: int) -> AlertRule | None:
+    """New accounts start with one rule: permanent failures and expiries, as needed, to
+    the owner's email. Does nothing if the account already has a rule or no owner."""
+    account = Account.objects.filter(pk=account_id).first()
+    if account is None or account.alert_rules.exists():
+        return None
+    owner = (
+        Membership.objects.filter(account=account, role=Role.OWNER)
+        .select_related("user").order_by("created", "id").first()
+    )
+    email = (owner.user.email or owner.user.get_username()) if owner else ""
+    if "@" not in email:
+        logger.info("account %s has no owner email yet: no default alert rule", account.pk)
+        return None
+    rule, _ = create_rule(
+        account,
+        {
+            "name": DEFAULT_RULE_NAME,
+            "events": list(DEFAULT_EVENTS),
+            "frequency": Frequency.AS_NEEDED.value,
+            "email_recipients": email,
+            "all_users": True,
+        },
+        actor_label="SMTP+ (default rule of a new account)",
+    )
+    return rule

@@ -1,0 +1,179 @@
+"""Alert center pages: rules (list, create, edit, enable/disable, delete, test, webhook
+secret) and the notifications log. Viewers read; owners and admins change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.models import Role
+from accounts.tenancy import member_required
+from alerts import rules as services
+from alerts.content import event_view
+from alerts.explain import PORT_NOTE
+from alerts.forms import AlertRuleForm
+from alerts.models import AlertRule, Notification, NotificationStatus
+from alerts.sample import send_test_alert
+
+
+def _rules_with_status(account: Any) -> Any:
+    notes = Notification.objects.filter(alert__rule=OuterRef("pk"), alert__is_test=False)
+    last_failed = notes.filter(status=NotificationStatus.FAILED).order_by("-last_attempt_at", "-id")
+    return (
+        AlertRule.objects.filter(account=account)
+        .annotate(
+            last_sent=Subquery(
+                notes.filter(status=NotificationStatus.SENT).order_by("-sent_at").values("sent_at")[:1]
+            ),
+            last_error=Subquery(last_failed.values("error")[:1]),
+            last_error_at=Subquery(last_failed.values("last_attempt_at")[:1]),
+        )
+        .prefetch_related("smtp_users")
+        .order_by("name", "id")
+    )
+
+
+@member_required()
+def rule_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "alerts/rules.html", {
+        "rules": _rules_with_status(request.account),  # type: ignore[attr-defined]
+        "port_note": PORT_NOTE,
+    })
+
+
+def _secret_page(request: HttpRequest, rule: AlertRule, secret: str, created: bool) -> HttpResponse:
+    response = render(request, "alerts/secret.html", {"rule": rule, "secret": secret, "created": created})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@member_required(Role.ADMIN)
+def rule_create(request: HttpRequest) -> HttpResponse:
+    account = request.account  # type: ignore[attr-defined]
+    if request.method == "POST":
+        form = AlertRuleForm(request.POST, account=account)
+        if form.is_valid():
+            rule, secret = services.create_rule(
+                account, form.rule_data(), form.cleaned_data["smtp_users"], request=request
+            )
+            messages.success(request, f"Alert rule “{rule.name}” created.")
+            if secret:
+                return _secret_page(request, rule, secret, created=True)
+            return redirect("alerts:rule_detail", pk=rule.pk)
+    else:
+        default_email = request.user.email or request.user.get_username()
+        form = AlertRuleForm(account=account, initial={"email_recipients": default_email,
+                                                       "events": ["delivery_failed", "delivery_expired"]})
+    return render(request, "alerts/rule_form.html", {"form": form, "rule": None})
+
+
+@member_required(Role.ADMIN)
+def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    if request.method == "POST":
+        form = AlertRuleForm(request.POST, account=rule.account)
+        if form.is_valid():
+            secret = services.update_rule(
+                rule, form.rule_data(), form.cleaned_data["smtp_users"], request=request
+            )
+            messages.success(request, f"Alert rule “{rule.name}” saved.")
+            if secret:
+                return _secret_page(request, rule, secret, created=True)
+            return redirect("alerts:rule_detail", pk=rule.pk)
+    else:
+        form = AlertRuleForm(account=rule.account, initial=AlertRuleForm.initial_for(rule))
+    return render(request, "alerts/rule_form.html", {"form": form, "rule": rule})
+
+
+@member_required()
+def rule_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(
+        _rules_with_status(request.account), pk=pk  # type: ignore[attr-defined]
+    )
+    recent = (
+        Notification.objects.filter(alert__rule=rule).select_related("alert")
+        .order_by("-created", "-id")[:20]
+    )
+    return render(request, "alerts/rule_detail.html", {"rule": rule, "notifications": recent})
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def rule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    enable = request.POST.get("enabled") == "1"
+    services.set_enabled(rule, enable, request=request)
+    messages.success(request, f"Alert rule “{rule.name}” {'enabled' if enable else 'disabled'}.")
+    if request.POST.get("next") == "list":
+        return redirect("alerts:rules")
+    return redirect("alerts:rule_detail", pk=rule.pk)
+
+
+@member_required(Role.ADMIN)
+def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    if request.method == "POST":
+        name = rule.name
+        services.delete_rule(rule, request=request)
+        messages.success(request, f"Alert rule “{name}” deleted.")
+        return redirect("alerts:rules")
+    return render(request, "alerts/rule_delete.html", {"rule": rule})
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def rule_test(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    for n in send_test_alert(rule, request=request):
+        if n.error:
+            messages.error(request, f"Test alert to {n.target} failed: {n.error}")
+        else:
+            messages.success(request, f"Test alert sent to {n.target}.")
+    return redirect("alerts:rule_detail", pk=rule.pk)
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def rule_reset_secret(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    if not rule.webhook_url:
+        messages.error(request, "This rule has no webhook.")
+        return redirect("alerts:rule_detail", pk=rule.pk)
+    secret = services.reset_secret(rule, request=request)
+    return _secret_page(request, rule, secret, created=False)
+
+
+@member_required()
+def notification_log(request: HttpRequest) -> HttpResponse:
+    account = request.account  # type: ignore[attr-defined]
+    qs = Notification.objects.filter(account=account).select_related("alert").order_by("-created", "-id")
+    status = request.GET.get("status", "")
+    if status in NotificationStatus.values:
+        qs = qs.filter(status=status)
+    rules = AlertRule.objects.filter(account=account).order_by("name")
+    rule_id = request.GET.get("rule", "")
+    if rule_id.isdigit():
+        qs = qs.filter(alert__rule_id=int(rule_id))
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    return render(request, "alerts/log.html", {
+        "page": page, "status": status, "statuses": NotificationStatus.choices,
+        "rules": rules, "rule_id": rule_id,
+    })
+
+
+@member_required()
+def notification_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    n = get_object_or_404(
+        Notification.objects.select_related("alert"), pk=pk, account=request.account  # type: ignore[attr-defined]
+    )
+    events = [event_view(e) for e in n.alert.events.order_by("occurred_at", "id")[:500]]
+    siblings = n.alert.notifications.exclude(pk=n.pk).order_by("id")
+    return render(request, "alerts/notification_detail.html", {
+        "n": n, "alert": n.alert, "events": events, "siblings": siblings,
+    })
