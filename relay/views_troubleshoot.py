@@ -1,0 +1,103 @@
+"""Troubleshooter pages: the checks for one SMTP+ user, one-click authorize, test message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts.models import Role, SmtpUser
+from accounts.senders import InvalidEntry, domain_to_unicode
+from accounts.tenancy import member_required
+from relay.testmessage import Endpoint, TestOutcome, default_endpoint, endpoints, send_test_message
+from relay.troubleshooter import OK, PROBLEM, authorize_sender, display_address, run_checks
+
+
+class TestMessageForm(forms.Form):
+    sender = forms.EmailField(label="Sender (From)", max_length=320)
+    recipient = forms.EmailField(label="Recipient (To)", max_length=320)
+    port = forms.TypedChoiceField(label="Relay port", coerce=int)
+
+    def __init__(self, *args: Any, options: list[Endpoint], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options = {e.port: e for e in options}
+        self.fields["port"].choices = [(e.port, e.label) for e in options]  # type: ignore[attr-defined]
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.options[self.cleaned_data["port"]]
+
+
+def _default_sender(user: SmtpUser) -> str:
+    email = user.authorized_emails.values_list("email", flat=True).first()
+    if email:
+        return display_address(email)
+    domain = user.authorized_domains.values_list("domain", flat=True).first()
+    return f"test@{domain_to_unicode(domain)}" if domain else ""
+
+
+def _page(request: HttpRequest, user: SmtpUser, form: TestMessageForm | None = None,
+          outcome: TestOutcome | None = None) -> HttpResponse:
+    options = endpoints()
+    if form is None:
+        default = default_endpoint(options)
+        form = TestMessageForm(options=options, initial={
+            "sender": _default_sender(user),
+            "recipient": request.user.email,  # type: ignore[union-attr]
+            "port": default.port if default else None,
+        })
+    checks = run_checks(user)
+    context = {
+        "smtp_user": user,
+        "checks": checks,
+        "problems": sum(1 for c in checks if c.status == PROBLEM),
+        "oks": sum(1 for c in checks if c.status == OK),
+        "can_edit": request.membership.can_edit,  # type: ignore[attr-defined]
+        "form": form,
+        "outcome": outcome,
+    }
+    response = render(request, "relay/troubleshoot.html", context)
+    if outcome is not None:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@member_required()
+def troubleshoot(request: HttpRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    return _page(request, user)
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def troubleshoot_authorize(request: HttpRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    kind = request.POST.get("kind", "")
+    value = request.POST.get("value", "")[:320]
+    try:
+        text = authorize_sender(user, kind, value,
+                                include_subdomains=request.POST.get("include_subdomains") == "1",
+                                request=request)
+    except InvalidEntry as exc:
+        messages.error(request, f"Could not authorize {value}: {exc}")
+    else:
+        messages.success(request, f"{text} Resend the rejected messages: they were not stored.")
+    anchor = "#check-sender_domain" if kind == "domain" else "#check-sender_email"
+    return redirect(reverse("relay:troubleshoot", args=[user.pk]) + anchor)
+
+
+@require_POST
+@member_required(Role.ADMIN)
+def test_message(request: HttpRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    form = TestMessageForm(request.POST, options=endpoints())
+    if not form.is_valid():
+        return _page(request, user, form=form)
+    outcome = send_test_message(user, form.cleaned_data["sender"],
+                                form.cleaned_data["recipient"], form.endpoint, request=request)
+    return _page(request, user, form=form, outcome=outcome)
