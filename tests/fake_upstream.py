@@ -260,3 +260,56 @@ def database_url_for_subprocess() -> str:
     auth = f"{user}{password}@" if user else ""
     port = f":{s['PORT']}" if s.get("PORT") else ""
     return f"postgres://{auth}{s.get('HOST') or 'localhost'}{port}/{s['NAME']}"
+
+
+def queue_message(
+    smtp_user: Any,
+    recipients: list[str],
+    *,
+    sender: str = "shop@acme.test",
+    subject: str = "Your order",
+    raw: bytes | None = None,
+    created: Any = None,
+    **fields: Any,
+) -> Any:
+    """A message as the relay stores it after accepting it: queued recipients, due now."""
+    import uuid
+
+    from django.utils import timezone
+
+    from relay.models import Message, Recipient
+
+    created = created or timezone.now()
+    if raw is None:
+        raw = (
+            f"Received: from client (127.0.0.1) by relay.test\r\nFrom: {sender}\r\n"
+            f"To: {', '.join(recipients)}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{uuid.uuid4().hex}@acme.test>\r\n\r\nHello.\r\n"
+        ).encode()
+    message = Message.objects.create(
+        account=smtp_user.account,
+        smtp_user=smtp_user,
+        queue_id=uuid.uuid4().hex[:12].upper(),
+        created=created,
+        envelope_from=sender,
+        header_from=sender,
+        subject=subject,
+        size=len(raw),
+        raw=raw,
+        **fields,
+    )
+    Recipient.objects.bulk_create(
+        [
+            Recipient(
+                message=message,
+                account=smtp_user.account,
+                smtp_user=smtp_user,
+                address=address,
+                priority=smtp_user.priority,
+                created=created,
+                next_attempt_at=created,
+            )
+            for address in recipients
+        ]
+    )
+    return message

@@ -1,0 +1,219 @@
+"""Delivering a claimed batch and recording what happened to each recipient.
+
+One SMTP transaction per message with all of its claimed recipients; the outcome is per
+recipient: 2xx delivered, 5xx failed, anything temporary (4xx, timeout, refused or lost
+connection, DNS trouble) deferred with a doubling backoff — until the message is older
+than DELIVERY_LIFETIME, then failed with fail_reason "expired". Every try is an Attempt.
+
+The database work is plain synchronous functions (`load_messages`, `record_outcomes`)
+that the asynchronous `deliver_claimed` runs on a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from relay import queue
+from relay.models import Attempt, Message, Recipient, RecipientStatus
+from relay.upstreams import Reply, Transport
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RunDb = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Outcome:
+    recipient: Recipient
+    message_created: datetime
+    reply: Reply
+    started: datetime
+    duration_ms: int
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Wait before the next try after `attempts` tries: first, doubling, capped."""
+    first = settings.DELIVERY_RETRY_FIRST
+    seconds = min(first * 2 ** max(attempts - 1, 0), settings.DELIVERY_RETRY_MAX)
+    return timedelta(seconds=max(seconds, 0))
+
+
+def fail_reason(reply: Reply) -> str:
+    if reply.code is not None:
+        return "rejected"
+    return {"5.6.7": "smtputf8", "5.1.10": "null_mx", "5.1.2": "no_such_domain"}.get(
+        reply.enhanced, "undeliverable"
+    )
+
+
+def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
+    reply = outcome.reply
+    state: dict[str, Any] = {
+        "last_code": reply.code,
+        "last_enhanced": reply.enhanced[:16],
+        "last_text": reply.text,
+        "lease_owner": "",
+        "lease_until": None,
+    }
+    result = reply.outcome
+    if result == "delivered":
+        state.update(status=RecipientStatus.DELIVERED, finished_at=now, fail_reason="")
+        return state
+    if result == "failed":
+        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=fail_reason(reply))
+        return state
+    expires = outcome.message_created + timedelta(seconds=settings.DELIVERY_LIFETIME)
+    if now >= expires:
+        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason="expired")
+        return state
+    # The last try is made at the expiry time, not after it.
+    next_at = min(now + retry_delay(outcome.recipient.attempts + 1), expires)
+    state.update(status=RecipientStatus.DEFERRED, next_attempt_at=next_at)
+    return state
+
+
+def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
+    """Store the attempts and the recipients' new state; a recipient whose lease this
+    worker no longer holds is left as it is. Returns how many recipients were updated."""
+    if not outcomes:
+        return 0
+    now = timezone.now()
+    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[int]]] = {}
+    for outcome in outcomes:
+        state = _new_state(outcome, now)
+        key = tuple(sorted((k, str(v)) for k, v in state.items()))
+        groups.setdefault(key, (state, []))[1].append(outcome.recipient.pk)
+    updated = 0
+    with transaction.atomic():
+        Attempt.objects.bulk_create(
+            [
+                Attempt(
+                    recipient_id=o.recipient.pk,
+                    started=o.started,
+                    duration_ms=o.duration_ms,
+                    upstream=o.reply.host[:255],
+                    code=o.reply.code,
+                    enhanced=o.reply.enhanced[:16],
+                    text=o.reply.text,
+                    outcome=o.reply.outcome,
+                )
+                for o in outcomes
+            ]
+        )
+        for state, ids in groups.values():
+            updated += Recipient.objects.filter(pk__in=ids, lease_owner=owner).update(
+                attempts=F("attempts") + 1, **state
+            )
+    return updated
+
+
+@dataclass
+class LoadedMessage:
+    id: int
+    queue_id: str
+    envelope_from: str
+    created: datetime
+    raw: bytes | None
+
+
+def load_messages(ids: list[int]) -> dict[int, LoadedMessage]:
+    rows = Message.objects.filter(pk__in=ids).values_list(
+        "id", "queue_id", "envelope_from", "created", "raw"
+    )
+    return {
+        pk: LoadedMessage(pk, qid, sender, created, bytes(raw) if raw is not None else None)
+        for pk, qid, sender, created, raw in rows
+    }
+
+
+async def deliver_claimed(
+    transport: Transport, owner: str, claimed: list[Recipient], run_db: RunDb
+) -> list[Outcome]:
+    """Deliver claimed recipients, one transaction per message, and record the results.
+
+    `run_db(fn, *args)` runs a synchronous database function off the event loop. A
+    message whose delivery raises is pushed to a later attempt before the error is
+    re-raised; recipients not reached are released for another worker.
+    """
+    by_message: dict[int, list[Recipient]] = defaultdict(list)
+    for rcpt in claimed:
+        by_message[rcpt.message_id].append(rcpt)
+    messages: dict[int, LoadedMessage] = await run_db(load_messages, list(by_message))
+    outcomes: list[Outcome] = []
+    handled: set[int] = set()
+    lease_left = time.monotonic() + settings.DELIVERY_LEASE_SECONDS
+    try:
+        for message_id, rcpts in by_message.items():
+            message = messages.get(message_id)
+            if message is None:  # deleted since the claim
+                handled.update(r.pk for r in rcpts)
+                continue
+            # Keep the lease comfortably longer than one transaction can take.
+            if lease_left - time.monotonic() < 3 * settings.DELIVERY_TIMEOUT:
+                pending = [r.pk for r in rcpts]
+                held = await run_db(queue.renew, owner, pending)
+                lease_left = time.monotonic() + settings.DELIVERY_LEASE_SECONDS
+                rcpts = [r for r in rcpts if r.pk in held]
+                handled.update(pk for pk in pending if pk not in held)
+                if not rcpts:
+                    continue
+            try:
+                outcomes += await deliver_message(transport, message, rcpts)
+            except Exception:
+                log.exception("delivering message %s raised", message.queue_id)
+                await run_db(queue.push_later, owner, [r.pk for r in rcpts])
+                handled.update(r.pk for r in rcpts)
+                raise
+            handled.update(r.pk for r in rcpts)
+    finally:
+        if outcomes:
+            await run_db(record_outcomes, owner, outcomes)
+        left = [r.pk for r in claimed if r.pk not in handled]
+        if left:
+            await run_db(queue.release, owner, left)
+    return outcomes
+
+
+async def deliver_message(
+    transport: Transport, message: LoadedMessage, rcpts: list[Recipient]
+) -> list[Outcome]:
+    started = timezone.now()
+    t0 = time.monotonic()
+    if message.raw is None:
+        gone = Reply(None, "5.3.0", "The message body is no longer stored", transport.label)
+        replies = {r.address: gone for r in rcpts}
+    else:
+        # Recipients are compared as sent: one reply per distinct address.
+        addresses = list(dict.fromkeys(r.address for r in rcpts))
+        replies = await transport.send(message.envelope_from, addresses, message.raw)
+    duration = int((time.monotonic() - t0) * 1000)
+    missing = Reply(None, "4.3.0", "No reply for this recipient", transport.label)
+    return [
+        Outcome(r, message.created, replies.get(r.address, missing), started, duration)
+        for r in rcpts
+    ]
+
+
+async def run_sync(fn: Callable[..., T], *args: Any, executor: Any = None) -> T:
+    """Run a synchronous database function on a thread of `executor`."""
+
+    def job() -> T:
+        # Between units, as Django does between requests: drop broken or expired
+        # connections before using this thread's one.
+        close_old_connections()
+        return fn(*args)
+
+    return await asyncio.get_running_loop().run_in_executor(executor, job)

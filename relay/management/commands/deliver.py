@@ -1,0 +1,44 @@
+"""`manage.py deliver`: run delivery workers until SIGTERM/SIGINT (or, with --once,
+until nothing is due)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from relay.upstreams import UpstreamConfigError, parse_upstream
+from relay.worker import run_until_signal
+
+
+class Command(BaseCommand):
+    help = (
+        "Deliver queued mail to RELAY_UPSTREAM. Any number of these may run against one "
+        "database; each due recipient is leased by one worker at a time."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.DELIVERY_CONCURRENCY,
+            help="Deliveries in flight at once (default: DELIVERY_CONCURRENCY, %(default)s).",
+        )
+        parser.add_argument(
+            "--once", action="store_true", help="Deliver what is due now, then exit."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1")
+        try:
+            spec = parse_upstream(settings.RELAY_UPSTREAM)
+        except UpstreamConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if options["verbosity"] >= 1:
+            self.stderr.write(f"Delivering to {spec.label} with {options['concurrency']} task(s)")
+        stats = run_until_signal(options["concurrency"], once=options["once"])
+        if options["verbosity"] >= 1:
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing due"
+            self.stdout.write(f"Done: {summary}")

@@ -1,0 +1,113 @@
+"""Claiming due recipients for delivery, with a lease.
+
+Any number of workers, in any number of processes and machines, share the queue:
+
+- a worker claims due recipients in one short transaction — `SELECT … FOR UPDATE SKIP
+  LOCKED` on PostgreSQL (two workers never wait for or take each other's rows); on SQLite
+  the IMMEDIATE write transaction serialises claimers — and writes its name and a lease
+  expiry on them, then commits;
+- the network talk happens after the commit, holding no lock;
+- the final update is conditional on the lease (`lease_owner=me`), so a worker that lost
+  its lease cannot overwrite the work of the one that took over;
+- a worker that dies leaves a lease that expires; the rows are due again after it.
+
+Order: SMTP+ user priority (1 first), then due time. Fresh mail is taken before retries
+but a share of every batch is kept for retries, so neither starves the other.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
+
+# At most this many recipients of one message are claimed together (one SMTP
+# transaction), on top of the batch size.
+MAX_SIBLINGS = 100
+
+
+def new_worker_id() -> str:
+    """Unique per worker instance: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def due(now: datetime) -> QuerySet[Recipient]:
+    """Pending recipients whose time has come and that no live lease holds."""
+    return Recipient.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        status__in=PENDING_STATUSES,
+        next_attempt_at__lte=now,
+    )
+
+
+def _pick(qs: QuerySet[Recipient], limit: int, exclude: list[int] | None = None) -> list[int]:
+    if limit <= 0:
+        return []
+    if exclude:
+        qs = qs.exclude(pk__in=exclude)
+    return list(
+        qs.select_for_update(skip_locked=True)
+        .order_by("priority", "next_attempt_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def claim(owner: str, limit: int, *, lease_seconds: int | None = None) -> list[Recipient]:
+    """Lease up to `limit` due recipients (plus the other due recipients of the same
+    messages, so a message goes out in one transaction) and return them."""
+    now = timezone.now()
+    seconds = lease_seconds if lease_seconds is not None else settings.DELIVERY_LEASE_SECONDS
+    until = now + timedelta(seconds=seconds)
+    pending = due(now)
+    reserve = limit // 4  # the share of a batch kept for retries
+    with transaction.atomic():
+        ids = _pick(pending.filter(status=RecipientStatus.QUEUED), limit - reserve)
+        ids += _pick(pending.filter(status=RecipientStatus.DEFERRED), limit - len(ids))
+        if len(ids) < limit:
+            ids += _pick(pending.filter(status=RecipientStatus.QUEUED), limit - len(ids), ids)
+        if not ids:
+            return []
+        message_ids = Recipient.objects.filter(pk__in=ids).values("message_id")
+        ids += _pick(pending.filter(message_id__in=message_ids), MAX_SIBLINGS, ids)
+        Recipient.objects.filter(pk__in=ids).update(lease_owner=owner, lease_until=until)
+    return list(
+        Recipient.objects.filter(pk__in=ids, lease_owner=owner).order_by("message_id", "id")
+    )
+
+
+def renew(owner: str, ids: list[int], *, lease_seconds: int | None = None) -> set[int]:
+    """Extend the lease on rows still held; returns the ids still held."""
+    seconds = lease_seconds if lease_seconds is not None else settings.DELIVERY_LEASE_SECONDS
+    now = timezone.now()
+    held = Recipient.objects.filter(pk__in=ids, lease_owner=owner, status__in=PENDING_STATUSES)
+    with transaction.atomic():
+        kept = set(held.values_list("pk", flat=True))
+        held.update(lease_until=now + timedelta(seconds=seconds))
+    return kept
+
+
+def release(owner: str, ids: list[int]) -> int:
+    """Give rows back untouched (shutting down before getting to them)."""
+    if not ids:
+        return 0
+    return Recipient.objects.filter(pk__in=ids, lease_owner=owner).update(
+        lease_owner="", lease_until=None
+    )
+
+
+def push_later(owner: str, ids: list[int], seconds: int | None = None) -> int:
+    """Move rows that made the worker raise out of the way, so they cannot crash-loop it."""
+    delay = seconds if seconds is not None else settings.DELIVERY_RETRY_FIRST
+    return Recipient.objects.filter(pk__in=ids, lease_owner=owner).update(
+        lease_owner="",
+        lease_until=None,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
