@@ -56,7 +56,7 @@ class SendersForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if not (data.get("domains", "").strip() or data.get("emails", "").strip()):
             raise forms.ValidationError("Enter at least one domain or email address.")
         return data

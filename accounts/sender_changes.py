@@ -94,7 +94,9 @@ def add_senders(
         warnings=parsed.warnings,
         emails_in_domain_box=parsed.emails_in_domain_box,
     )
-    existing_domains = set(smtp_user.authorized_domains.values_list("domain", flat=True))
+    existing_domains = set(
+        AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list("domain", flat=True)
+    )
     for domain in parsed.added_domains:
         if domain in existing_domains:
             result.unchanged.append(domain_to_unicode(domain))
@@ -105,7 +107,8 @@ def add_senders(
         existing_domains.add(domain)
         result.added_domains.append(domain)
     existing_emails = {
-        e.lower() for e in smtp_user.authorized_emails.values_list("email", flat=True)
+        e.lower()
+        for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list("email", flat=True)
     }
     for email in parsed.added_emails:
         if email.lower() in existing_emails:

@@ -12,7 +12,14 @@ from django.utils.text import slugify
 
 from accounts import audit
 from accounts.credentials import generate_password, generate_username
-from accounts.models import Account, Membership, Role, SmtpUser
+from accounts.models import (
+    Account,
+    AuthorizedDomain,
+    AuthorizedEmail,
+    Membership,
+    Role,
+    SmtpUser,
+)
 
 
 def unique_slug(name: str) -> str:
@@ -156,8 +163,12 @@ def delete_smtp_user(smtp_user: SmtpUser, request: HttpRequest | None = None) ->
         target_label=f"{smtp_user.name} ({smtp_user.username})" if smtp_user.name
         else smtp_user.username,
         details={
-            "domains": list(smtp_user.authorized_domains.values_list("domain", flat=True)),
-            "emails": list(smtp_user.authorized_emails.values_list("email", flat=True)),
+            "domains": list(
+                AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list("domain", flat=True)
+            ),
+            "emails": list(
+                AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list("email", flat=True)
+            ),
         },
     )
     smtp_user.delete()

@@ -20,7 +20,7 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts import services
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
-from accounts.models import Role, SmtpUser
+from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.sender_changes import display_email
 from accounts.tenancy import member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
@@ -98,14 +98,14 @@ def render_detail(
 ) -> HttpResponse:
     """The user's page. A response that carries a password is never cached."""
     emails = [
-        {"obj": e, "display": display_email(e.email)} for e in smtp_user.authorized_emails.all()
+        {"obj": e, "display": display_email(e.email)} for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user)
     ]
     context = {
         "smtp_user": smtp_user,
         "conn": connection_settings(),
         "password": password,
         "password_note": password_note,
-        "domains": list(smtp_user.authorized_domains.all()),
+        "domains": list(AuthorizedDomain.objects.filter(smtp_user=smtp_user)),
         "emails": emails,
         "senders_form": senders_form or SendersForm(),
         "add_result": add_result,
@@ -208,7 +208,7 @@ def smtpuser_delete(request: HttpRequest, pk: int) -> HttpResponse:
         request, "accounts/smtpuser_confirm_delete.html",
         {
             "smtp_user": smtp_user,
-            "n_senders": smtp_user.authorized_domains.count()
-            + smtp_user.authorized_emails.count(),
+            "n_senders": AuthorizedDomain.objects.filter(smtp_user=smtp_user).count()
+            + AuthorizedEmail.objects.filter(smtp_user=smtp_user).count(),
         },
     )

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts import sender_changes, services
-from accounts.models import Account, SmtpUser
+from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import domain_to_unicode
 
 
@@ -135,7 +135,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def show(smtp_user: SmtpUser, reveal: bool) -> dict[str, Any]:
-        domains = list(smtp_user.authorized_domains.all())
+        domains = list(AuthorizedDomain.objects.filter(smtp_user=smtp_user))
         data: dict[str, Any] = {
             "username": smtp_user.username,
             "name": smtp_user.name,
@@ -146,7 +146,7 @@ class Command(BaseCommand):
             "domains": [d.display for d in domains],
             "domains_with_subdomains": [d.display for d in domains if d.include_subdomains],
             "emails": [
-                sender_changes.display_email(e.email) for e in smtp_user.authorized_emails.all()
+                sender_changes.display_email(e.email) for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user)
             ],
             "last_login_at": smtp_user.last_login_at.isoformat()
             if smtp_user.last_login_at else None,
