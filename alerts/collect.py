@@ -146,10 +146,11 @@ def _login_failures(rule: AlertRule, now: datetime) -> list[AlertEvent]:
         account=rule.account, kind=EventKind.AUTH_FAILED, last_seen__gt=start,
     ))
     recent = AlertEvent.objects.filter(
-        rule=rule, kind=EventType.LOGIN_FAILURES, occurred_at__gt=now - window
+        rule=rule, kind=EventType.LOGIN_FAILURES, created__gt=now - window
     ).values_list("source_key", flat=True)
     throttled = {key.rsplit(":", 1)[0] for key in recent}
-    events = []
+    events: list[AlertEvent] = []
+    alerted_users = {int(p.rsplit(":", 1)[1]) for p in throttled if p.startswith("logins:user:")}
     for field, label in (("smtp_user", "user"), ("client_ip", "ip")):
         rows = (
             qs.exclude(**{f"{field}__isnull": True}).values(field).annotate(total=Sum("count"))
@@ -159,18 +160,26 @@ def _login_failures(rule: AlertRule, now: datetime) -> list[AlertEvent]:
             prefix = f"logins:{label}:{row[field]}"
             if prefix in throttled:
                 continue
-            sample = qs.filter(**{field: row[field]}).select_related("smtp_user").order_by("-last_seen", "-id").first()
+            group = qs.filter(**{field: row[field]})
+            sample = group.select_related("smtp_user").order_by("-last_seen", "-id").first()
             data = relay_event_data(sample) if sample else {}
             data.update({
-                "count": row["total"], "window_minutes": rule.login_window_minutes,
-                "group": label,
+                "count": row["total"], "window_minutes": rule.login_window_minutes, "group": label,
             })
-            if label == "ip":
-                # Several SMTP+ users may be tried from one address: name the address.
-                data.update({"smtp_user": "", "smtp_user_id": None})
+            if label == "user":
+                alerted_users.add(row[field])
+            else:
+                users = sorted(set(group.exclude(smtp_user=None).values_list("smtp_user_id", flat=True)))
+                if len(users) == 1 and users[0] in alerted_users:
+                    continue  # the same burst, already reported for its SMTP+ user
+                names = sorted(set(group.values_list("username", flat=True)))
+                # Several SMTP+ users may be tried from one address: name them all.
+                data.update({"smtp_user": ", ".join(names), "smtp_user_id": None})
+            # When the threshold was (last) crossed: the newest failure of the group.
+            seen = sample.last_seen if sample else now
             events.append(AlertEvent(
                 kind=EventType.LOGIN_FAILURES, source_key=f"{prefix}:{int(now.timestamp())}",
-                occurred_at=now, data=data,
+                occurred_at=min(seen, now), data=data,
             ))
     return events
 

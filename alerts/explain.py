@@ -202,7 +202,7 @@ def explain_delivery(
         )
         return Reading(
             "delayed",
-            "not delivered yet",
+            last.summary if last is not UNKNOWN else "not tried yet",
             f"The message is still in the queue after {delayed_minutes} minutes." + last_part,
             "SMTP+ keeps retrying until the message expires. " + (
                 last.what_to_do if last not in (UNKNOWN, TEMPORARY) else
@@ -272,14 +272,15 @@ def sender_rejected(address: str, smtp_username: str = "", header: bool = False)
     if domain:
         base = _second_level(domain)
         www = (
-            f" Enter {base}, not {domain}: mail is usually sent from the second-level domain."
+            f" (the second-level domain: enter {base}, not {domain}, since mail is usually "
+            "sent from the second-level domain)"
             if base != domain.lower().rstrip(".")
             else ""
         )
         todo = (
             f"{_CONSOLE_USER} Review the details of the SMTP+ user{user} and either "
-            f"authorize the domain {base}{www} — or, if you prefer, authorize only the "
-            f"address {addr}. Either is enough."
+            f"authorize the domain {base}{www}, or authorize only the address {addr}. "
+            "Either is enough."
         )
     else:
         todo = (

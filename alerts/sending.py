@@ -66,8 +66,10 @@ def _due(rule: AlertRule, pending: list[AlertEvent], now: datetime) -> bool:
     if not pending:
         return False
     if rule.frequency == Frequency.AS_NEEDED:
-        first_noticed = min(e.created for e in pending)
-        return first_noticed <= now - timedelta(seconds=coalesce_seconds())
+        # The window opens with the first event (when it happened, or when it was noticed
+        # if its clock is ahead): events of the same window go out together.
+        opened = min(min(e.occurred_at, e.created) for e in pending)
+        return opened <= now - timedelta(seconds=coalesce_seconds())
     start = rule.last_alert_at or rule.watch_since
     return now >= start + timedelta(seconds=rule.digest_period_seconds())
 
