@@ -37,9 +37,12 @@ class Endpoint:
     tls: str  # "starttls", "implicit" or "none"
 
     @property
+    def mode(self) -> str:
+        return {"implicit": "implicit TLS", "starttls": "STARTTLS"}.get(self.tls, "no TLS")
+
+    @property
     def label(self) -> str:
-        mode = {"implicit": "implicit TLS", "starttls": "STARTTLS"}.get(self.tls, "no TLS")
-        return f"port {self.port} ({mode})"
+        return f"port {self.port} ({self.mode})"
 
 
 def endpoints(listeners: list[Listener] | None = None) -> list[Endpoint]:
@@ -166,14 +169,16 @@ def converse(user: SmtpUser, sender: str, recipient: str, endpoint: Endpoint,
     client = RecordingSMTP(_secret_forms(user.username, password), timeout=timeout)
     outcome = TestOutcome(False, "", endpoint, client.transcript)
     try:
-        client.note(f"Connecting to {endpoint.host}:{endpoint.port} ({endpoint.label})")
+        client.note(f"Connecting to {endpoint.host}:{endpoint.port} ({endpoint.mode})")
         context = ssl.create_default_context()
         # The console talks to its own relay, by an address the certificate does not name.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        client._host = endpoint.host  # smtplib names the server from this in STARTTLS
         if endpoint.tls == "implicit":
             client.sock = context.wrap_socket(
-                socket.create_connection((endpoint.host, endpoint.port), timeout))
+                socket.create_connection((endpoint.host, endpoint.port), timeout),
+                server_hostname=endpoint.host)
             client.file = None
             client.note("TLS started (certificate not verified)")
             code, greeting = client.getreply()
