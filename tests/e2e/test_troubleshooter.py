@@ -1,0 +1,54 @@
+"""Browser: the troubleshooter explains a rejected sender domain and fixes it in one click."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import log_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def send_as(relay, cast, sender: str) -> int:
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        code, _ = smtp.mail(sender)
+        if code == 250:
+            smtp.rcpt("someone@example.net")
+            code, _ = smtp.data(f"From: {sender}\r\nSubject: Hi\r\n\r\nHi.\r\n".encode())
+        return code
+
+
+def test_an_admin_authorizes_a_rejected_domain_and_the_check_turns_ok(page, relay, cast):
+    assert send_as(relay, cast, "news@www.example.com") == 550
+    relay.flush()
+    log_in(page, "bob@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/troubleshoot/")
+    check = page.locator("#check-sender_domain")
+    assert check.get_attribute("data-status") == "problem"
+    assert "www.example.com: 1 rejected" in check.inner_text()
+    check.get_by_role("button", name="Authorize example.com and its subdomains").click()
+    page.wait_for_url("**/troubleshoot/#check-sender_domain")
+    assert "example.com and its subdomains is now authorized." in page.locator(".flash").inner_text()
+    check = page.locator("#check-sender_domain")
+    assert check.get_attribute("data-status") == "ok"
+    assert check.locator(".badge").inner_text() == "ok"
+    assert page.locator("#check-sender_email").get_attribute("data-status") == "ok"
+    assert send_as(relay, cast, "news@www.example.com") == 250
+
+
+def test_an_admin_sends_a_test_message_and_reads_the_conversation(page, relay, cast):
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/troubleshoot/")
+    page.fill("#id_sender", "shop@acme.test")
+    page.fill("#id_recipient", "someone@example.net")
+    page.get_by_role("button", name="Send test message").click()
+    outcome = page.locator("#test-outcome")
+    assert outcome.inner_text().startswith("Accepted: 250 2.0.0 Ok: queued as ")
+    transcript = page.locator("#transcript").inner_text()
+    assert "C: AUTH PLAIN ********" in transcript
+    assert "S: 235 2.7.0 Authentication successful" in transcript
+    assert cast.acme_smtp_password not in page.content()
