@@ -75,14 +75,10 @@ class RelayHandler:
     def _event(self, server: Any, kind: str, reply: str, **fields: Any) -> None:
         session: RelaySession = server.session
         fields.setdefault("username", session.username or session.username_tried)
+        fields.setdefault("account_id", session.account_id)
+        fields.setdefault("smtp_user_id", session.smtp_user_id)
         self.relay.record_event(
-            kind,
-            client_ip=server.client_ip,
-            port=server.listener.port,
-            reply=reply,
-            account_id=session.account_id,
-            smtp_user_id=session.smtp_user_id,
-            **fields,
+            kind, client_ip=server.client_ip, port=server.listener.port, reply=reply, **fields
         )
 
     async def handle_exception(self, error: Exception) -> str:

@@ -222,6 +222,14 @@ class RelaySMTP(SMTP):
         await super().push(status)
 
 
+async def cancel_remaining_tasks() -> None:
+    """Cancel what is left on the loop (closed sessions' tasks) before closing it."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def raise_open_file_limit() -> int:
     """Raise RLIMIT_NOFILE's soft limit to the hard limit (one fd per listener)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -278,6 +286,7 @@ class RelayServer:
         self._event_flush: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
     # --- database work ----------------------------------------------------------------
     def run_db(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -312,6 +321,8 @@ class RelayServer:
     # --- events -----------------------------------------------------------------------
     def record_event(self, kind: str, **fields: Any) -> None:
         self.events.record(kind, **fields)
+        if self._closed:
+            return
         if self._event_flush is None or self._event_flush.done():
             self._event_flush = self.loop.create_task(self._flush_events_soon())
 
@@ -418,10 +429,15 @@ class RelayServer:
         for smtp in list(self._sessions):
             if smtp.transport is not None:
                 smtp.transport.close()
+        await asyncio.sleep(0)  # let closed sessions record their last events
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        self._closed = True
+        if self._event_flush is not None:
+            with contextlib.suppress(Exception):
+                await self._event_flush
         await self.flush_events()
         await self._beat()
         try:

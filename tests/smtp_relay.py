@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from relay.listen import Listener
-from relay.server import RelayConfig, RelayServer
+from relay.server import RelayConfig, RelayServer, cancel_remaining_tasks
 
 DEFAULTS: dict[str, Any] = {
     "RELAY_LISTEN": "127.0.0.1:0",
@@ -80,6 +80,7 @@ class RunningRelay:
         self.stopped = True
         try:
             self.call(self.server.stop)
+            self.call(cancel_remaining_tasks, timeout=5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)

@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from relay.listen import ListenSpecError, parse_listen
-from relay.server import NothingBound, RelayConfig, RelayServer
+from relay.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
 
 log = logging.getLogger("relay.runrelay")
 DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
@@ -52,6 +52,7 @@ def serve(config: RelayConfig) -> int:
         loop.run_until_complete(stop.wait())
         log.info("relay %s stopping", server.node_id)
         loop.run_until_complete(server.stop())
+        loop.run_until_complete(cancel_remaining_tasks())
         return 0
     finally:
         loop.close()
