@@ -82,6 +82,15 @@ class EventView:
     queued_at: datetime | None = None
     is_delivery: bool = False
 
+    @property
+    def user_label(self) -> str:
+        d = self.data
+        return d.get("smtp_user") or d.get("username") or d.get("smtp_username") or "(unknown)"
+
+    @property
+    def address_label(self) -> str:
+        return self.data.get("envelope_from") or self.data.get("address") or ""
+
     def as_json(self) -> dict[str, Any]:
         d = self.data
         out: dict[str, Any] = {

@@ -29,7 +29,11 @@ def make_rule(account: Any, *, smtp_users: Any = (), **data: Any) -> AlertRule:
     }
     fields.update(data)
     rule, _ = create_rule(account, fields, smtp_users)
-    # Backdate, so that rows the test writes right after are clearly "after the rule".
+    return backdate(rule)
+
+
+def backdate(rule: AlertRule) -> AlertRule:
+    """Start the rule a few seconds ago, so rows a test writes next are clearly after it."""
     past = timezone.now() - timedelta(seconds=5)
     AlertRule.objects.filter(pk=rule.pk).update(watch_since=past, last_alert_at=past)
     rule.refresh_from_db()
