@@ -1,0 +1,82 @@
+"""Listening on port lists, skipping busy ports, and what the relay reports to the console."""
+
+from __future__ import annotations
+
+import random
+import smtplib
+import socket
+
+import pytest
+
+from relay.models import ConnectionStat, RelayNode
+from relay.server import NothingBound
+from tests.smtp_relay import dialog, running_relay
+
+
+def three_free_ports() -> tuple[int, list[socket.socket]]:
+    """A base port P with P, P+1, P+2 free; returns P and sockets holding them."""
+    for _ in range(50):
+        base = random.randint(20000, 60000)
+        held = []
+        try:
+            for port in range(base, base + 3):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base, held
+        except OSError:
+            for s in held:
+                s.close()
+    raise RuntimeError("no three consecutive free ports")
+
+
+def test_a_busy_port_in_a_range_is_skipped_and_the_others_serve(transactional_db, caplog):
+    base, held = three_free_ports()
+    busy = held[1]
+    busy.listen()
+    held[0].close()
+    held[2].close()
+    try:
+        with running_relay(RELAY_LISTEN=f"127.0.0.1:{base}-{base + 2}") as relay:
+            assert [x.port for x in relay.listeners] == [base, base + 2]
+            for port in (base, base + 2):
+                assert dialog("127.0.0.1", port, [b"QUIT"])[0].startswith("220 ")
+    finally:
+        busy.close()
+    assert f"cannot listen on 127.0.0.1:{base + 1} (port busy); skipped" in caplog.text
+
+
+def test_it_fails_clearly_when_no_port_can_be_bound(transactional_db):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(NothingBound), running_relay(RELAY_LISTEN=f"127.0.0.1:{port}"):
+            pass
+
+
+def test_the_node_reports_its_ports_and_tls_modes_and_is_marked_stopped(relay):
+    node = RelayNode.objects.get(node_id=relay.server.node_id)
+    assert node.listeners == [{"host": "127.0.0.1", "port": relay.port, "tls": "none"}]
+    assert node.stopped is None
+    relay.stop()
+    node.refresh_from_db()
+    assert node.stopped is not None
+
+
+def test_connections_and_logins_are_counted_per_port_and_user(relay, cast):
+    dialog(relay.host, relay.port, [b"QUIT"])
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+    relay.flush()
+    anonymous = ConnectionStat.objects.get(port=relay.port, smtp_user=None)
+    assert anonymous.connections == 2
+    mine = ConnectionStat.objects.get(port=relay.port, smtp_user=cast.acme_smtp)
+    assert (mine.connections, mine.logins) == (1, 1)
+    # A second flush adds to the same hourly rows.
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+    relay.flush()
+    mine.refresh_from_db()
+    assert mine.logins == 2
+    assert ConnectionStat.objects.count() == 2
