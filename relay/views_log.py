@@ -114,6 +114,7 @@ def log_queryset(account: Any, filters: dict[str, Any]) -> QuerySet[Message]:
 @dataclass
 class LogRow:
     message: Message
+    url: str
     subject: str
     recipients: list[Recipient]
     more: int
@@ -129,9 +130,10 @@ def message_list(request: HttpRequest) -> HttpResponse:
         before=request.GET.get("before"), after=request.GET.get("after"),
     )
     rows = []
+    base = reverse("relay:messages")  # detail pages are messages/<pk>/: one reverse, not 100
     for message in page.items:
         shown = list(message.recipients.all())
-        rows.append(LogRow(message, display_subject(message.subject),
+        rows.append(LogRow(message, f"{base}{message.pk}/", display_subject(message.subject),
                            shown[:RECIPIENT_BADGES], max(0, len(shown) - RECIPIENT_BADGES)))
     return render(request, "relay/message_list.html", {
         "form": form,

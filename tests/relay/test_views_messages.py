@@ -77,13 +77,14 @@ def detail_url(message: Message) -> str:
 def test_the_log_lists_the_accounts_messages_newest_first(alice_client, cast):
     now = timezone.now()
     make_message(cast.acme_smtp, subject="older one", created=now - timedelta(hours=1))
-    make_message(cast.acme_smtp, subject="newer one", sender="news@acme.test",
-                 recipients=[("a@example.net", "failed"), ("b@example.net", "deferred")])
+    newer = make_message(cast.acme_smtp, subject="newer one", sender="news@acme.test",
+                         recipients=[("a@example.net", "failed"), ("b@example.net", "deferred")])
     make_message(cast.globex_smtp, subject="globex secret", sender="crm@globex.test")
     html = alice_client.get(LOG).content.decode()
     assert html.index("newer one") < html.index("older one")
     assert "globex secret" not in html and "crm@globex.test" not in html
     assert "news@acme.test" in html and "Acme web shop" in html
+    assert f'<a href="{detail_url(newer)}" class="subject">newer one</a>' in html
     assert 'class="badge failed">Failed</span> <span class="mono">a@example.net' in html
     assert 'class="badge deferred">Deferred</span> <span class="mono">b@example.net' in html
 
