@@ -95,10 +95,23 @@ REASON_FIXES = {
 }
 
 
+def _known_ips(user: SmtpUser, since: datetime) -> list[str]:
+    """Addresses this user's clients used lately. An AUTH refused before TLS (or during a
+    cool-off) is answered before the username is read, so its event can only be tied to
+    a user by the client's address."""
+    ips = set(RelayEvent.objects.filter(smtp_user=user, last_seen__gte=since)
+              .exclude(client_ip=None).order_by().values_list("client_ip", flat=True)
+              .distinct()[:20])
+    if user.last_login_ip:
+        ips.add(user.last_login_ip)
+    return sorted(ips)
+
+
 def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
     since = now - WINDOW
     failures = RelayEvent.objects.filter(
-        Q(smtp_user=user) | Q(username__iexact=user.username),
+        Q(smtp_user=user) | Q(username__iexact=user.username)
+        | Q(username="", client_ip__in=_known_ips(user, since)),
         kind__in=LOGIN_KINDS, last_seen__gte=since,
     )
     by_reason = list(failures.values("kind", "reason").annotate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 from contextlib import contextmanager
 
 import pytest
@@ -13,6 +14,7 @@ from accounts.models import AuditEvent, SmtpUser
 from accounts.senders import InvalidEntry
 from accounts.services import create_smtp_user, set_active, update_smtp_user
 from relay.models import ConnectionStat
+from relay.tlsutil import write_self_signed
 from relay.troubleshooter import (
     NODATA,
     OK,
@@ -415,3 +417,25 @@ def test_authorize_is_post_only_and_the_page_needs_login(cast, client):
     assert client.get(page_url(cast.acme_smtp)).status_code == 302
     client.force_login(cast.alice)
     assert client.get(authorize_url(cast.acme_smtp)).status_code == 405
+
+
+def test_auth_before_starttls_shows_as_tls_required_for_the_users_client(cast, start_relay,
+                                                                          tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed(cert, key, ["relay.test"])
+    relay = start_relay(RELAY_TLS_CERT=str(cert), RELAY_TLS_KEY=str(key), RELAY_REQUIRE_TLS=True)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:  # the client worked once
+        smtp.starttls(context=context)
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:  # then lost its STARTTLS
+        smtp.ehlo()
+        smtp.user, smtp.password = cast.acme_smtp.username, cast.acme_smtp_password
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            smtp.auth("PLAIN", smtp.auth_plain)
+    assert refused.value.smtp_code == 538
+    result = run(check_credentials, relay, cast.acme_smtp)
+    assert result.status == PROBLEM
+    assert "Reason: TLS required (AUTH before STARTTLS) — 1 time" in text(result)
+    assert "Turn on STARTTLS" in result.fix.text
