@@ -439,3 +439,12 @@ def test_auth_before_starttls_shows_as_tls_required_for_the_users_client(cast, s
     assert result.status == PROBLEM
     assert "Reason: TLS required (AUTH before STARTTLS) — 1 time" in text(result)
     assert "Turn on STARTTLS" in result.fix.text
+
+
+def test_the_users_page_and_the_dashboard_link_to_the_troubleshooter(relay, cast, client):
+    send(relay, cast.acme_smtp, cast.acme_smtp_password, "info@example.org")
+    relay.flush()
+    client.force_login(cast.victor)
+    detail = client.get(reverse("accounts:smtpuser_detail", args=[cast.acme_smtp.pk]))
+    assert page_url(cast.acme_smtp) in detail.content.decode()
+    assert page_url(cast.acme_smtp) in client.get(reverse("dashboard")).content.decode()
