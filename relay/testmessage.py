@@ -174,7 +174,8 @@ def converse(user: SmtpUser, sender: str, recipient: str, endpoint: Endpoint,
         # The console talks to its own relay, by an address the certificate does not name.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        client._host = endpoint.host  # smtplib names the server from this in STARTTLS
+        # smtplib names the server from this in STARTTLS.
+        client._host = endpoint.host  # type: ignore[attr-defined]
         if endpoint.tls == "implicit":
             client.sock = context.wrap_socket(
                 socket.create_connection((endpoint.host, endpoint.port), timeout),
@@ -206,7 +207,8 @@ def converse(user: SmtpUser, sender: str, recipient: str, endpoint: Endpoint,
         code, text = client.rcpt(recipient)
         if code not in (250, 251):
             return _fail(outcome, "Recipient refused", (code, text))
-        message = build_message(user, sender, recipient).as_bytes(policy=_policy(options))
+        policy = email.policy.SMTPUTF8 if options else email.policy.SMTP
+        message = build_message(user, sender, recipient).as_bytes(policy=policy)
         code, text = client.data(message)
         if code != 250:
             return _fail(outcome, "Message refused", (code, text))
@@ -226,10 +228,6 @@ def converse(user: SmtpUser, sender: str, recipient: str, endpoint: Endpoint,
     finally:
         client.close()
     return outcome
-
-
-def _policy(options: list[str]) -> email.policy.EmailPolicy:
-    return email.policy.SMTPUTF8 if options else email.policy.SMTP
 
 
 def _fail(outcome: TestOutcome, what: str, reply: tuple[int, bytes | str] | None) -> TestOutcome:

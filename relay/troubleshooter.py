@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import SmtpUser
+from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.sender_changes import add_senders, set_include_subdomains
 from accounts.senders import (
     InvalidEntry,
@@ -233,7 +233,8 @@ def check_sender_domains(user: SmtpUser, now: datetime) -> CheckResult:
     for r in rejections:
         domains.setdefault(r.domain, []).append(r)
     ordered = sorted(domains.items(), key=lambda kv: -sum(r.count for r in kv[1]))
-    evidence, actions = [], []
+    evidence: list[str] = []
+    actions: list[Action] = []
     for domain, rejs in ordered:
         shown = domain_to_unicode(domain)
         addresses = ", ".join(display_address(r.address) for r in rejs[:3])
@@ -283,8 +284,10 @@ def check_sender_emails(user: SmtpUser, now: datetime) -> CheckResult:
 
 # --- 6. other reasons ------------------------------------------------------------------
 def check_has_senders(user: SmtpUser, now: datetime) -> CheckResult:
-    domains = list(user.authorized_domains.values_list("domain", flat=True)[:6])
-    emails = list(user.authorized_emails.values_list("email", flat=True)[:6])
+    domains = list(AuthorizedDomain.objects.filter(smtp_user=user)
+                   .values_list("domain", flat=True)[:6])
+    emails = list(AuthorizedEmail.objects.filter(smtp_user=user)
+                  .values_list("email", flat=True)[:6])
     if not domains and not emails:
         return CheckResult("has_senders", PROBLEM, "No authorized senders at all", [
             "This user has no authorized domain and no authorized address: every message "
@@ -321,10 +324,10 @@ def check_hourly_limit(user: SmtpUser, now: datetime) -> CheckResult:
 
 def check_size(user: SmtpUser, now: datetime) -> CheckResult:
     limit_mb = settings.RELAY_MAX_MESSAGE_SIZE / (1024 * 1024)
-    rows = (RelayEvent.objects.filter(smtp_user=user, kind=EventKind.SIZE_EXCEEDED,
-                                      last_seen__gte=now - WINDOW)
-            .values("reason").annotate(n=Sum("count"), last=Max("last_seen")).order_by("-last")[:5])
-    rows = list(rows)
+    rows = list(RelayEvent.objects.filter(smtp_user=user, kind=EventKind.SIZE_EXCEEDED,
+                                          last_seen__gte=now - WINDOW)
+                .values("reason").annotate(n=Sum("count"), last=Max("last_seen"))
+                .order_by("-last")[:5])
     evidence = [f"Size limit: {limit_mb:g} MB per message (attachments grow by about a third "
                 "when encoded)."]
     if not rows:
@@ -414,7 +417,7 @@ def authorize_sender(
         domain = normalize_domain(value)
         result = add_senders(user, domains_text=domain, include_subdomains=include_subdomains,
                              request=request)
-        entry = user.authorized_domains.get(domain=domain)
+        entry = AuthorizedDomain.objects.get(smtp_user=user, domain=domain)
         if include_subdomains and set_include_subdomains(entry, True, request=request):
             return f"{entry.display} and its subdomains are now authorized."
         if not result.added_domains:

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from accounts.models import Role, SmtpUser
+from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import member_required
 from relay.testmessage import Endpoint, TestOutcome, default_endpoint, endpoints, send_test_message
@@ -34,10 +34,10 @@ class TestMessageForm(forms.Form):
 
 
 def _default_sender(user: SmtpUser) -> str:
-    email = user.authorized_emails.values_list("email", flat=True).first()
+    email = AuthorizedEmail.objects.filter(smtp_user=user).values_list("email", flat=True).first()
     if email:
         return display_address(email)
-    domain = user.authorized_domains.values_list("domain", flat=True).first()
+    domain = AuthorizedDomain.objects.filter(smtp_user=user).values_list("domain", flat=True).first()
     return f"test@{domain_to_unicode(domain)}" if domain else ""
 
 
