@@ -98,7 +98,8 @@ def cancel_recipients(recipients: QuerySet[Recipient], request: HttpRequest) -> 
 def log_queryset(account: Any, filters: dict[str, Any]) -> QuerySet[Message]:
     """What the log page lists: no raw bytes, recipients prefetched in one query."""
     recipients = Recipient.objects.only(
-        "id", "message", "address", "status", "last_code", "last_enhanced", "fail_reason"
+        "id", "message", "address", "status", "last_code", "last_enhanced", "last_text",
+        "fail_reason",
     ).order_by("id")
     return (
         filter_messages(account, filters)
@@ -227,5 +228,7 @@ def messages_bulk(request: HttpRequest) -> HttpResponse:
         "label": label,
         "count": selection.count(),
         "params": filter_params(data),
+        "described": [(form.fields[name].label, form.cleaned_data[name])
+                      for name in filter_params(data)],
         "back": back,
     })

@@ -107,7 +107,7 @@ def test_latest_problems_link_to_the_message_and_the_events(alice_client, cast):
     assert "I love you ♥" in html
     assert "User &lt;nobody&gt; unknown" in html
     assert "From &lt;x@evil.test&gt; not authorized" in html
-    assert f"?kind=from_rejected&user={cast.acme_smtp.pk}#event-{event.pk}" in html
+    assert f"?kind=from_rejected&amp;user={cast.acme_smtp.pk}#event-{event.pk}" in html
     assert "globex trouble" not in html
 
 

@@ -25,6 +25,7 @@ def test_an_admin_sees_why_a_message_failed_and_requeues_it(page, cast):
     row = page.locator("table.messages-log tbody tr").first
     assert "Failed" in row.locator(".badge.failed").inner_text()
     assert "550 5.1.1" in row.inner_text()
+    assert "Recipient address rejected: User unknown" in row.locator(".reason").inner_text()
     row.locator("a.subject").click()
 
     assert page.locator("h1.subject").inner_text() == "I love you ♥"

@@ -368,6 +368,7 @@ def test_bulk_retry_asks_for_confirmation_then_acts_on_the_filtered_selection(al
     assert confirm.status_code == 200
     assert confirm.context["count"] == 2
     assert "Retry 2 now" in confirm.content.decode()
+    assert "<dt>SMTP+ user</dt><dd>Acme web shop</dd>" in confirm.content.decode()
     assert m1.recipients.filter(status="failed").count() == 1  # nothing changed yet
     response = alice_client.post(bulk, {"action": "retry", "user": cast.acme_smtp.pk})
     assert response.status_code == 302 and f"user={cast.acme_smtp.pk}" in response["Location"]
