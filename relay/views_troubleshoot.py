@@ -15,7 +15,7 @@ from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import member_required
 from relay.testmessage import Endpoint, TestOutcome, default_endpoint, endpoints, send_test_message
-from relay.troubleshooter import OK, PROBLEM, authorize_sender, display_address, run_checks
+from relay.troubleshooter import PROBLEM, authorize_sender, display_address, run_checks
 
 
 class TestMessageForm(forms.Form):
@@ -55,8 +55,7 @@ def _page(request: HttpRequest, user: SmtpUser, form: TestMessageForm | None = N
     context = {
         "smtp_user": user,
         "checks": checks,
-        "problems": sum(1 for c in checks if c.status == PROBLEM),
-        "oks": sum(1 for c in checks if c.status == OK),
+        "problems": [c for c in checks if c.status == PROBLEM],
         "can_edit": request.membership.can_edit,  # type: ignore[attr-defined]
         "form": form,
         "outcome": outcome,
