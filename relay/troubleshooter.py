@@ -30,7 +30,7 @@ from accounts.senders import (
     split_address,
     split_entries,
 )
-from relay.models import EventKind, Message, Recipient, RelayEvent
+from relay.models import ConnectionStat, EventKind, Message, Recipient, RelayEvent
 
 WINDOW = timedelta(hours=24)
 OK, PROBLEM, NODATA = "ok", "problem", "nodata"
@@ -107,6 +107,14 @@ def _known_ips(user: SmtpUser, since: datetime) -> list[str]:
     return sorted(ips)
 
 
+def last_login(user: SmtpUser) -> datetime | None:
+    """The last successful login: the user's row is written at most once a minute per
+    relay, the hourly connection counts at every heartbeat; the later of the two."""
+    stat = (ConnectionStat.objects.filter(smtp_user=user, logins__gt=0)
+            .aggregate(last=Max("last_seen"))["last"])
+    return max((t for t in (user.last_login_at, stat) if t), default=None)
+
+
 def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
     since = now - WINDOW
     failures = RelayEvent.objects.filter(
@@ -129,7 +137,8 @@ def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
             evidence.append(f"Reason: {label} — {_times(r['n'])}, last at {when(r['last'])}")
         for r in by_ip:
             evidence.append(f"From {r['client_ip'] or 'unknown address'}: {_times(r['n'])}")
-    evidence.append(f"Last successful login: {when(user.last_login_at)}"
+    last_ok = last_login(user)
+    evidence.append(f"Last successful login: {when(last_ok)}"
                     + (f" from {user.last_login_ip}" if user.last_login_ip else ""))
     reveal = Action("Reveal the credentials on the user's page", _user_page(user))
     if not user.active:
@@ -137,7 +146,7 @@ def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
         return CheckResult("credentials", PROBLEM, "Credentials: the user is disabled", evidence,
                            Fix("Enable the user on its page.", [Action("Open the user's page",
                                                                        _user_page(user))]))
-    if total and (user.last_login_at is None or user.last_login_at < last_failure):
+    if total and (last_ok is None or last_ok < last_failure):
         fixes = []
         for r in by_reason:
             text = REASON_FIXES.get(r["reason"]) or REASON_FIXES.get(r["kind"])
@@ -150,7 +159,7 @@ def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
                                + f"?user={user.pk}&kind={EventKind.AUTH_FAILED}", primary=False)]))
     if total:
         evidence.append("A login succeeded after the last failure.")
-    if user.last_login_at is None and not total:
+    if last_ok is None and not total:
         return CheckResult("credentials", NODATA, "Credentials: no login attempt seen", evidence,
                            Fix("Nothing has logged in as this user yet. Configure the client "
                                "with the username and password from the user's page.", [reveal]))

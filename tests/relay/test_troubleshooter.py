@@ -114,6 +114,18 @@ def test_a_later_successful_login_makes_credentials_ok(relay, cast):
     assert "A login succeeded after the last failure." in text(result)
 
 
+def test_a_success_soon_after_a_failure_counts_even_when_the_login_time_is_throttled(relay, cast):
+    # The relay writes last_login_at at most once a minute; the connection counts know.
+    for attempt in ("ok", "fail", "ok"):
+        if attempt == "ok":
+            with logged_in(relay, cast.acme_smtp, cast.acme_smtp_password):
+                pass
+        else:
+            failed_login(relay, cast.acme_smtp.username)
+        relay.flush()
+    assert run(check_credentials, relay, cast.acme_smtp).status == OK
+
+
 def test_credentials_have_no_data_before_any_login(relay, cast):
     result = run(check_credentials, relay, cast.acme_smtp)
     assert result.status == NODATA
