@@ -25,5 +25,6 @@ class AlertsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from accounts.models import Account
+        from alerts import checks  # noqa: F401  (registers the system check)
 
         post_save.connect(_account_created, sender=Account, dispatch_uid="alerts.default_rule")

@@ -23,7 +23,7 @@ class SmtpUserChoices(forms.ModelMultipleChoiceField):
 
 
 class AlertRuleForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"size": 40}))
     enabled = forms.BooleanField(required=False, initial=True)
     events = forms.MultipleChoiceField(
         choices=EventType.choices, widget=forms.CheckboxSelectMultiple,
@@ -56,7 +56,7 @@ class AlertRuleForm(forms.Form):
     webhook_url = forms.CharField(
         required=False, max_length=2000, label="Webhook URL",
         help_text="Receives a JSON POST signed with X-SMTPPlus-Signature (HMAC-SHA256).",
-        widget=forms.URLInput(attrs={"placeholder": "https://hooks.example.com/smtpplus"}),
+        widget=forms.URLInput(attrs={"placeholder": "https://hooks.example.com/smtpplus", "size": 60}),
     )
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:

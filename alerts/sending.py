@@ -99,8 +99,8 @@ def create_notifications(
 
 def build_alert(rule: AlertRule, events: list[AlertEvent], now: datetime, *, is_test: bool = False) -> Alert:
     views = [event_view(e) for e in events]
-    period_start = None if is_test else (rule.last_alert_at or rule.watch_since)
     digest = bool(rule.digest_period_seconds()) and not is_test
+    period_start = (rule.last_alert_at or rule.watch_since) if digest else None
     subject = subject_for(build_context(
         account_name=rule.account.name, rule_name=rule.name, views=views, total=len(events),
         is_test=is_test, period_start=period_start, digest=digest,

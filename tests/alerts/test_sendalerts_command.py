@@ -63,3 +63,14 @@ def test_the_loop_sends_alerts_and_stops_cleanly_on_sigterm(cast):
     assert "sendalerts stopped." in out
     assert "Sent 1 notification." in out
     assert "To: ops@acme.test" in out  # the console email backend prints the message
+
+
+def test_a_check_warns_when_alert_email_would_go_through_the_relay(settings):
+    from alerts.checks import check_alert_email_not_through_relay
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.RELAY_LISTEN = "0.0.0.0:25,587,2525"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 2525
+    assert [w.id for w in check_alert_email_not_through_relay()] == ["alerts.W001"]
+    settings.EMAIL_HOST = "smtp.provider.example"
+    assert check_alert_email_not_through_relay() == []
