@@ -119,7 +119,11 @@ class AlertEvent(models.Model):
     """One source event matched by one rule. Unique per (rule, source_key)."""
 
     account = models.ForeignKey(Account, models.CASCADE, related_name="+")
-    rule = models.ForeignKey(AlertRule, models.CASCADE, related_name="alert_events")
+    # Kept (rule emptied) when the rule is deleted: the notifications log still lists
+    # the events each alert covered.
+    rule = models.ForeignKey(
+        AlertRule, models.SET_NULL, null=True, blank=True, related_name="alert_events"
+    )
     kind = models.CharField(max_length=20, choices=EventType.choices)
     # "rcpt:<id>", "relayevent:<id>", "logins:user:<id>:<bucket>", "test:<uuid>" …
     source_key = models.CharField(max_length=200)

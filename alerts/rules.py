@@ -144,7 +144,9 @@ def delete_rule(rule: AlertRule, request: HttpRequest | None = None) -> None:
         "alert_rule.delete", account=account, request=request, target=rule,
         details=_summary(rule),
     )
-    # Alerts already sent stay in the notifications log (their rule link becomes empty).
+    # Alerts already sent stay in the notifications log with their events (their rule
+    # link becomes empty); events not yet alerted go with the rule.
+    _drop_pending(rule)
     rule.delete()
 
 

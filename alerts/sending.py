@@ -34,6 +34,7 @@ from alerts.models import (
     Notification,
     NotificationStatus,
 )
+from alerts.retention import prune_hourly
 
 logger = logging.getLogger("smtpplus.alerts")
 
@@ -219,4 +220,9 @@ def run_once(now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     process_rules(now)
-    return send_due(now)
+    sent = send_due(now)
+    try:
+        prune_hourly(now)
+    except Exception:
+        logger.exception("pruning old alerts failed")
+    return sent

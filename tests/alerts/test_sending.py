@@ -273,3 +273,15 @@ def test_a_delivery_still_deferred_after_n_minutes_alerts_once(cast):
     assert email.subject == "[SMTP+] 1 message not delivered yet (Acme) — temporary failure at the recipient's server"
     assert "still in the queue after 30 minutes" in email.body
     assert "451 4.7.1 Greylisted" in email.body
+
+
+def test_alerts_older_than_the_retention_are_pruned_with_their_events_and_notifications(cast, settings):
+    from alerts.retention import prune
+
+    settings.RETENTION_DAYS = 30
+    make_rule(cast.acme)
+    failed_message(cast.acme_smtp, ["ghost@example.net"])
+    run_once(now=later())
+    assert prune(timezone.now() + timedelta(days=29)) == 0
+    assert prune(timezone.now() + timedelta(days=31)) == 3  # event, alert, notification
+    assert (AlertEvent.objects.count(), Alert.objects.count(), Notification.objects.count()) == (0, 0, 0)

@@ -208,3 +208,14 @@ def test_another_accounts_rules_and_notifications_are_404(client, cast):
 def test_pages_need_a_login(client, cast):
     r = client.get(reverse("alerts:rules"))
     assert r.status_code == 302 and "/login/" in r.url
+
+
+def test_deleting_a_rule_keeps_its_notifications_and_their_events_in_the_log(client, cast):
+    rule = make_rule(cast.acme)
+    failed_message(cast.acme_smtp, ["ghost@example.net"])
+    run_once(now=later())
+    n = Notification.objects.get()
+    login(client, cast.alice)
+    client.post(reverse("alerts:rule_delete", args=[rule.pk]))
+    detail = client.get(reverse("alerts:notification_detail", args=[n.pk])).content.decode()
+    assert "(deleted)" in detail and "ghost@example.net" in detail
