@@ -71,6 +71,10 @@ class RelayHandler:
     def __init__(self, relay: RelayServer) -> None:
         self.relay = relay
 
+    def __dir__(self) -> list[str]:
+        # Scanned by aiosmtpd for handle_*/auth_* on every connection (see RelaySMTP).
+        return _HANDLER_NAMES
+
     # --- helpers ----------------------------------------------------------------------
     def _event(self, server: Any, kind: str, reply: str, **fields: Any) -> None:
         session: RelaySession = server.session
@@ -252,7 +256,7 @@ class RelayHandler:
             tls=server.is_tls,
             headers=headers,
         )
-        stored = relay.run_db(accept.store_message, submission, relay.config.hostname)
+        stored = relay.store(submission)
         user_id = session.smtp_user_id
         # Counted when the commit succeeds, even if the client has gone by then.
         stored.add_done_callback(
@@ -269,3 +273,6 @@ class RelayHandler:
                         address=envelope.mail_from or "", reason=type(exc).__name__)
             return STORE_FAILED
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+_HANDLER_NAMES = [n for n in dir(RelayHandler) if n.startswith(("handle_", "auth_"))]

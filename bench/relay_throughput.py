@@ -1,0 +1,255 @@
+"""Relay throughput: our relay against a bare aiosmtpd server, in the same run.
+
+Usage (from the project root, with the venv):
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/smtpplus .venv/bin/python bench/relay_throughput.py
+    .venv/bin/python bench/relay_throughput.py --processes 2      # two relay processes
+    .venv/bin/python bench/relay_throughput.py --clients 20 --messages 50 --size 2048
+
+What it does:
+
+1. Migrates the configured database (DATABASE_URL, default the SQLite file under var/)
+   and creates a throw-away account with one SMTP+ user authorized for `bench.test`
+   (deleted at the end with everything it sent, unless --keep).
+2. Starts two servers as child processes, each on a free 127.0.0.1 port:
+   - the ceiling for this stack: a bare aiosmtpd server that accepts any AUTH and
+     discards every message;
+   - our relay: `manage.py runrelay --no-deliver [--processes N]` on the same database.
+3. Drives each with `--clients` concurrent aiosmtplib clients that log in and send
+   `--size`-byte messages, in two modes:
+   - kept-open: one session per client, `--messages` messages each;
+   - new connection per message: connect, EHLO, AUTH, send, QUIT for every message.
+4. Prints messages/second, p50/p99 latency per message (for a new connection: the
+   whole connect-to-QUIT time) and the ratio relay/bare for each mode.
+
+The machine is shared and noisy: compare the ratios of one run, not absolute figures
+from different runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtpplus.settings")
+
+SENDER = "bench@bench.test"
+
+
+# --- the bare server (child process) -------------------------------------------------
+def run_bare_server(port: int) -> None:
+    from aiosmtpd.smtp import SMTP, AuthResult
+
+    class Discard:
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+            return "250 2.0.0 Ok: discarded"
+
+    def accept_any(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        return AuthResult(success=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handler = Discard()
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="bare.test", ident="bare", authenticator=accept_any,
+                         auth_require_tls=False, enable_SMTPUTF8=True, loop=loop),
+            "127.0.0.1", port, backlog=512,
+        )
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
+
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    asyncio.run(main())
+
+
+# --- the load --------------------------------------------------------------------------
+@dataclass
+class Result:
+    messages: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def drive(port: int, username: str, password: str, clients: int, messages: int,
+                body: bytes, kept_open: bool) -> Result:
+    import aiosmtplib
+
+    latencies: list[float] = []
+    errors = 0
+
+    async def one_session(n: int) -> None:
+        nonlocal errors
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60) as smtp:
+            await smtp.login(username, password)
+            for i in range(n):
+                t0 = time.perf_counter()
+                errs, _ = await smtp.sendmail(SENDER, [f"rcpt{i}@example.net"], body)
+                latencies.append(time.perf_counter() - t0)
+                errors += len(errs)
+
+    async def kept(_: int) -> None:
+        await one_session(messages)
+
+    async def reconnecting(_: int) -> None:
+        nonlocal errors
+        for i in range(messages):
+            t0 = time.perf_counter()
+            try:
+                smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+                await smtp.connect()
+                await smtp.login(username, password)
+                await smtp.sendmail(SENDER, [f"rcpt{i}@example.net"], body)
+                await smtp.quit()
+            except aiosmtplib.SMTPException:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    worker = kept if kept_open else reconnecting
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in range(clients)))
+    seconds = time.perf_counter() - start
+    return Result(len(latencies), seconds, latencies, errors)
+
+
+def make_body(size: int) -> bytes:
+    head = (f"From: Bench <{SENDER}>\r\nTo: rcpt@example.net\r\nSubject: bench\r\n"
+            "Message-ID: <bench@bench.test>\r\n\r\n").encode()
+    line = b"x" * 76 + b"\r\n"
+    body = head
+    while len(body) + len(line) <= size:
+        body += line
+    return body + b"y" * max(0, size - len(body) - 2) + b"\r\n"
+
+
+# --- setup and orchestration -------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listening on {port} after {timeout} s")
+
+
+def setup_user() -> tuple[int, str, str]:
+    from django.core.management import call_command
+
+    from accounts.services import create_account, create_smtp_user
+
+    call_command("migrate", verbosity=0)
+    account, _, _ = create_account(f"Bench {int(time.time())}", f"bench-{os.getpid()}@bench.test")
+    user, password = create_smtp_user(account, name="bench")
+    user.authorized_domains.create(domain="bench.test")
+    return account.pk, user.username, password
+
+
+def cleanup(account_id: int) -> None:
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Account
+
+    account = Account.objects.get(pk=account_id)
+    owners = list(account.memberships.values_list("user_id", flat=True))
+    account.delete()
+    get_user_model().objects.filter(pk__in=owners, memberships__isnull=True).delete()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=50, help="per client and mode")
+    parser.add_argument("--size", type=int, default=2048, help="message size in bytes")
+    parser.add_argument("--processes", type=int, default=1, help="relay processes")
+    parser.add_argument("--keep", action="store_true", help="keep the bench account")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    account_id, username, password = setup_user()
+    connection.close()
+    body = make_body(args.size)
+
+    bare_port, relay_port = free_port(), free_port()
+    bare = multiprocessing.get_context("spawn").Process(target=run_bare_server, args=(bare_port,))
+    bare.start()
+    relay = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runrelay", "--no-deliver",
+         "--listen", f"127.0.0.1:{relay_port}", "--processes", str(args.processes)],
+        env={**os.environ, "RELAY_TLS_CERT": "", "RELAY_LISTEN_TLS": "", "LOG_LEVEL": "WARNING",
+             "RELAY_MAX_CONNECTIONS_PER_IP": str(max(50, args.clients * 2))},
+        cwd=ROOT,
+    )
+    results: dict[tuple[str, str], Result] = {}
+    try:
+        wait_for_port(bare_port)
+        wait_for_port(relay_port)
+        time.sleep(0.5)  # forked relay workers come up
+        for mode, kept in (("kept-open", True), ("new connection", False)):
+            for name, port in (("bare aiosmtpd", bare_port), ("SMTP+ relay", relay_port)):
+                results[(mode, name)] = asyncio.run(
+                    drive(port, username, password, args.clients, args.messages, body, kept)
+                )
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(30)
+        if bare.pid:
+            os.kill(bare.pid, signal.SIGTERM)
+        bare.join(10)
+        if not args.keep:
+            cleanup(account_id)
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    print(f"\n{args.clients} clients, {args.size}-byte messages, {args.messages} per client, "
+          f"database: {db}, relay processes: {args.processes}\n")
+    print(f"{'mode':<16}{'server':<16}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for mode in ("kept-open", "new connection"):
+        for name in ("bare aiosmtpd", "SMTP+ relay"):
+            r = results[(mode, name)]
+            print(f"{mode:<16}{name:<16}{r.rate:>9.0f}{r.pct(0.5):>9.1f}{r.pct(0.99):>9.1f}"
+                  f"{r.errors:>8}")
+        ratio = results[(mode, "SMTP+ relay")].rate / max(results[(mode, "bare aiosmtpd")].rate, 1e-9)
+        print(f"{mode:<16}{'ratio relay/bare':<16}{ratio:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
