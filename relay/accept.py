@@ -7,6 +7,7 @@ own thread pool (and that tests call directly, without a socket).
 from __future__ import annotations
 
 import email.policy
+import functools
 import re
 import secrets
 import time
@@ -21,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.credentials import LoginResult, check_credentials
-from accounts.senders import SenderPolicy
+from accounts.senders import Decision, SenderPolicy
 
 # Log-in time and IP are written at most this often per user and relay: a client that
 # opens a connection per message must not cost an UPDATE per message.
@@ -30,7 +31,10 @@ LAST_LOGIN_WRITE_SECONDS = 60.0
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _UNSAFE_FOR_HEADER = re.compile(r"[^\x21-\x7e]")
-_parser = HeaderParser(policy=email.policy.SMTPUTF8)
+# Header block split with the cheap legacy policy; only From:/Sender: get the strict
+# address parser (the other headers are just displayed).
+_parser = HeaderParser(policy=email.policy.compat32)
+_address_headers = email.policy.SMTPUTF8.header_factory
 
 
 # --- Logging in -----------------------------------------------------------------------
@@ -103,8 +107,26 @@ def address_problem(address: str, smtputf8: bool) -> str | None:
 
 def printable(text: str, limit: int = 200) -> str:
     """Text safe to echo in an SMTP reply or a header (no control characters)."""
+    if text.isprintable():  # the usual case, without a loop in Python
+        return text[:limit]
     cleaned = "".join(c if (c.isprintable() and not "\udc80" <= c <= "\udcff") else "?" for c in text)
     return cleaned[:limit]
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_check(
+    username: str, emails: frozenset[str], domains: frozenset[str], subs: frozenset[str],
+    address: str,
+) -> Decision:
+    return SenderPolicy(username, emails, domains, subs).check(address)
+
+
+def check_sender(policy: SenderPolicy, address: str) -> Decision:
+    """`policy.check(address)`, remembered: a pure function of the policy's content and
+    the address, and a client sends from the same few addresses all day."""
+    return _cached_check(
+        policy.username, policy.emails, policy.domains, policy.domains_with_subdomains, address
+    )
 
 
 # --- Headers --------------------------------------------------------------------------
@@ -117,19 +139,27 @@ class HeaderSummary:
     message_id: str = ""
 
 
-def _addresses(values: list[str]) -> list[str]:
+def _addresses(name: str, values: list[str]) -> list[str]:
     found: list[str] = []
     for value in values:
-        try:
-            parsed = [a.addr_spec for a in value.addresses]  # type: ignore[attr-defined]
-        except (AttributeError, HeaderParseError, IndexError, ValueError):
-            parsed = []
-        if any(parsed):
-            found.extend(a for a in parsed if a)
-        else:
-            # An unparsable header is checked as written, so it is refused with its text.
-            found.append(str(value).strip())
+        found.extend(_header_addresses(name, _unfold(value)))
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_addresses(name: str, value: str) -> tuple[str, ...]:
+    # Cached: a pure function of the header text, and an application sends with the same
+    # From: line all day. The strict (modern) address parser, for the headers that
+    # decide; the legacy getaddresses() can be fooled (CVE-2023-27043).
+    try:
+        header = _address_headers(name, value)
+        parsed = [a.addr_spec for a in header.addresses]  # type: ignore[attr-defined]
+    except (AttributeError, HeaderParseError, IndexError, ValueError):
+        parsed = []
+    if any(parsed):
+        return tuple(a for a in parsed if a)
+    # An unparsable header is checked as written, so it is refused with its text.
+    return (value.strip(),)
 
 
 def parse_headers(raw: bytes) -> HeaderSummary:
@@ -138,17 +168,21 @@ def parse_headers(raw: bytes) -> HeaderSummary:
     head = raw[: match.start()] if match else raw
     message = _parser.parsestr(head.decode("utf-8", "surrogateescape"), headersonly=True)
     summary = HeaderSummary()
-    froms = message.get_all("From") or []
-    summary.from_addresses = _addresses(froms)
-    summary.sender_addresses = _addresses(message.get_all("Sender") or [])
-    summary.header_from = printable(str(froms[0]), 998) if froms else ""
+    froms = [str(v) for v in message.get_all("From") or []]
+    summary.from_addresses = _addresses("From", froms)
+    summary.sender_addresses = _addresses("Sender", [str(v) for v in message.get_all("Sender") or []])
+    summary.header_from = printable(_unfold(froms[0]), 998) if froms else ""
     subject = message.get("Subject")
     if subject is not None:
-        summary.subject = printable(_decoded(str(subject)), 998)
+        summary.subject = printable(_decoded(_unfold(str(subject))), 998)
     message_id = message.get("Message-ID")
     if message_id is not None:
-        summary.message_id = printable(str(message_id).strip(), 998)
+        summary.message_id = printable(_unfold(str(message_id)).strip(), 998)
     return summary
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
 
 
 def _decoded(value: str) -> str:

@@ -187,7 +187,7 @@ class RelayHandler:
             self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED, address=address,
                         reason=f"{session.hourly_limit} messages per hour")
             return RATE_LIMITED
-        decision = session.policy.check(address)
+        decision = accept.check_sender(session.policy, address)
         if not decision.allowed:
             reply = not_authorized_reply(address, session.username)
             self._event(server, EventKind.SENDER_REJECTED, reply, address=address,
@@ -229,7 +229,7 @@ class RelayHandler:
         for header, addresses in (("From:", headers.from_addresses),
                                   ("Sender:", headers.sender_addresses)):
             for address in addresses:
-                decision = session.policy.check(address)
+                decision = accept.check_sender(session.policy, address)
                 if not decision.allowed:
                     reply = not_authorized_reply(address, session.username, header)
                     self._event(server, EventKind.FROM_REJECTED, reply,
