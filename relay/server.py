@@ -293,7 +293,7 @@ class GroupCommit:
 
     MAX_BATCH = 100
 
-    def __init__(self, relay: RelayServer, writers: int = 2) -> None:
+    def __init__(self, relay: RelayServer, writers: int = 1) -> None:
         self.relay = relay
         self.writers = writers
         self.running = 0
