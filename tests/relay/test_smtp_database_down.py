@@ -1,0 +1,58 @@
+"""A broken database costs the client a temporary error, never a false 250."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from django.db import connection
+
+from relay.models import Message
+from tests.smtp_relay import message
+
+
+class table_gone:
+    """A table disappears (as in a broken database) until the block ends."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def __enter__(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {self.table} RENAME TO {self.table}_away")
+
+    def __exit__(self, *exc: object) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {self.table}_away RENAME TO {self.table}")
+
+
+def test_a_database_error_at_login_is_a_temporary_internal_error(relay, cast):
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.ehlo()
+        with table_gone("accounts_smtpuser"):
+            with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+                smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        assert (err.value.smtp_code, err.value.smtp_error) == (
+            451, b"4.3.0 Internal error, try again later")
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)  # back to normal
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("relay", [{"RELAY_DB_THREADS": 1}], indirect=True)
+def test_a_lost_database_connection_answers_451_then_recovers(relay, cast):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        smtp.mail("shop@acme.test")
+        smtp.rcpt("a@example.net")
+        with connection.cursor() as cursor:  # as if PostgreSQL had restarted
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        code, reply = smtp.data(message())
+        assert (code, reply) == (451, b"4.3.0 Could not store the message, try again later")
+        assert not Message.objects.exists()
+        assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
+    assert Message.objects.count() == 1
