@@ -174,22 +174,23 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 def setup_user() -> tuple[int, str, str]:
     from django.core.management import call_command
 
+    from accounts.models import AuthorizedDomain
     from accounts.services import create_account, create_smtp_user
 
     call_command("migrate", verbosity=0)
     account, _, _ = create_account(f"Bench {int(time.time())}", f"bench-{os.getpid()}@bench.test")
     user, password = create_smtp_user(account, name="bench")
-    user.authorized_domains.create(domain="bench.test")
+    AuthorizedDomain.objects.create(smtp_user=user, domain="bench.test")
     return account.pk, user.username, password
 
 
 def cleanup(account_id: int) -> None:
     from django.contrib.auth import get_user_model
 
-    from accounts.models import Account
+    from accounts.models import Account, Membership
 
     account = Account.objects.get(pk=account_id)
-    owners = list(account.memberships.values_list("user_id", flat=True))
+    owners = list(Membership.objects.filter(account=account).values_list("user_id", flat=True))
     account.delete()
     get_user_model().objects.filter(pk__in=owners, memberships__isnull=True).delete()
 

@@ -144,7 +144,7 @@ class RelayHandler:
             self._event(
                 server, EventKind.AUTH_FAILED, "535 5.7.8 Authentication credentials invalid",
                 reason=result.reason,
-                account_id=user.account_id if user else None,
+                account_id=user.account.pk if user else None,
                 smtp_user_id=user.pk if user else None,
             )
             if relay.failures.record_failure(server.client_ip):
@@ -159,7 +159,7 @@ class RelayHandler:
         user = result.smtp_user
         session.username = user.username
         session.smtp_user_id = user.pk
-        session.account_id = user.account_id
+        session.account_id = user.account.pk  # select_related: no query
         session.priority = user.priority
         session.hourly_limit = user.hourly_limit
         session.policy = outcome.policy

@@ -123,7 +123,7 @@ def _prepare_db_connection() -> None:
             conn.close()
         else:
             # Django re-checks health once per "request"; our jobs are not requests.
-            conn.health_check_done = True
+            conn.health_check_done = True  # type: ignore[attr-defined]
 
 
 def _db_job(fn: Callable[..., T], *args: Any) -> T:

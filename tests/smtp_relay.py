@@ -170,7 +170,7 @@ def dialog(host: str, port: int, lines: list[bytes], timeout: float = 10) -> lis
         reader = sock.makefile("rb")
 
         def read_reply() -> str:
-            parts = []
+            parts: list[str] = []
             while True:
                 line = reader.readline()
                 if not line:
