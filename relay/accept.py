@@ -31,6 +31,9 @@ LAST_LOGIN_WRITE_SECONDS = 60.0
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _UNSAFE_FOR_HEADER = re.compile(r"[^\x21-\x7e]")
+_NUL_CR_LF = re.compile("[\x00\r\n]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 # Header block split with the cheap legacy policy; only From:/Sender: get the strict
 # address parser (the other headers are just displayed).
 _parser = HeaderParser(policy=email.policy.compat32)
@@ -89,11 +92,11 @@ def _note_login(user_id: int, client_ip: str | None, written: dict[int, float] |
 # --- Addresses ------------------------------------------------------------------------
 def address_problem(address: str, smtputf8: bool) -> str | None:
     """Why an envelope address is unacceptable, or None. The text goes to the client."""
-    if any(c in address for c in "\x00\r\n"):
+    if _NUL_CR_LF.search(address):
         return "it contains a NUL, CR or LF character"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in address):
+    if _CONTROL.search(address):
         return "it contains control characters"
-    if any("\udc80" <= c <= "\udcff" for c in address):
+    if _SURROGATE.search(address):  # bytes that were not UTF-8 (surrogateescape)
         return "it is not valid UTF-8"
     if not address.isascii() and not smtputf8:
         return "it contains non-ASCII characters; send MAIL FROM with the SMTPUTF8 parameter"
