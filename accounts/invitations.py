@@ -16,7 +16,7 @@ from enum import Enum
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
 from django.http import HttpRequest
@@ -55,7 +55,7 @@ def invite(
     email: str,
     role: str,
     request: HttpRequest | None = None,
-    invited_by: AbstractBaseUser | None = None,
+    invited_by: User | None = None,
 ) -> InviteResult:
     """Create an invitation, record it, and email the link to `email`.
 
@@ -131,18 +131,18 @@ class InvitationUnusable(Exception):
         self.state = state
 
 
-def existing_user(email: str) -> AbstractBaseUser | None:
-    User = get_user_model()
+def existing_user(email: str) -> User | None:
+    UserModel = get_user_model()
     return (
-        User.objects.filter(username__iexact=email).first()
-        or User.objects.filter(email__iexact=email).order_by("pk").first()
+        UserModel.objects.filter(username__iexact=email).first()
+        or UserModel.objects.filter(email__iexact=email).order_by("pk").first()
     )
 
 
 @transaction.atomic
 def accept(
     invitation: Invitation,
-    user: AbstractBaseUser,
+    user: User,
     request: HttpRequest | None = None,
 ) -> tuple[Membership, bool]:
     """Use the invitation for `user`. Returns (membership, created).
@@ -171,10 +171,10 @@ def lookup_by_pk(pk: int) -> tuple[State, Invitation | None]:
 @transaction.atomic
 def accept_as_new_user(
     invitation: Invitation, password: str, request: HttpRequest | None = None
-) -> tuple[AbstractBaseUser, Membership]:
+) -> tuple[User, Membership]:
     """Create the console user (username = the invited email) and use the invitation."""
-    User = get_user_model()
-    user = User.objects.create_user(
+    UserModel = get_user_model()
+    user = UserModel.objects.create_user(
         username=invitation.email, email=invitation.email, password=password
     )
     membership, _ = accept(invitation, user, request=request)

@@ -5,7 +5,7 @@ An account always keeps at least one owner: demoting or removing the last one is
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -37,7 +37,7 @@ def _label(membership: Membership) -> str:
 @transaction.atomic
 def join(
     account: Account,
-    user: AbstractBaseUser,
+    user: User,
     role: str,
     request: HttpRequest | None = None,
     via: str = "invitation",

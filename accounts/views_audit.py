@@ -36,7 +36,9 @@ class AuditFilterForm(forms.Form):
             .values_list("action", flat=True)
             .distinct()
         )
-        self.fields["action"].choices = [("", "All actions")] + [(a, a) for a in actions]
+        action_field = self.fields["action"]
+        assert isinstance(action_field, forms.ChoiceField)
+        action_field.choices = [("", "All actions")] + [(a, a) for a in actions]
 
 
 def filter_events(account: Account, filters: dict[str, Any]) -> QuerySet[AuditEvent]:

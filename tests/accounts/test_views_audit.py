@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.urls import reverse
 
@@ -27,7 +26,7 @@ def shown_targets(response) -> list[str]:
 
 def test_it_lists_the_current_accounts_events_newest_first(alice_client, cast):
     AuditEvent.objects.all().delete()
-    base = datetime(2030, 5, 1, 12, tzinfo=dt_timezone.utc)
+    base = datetime(2030, 5, 1, 12, tzinfo=UTC)
     event(cast.acme, "smtpuser.create", target="older", when=base)
     event(cast.acme, "smtpuser.reveal", target="newer", when=base + timedelta(hours=1))
     event(cast.globex, "smtpuser.reveal", target="globex-secret-user", actor="charlie@globex.test")
@@ -58,7 +57,7 @@ def test_details_and_labels_are_escaped(alice_client, cast):
 
 def test_it_filters_by_action_actor_target_and_dates(alice_client, cast):
     AuditEvent.objects.all().delete()
-    day = datetime(2030, 5, 10, 12, tzinfo=dt_timezone.utc)
+    day = datetime(2030, 5, 10, 12, tzinfo=UTC)
     event(cast.acme, "smtpuser.create", actor="alice@acme.test", target="shop", when=day)
     event(cast.acme, "smtpuser.reveal", actor="bob@acme.test", target="shop", when=day + timedelta(days=1))
     event(cast.acme, "smtpuser.reveal", actor="alice@acme.test", target="crm", when=day + timedelta(days=2))

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts import invitations
 from accounts.models import AuditEvent, Invitation, Membership, Role
-from tests.conftest import PASSWORD, login
+from tests.conftest import login
 
 MEMBERS = reverse("accounts:members")
 INVITE = reverse("accounts:member_invite")
