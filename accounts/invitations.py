@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.members import join
-from accounts.models import Account, Invitation, Membership
+from accounts.models import Account, Invitation, Membership, Role
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def invite(
     the newest link works.
     """
     email = email.strip().lower()
+    role = Role(role).value  # ValueError for anything but owner/admin/viewer
     token = secrets.token_urlsafe(32)
     if invited_by is None and request is not None and request.user.is_authenticated:
         invited_by = request.user

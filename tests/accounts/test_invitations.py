@@ -28,6 +28,12 @@ def test_it_stores_only_a_digest_of_the_token(cast):
     assert result.link.endswith(f"/invite/{result.token}/")
 
 
+def test_only_the_three_roles_can_be_given(cast):
+    with pytest.raises(ValueError):
+        invitations.invite(cast.acme, "dana@example.test", "superuser")
+    assert not Invitation.objects.exists()
+
+
 def test_it_expires_after_the_configured_number_of_days(cast, settings):
     settings.SMTPPLUS_INVITE_DAYS = 3
     result = invitations.invite(cast.acme, "dana@example.test", Role.VIEWER)
