@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from relay import queue
@@ -91,12 +90,6 @@ def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
     if not outcomes:
         return 0
     now = timezone.now()
-    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[int]]] = {}
-    for outcome in outcomes:
-        state = _new_state(outcome, now)
-        key = tuple(sorted((k, str(v)) for k, v in state.items()))
-        groups.setdefault(key, (state, []))[1].append(outcome.recipient.pk)
-    updated = 0
     with transaction.atomic():
         Attempt.objects.bulk_create(
             [
@@ -113,11 +106,32 @@ def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
                 for o in outcomes
             ]
         )
-        for state, ids in groups.values():
-            updated += Recipient.objects.filter(pk__in=ids, lease_owner=owner).update(
-                attempts=F("attempts") + 1, **state
-            )
-    return updated
+        # Lock the rows still leased to us: nobody can take them between this check
+        # and the update (on SQLite the write transaction already excludes everyone).
+        held = set(
+            Recipient.objects.select_for_update()
+            .filter(pk__in=[o.recipient.pk for o in outcomes], lease_owner=owner)
+            .values_list("pk", flat=True)
+        )
+        rows: list[Recipient] = []
+        for outcome in outcomes:
+            if outcome.recipient.pk not in held:
+                continue
+            row = Recipient(pk=outcome.recipient.pk, next_attempt_at=outcome.recipient.next_attempt_at)
+            # Attempts cannot have changed while we held the lease.
+            row.attempts = outcome.recipient.attempts + 1
+            row.finished_at = None
+            for field, value in _new_state(outcome, now).items():
+                setattr(row, field, value)
+            rows.append(row)
+        Recipient.objects.bulk_update(rows, UPDATED_FIELDS, batch_size=500)
+    return len(rows)
+
+
+UPDATED_FIELDS = [
+    "status", "attempts", "next_attempt_at", "finished_at", "fail_reason", "last_code",
+    "last_enhanced", "last_text", "lease_owner", "lease_until",
+]
 
 
 @dataclass

@@ -32,6 +32,7 @@ from relay.upstreams import Transport, build_transport
 log = logging.getLogger(__name__)
 
 ALERTS_INTERVAL = 10.0
+ONCE_MAX_FAILURES = 3
 
 
 class DeliveryWorker:
@@ -40,7 +41,7 @@ class DeliveryWorker:
         concurrency: int | None = None,
         *,
         once: bool = False,
-        batch_size: int = 10,
+        batch_size: int = 20,
         upstream: str | None = None,
         poll_interval: float = 1.0,
         alerts_interval: float | None = ALERTS_INTERVAL,
@@ -79,14 +80,21 @@ class DeliveryWorker:
 
     async def _task(self) -> None:
         assert self._stopping is not None
+        failures = 0
         while not self._stopping.is_set():
             try:
                 more = await self.deliver_one_batch()
             except Exception:
                 log.exception("delivery batch failed")
                 self.stats["errors"] += 1
+                failures += 1
+                # A one-shot run gives up on a database that keeps failing rather than
+                # hanging; a long-running worker keeps trying.
+                if self.once and failures >= ONCE_MAX_FAILURES:
+                    return
                 await self._sleep(1.0)
                 continue
+            failures = 0
             if not more:
                 if self.once:
                     return
@@ -157,7 +165,9 @@ async def run_delivery(stop: asyncio.Event, concurrency: int | None = None) -> C
     return await DeliveryWorker(concurrency).run(stop)
 
 
-def run_until_signal(concurrency: int | None = None, *, once: bool = False) -> Counter[str]:
+def run_until_signal(
+    concurrency: int | None = None, *, once: bool = False, batch_size: int = 20
+) -> Counter[str]:
     """Run until SIGTERM/SIGINT (or, with `once`, until nothing is due)."""
 
     async def main() -> Counter[str]:
@@ -165,7 +175,7 @@ def run_until_signal(concurrency: int | None = None, *, once: bool = False) -> C
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await DeliveryWorker(concurrency, once=once).run(stop)
+        return await DeliveryWorker(concurrency, once=once, batch_size=batch_size).run(stop)
 
     return asyncio.run(main())
 

@@ -26,19 +26,27 @@ class Command(BaseCommand):
             help="Deliveries in flight at once (default: DELIVERY_CONCURRENCY, %(default)s).",
         )
         parser.add_argument(
+            "--batch",
+            type=int,
+            default=20,
+            help="Recipients each task claims at a time (default %(default)s).",
+        )
+        parser.add_argument(
             "--once", action="store_true", help="Deliver what is due now, then exit."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["concurrency"] < 1:
-            raise CommandError("--concurrency must be at least 1")
+        if options["concurrency"] < 1 or options["batch"] < 1:
+            raise CommandError("--concurrency and --batch must be at least 1")
         try:
             spec = parse_upstream(settings.RELAY_UPSTREAM)
         except UpstreamConfigError as exc:
             raise CommandError(str(exc)) from None
         if options["verbosity"] >= 1:
             self.stderr.write(f"Delivering to {spec.label} with {options['concurrency']} task(s)")
-        stats = run_until_signal(options["concurrency"], once=options["once"])
+        stats = run_until_signal(
+            options["concurrency"], once=options["once"], batch_size=options["batch"]
+        )
         if options["verbosity"] >= 1:
             summary = ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing due"
             self.stdout.write(f"Done: {summary}")
