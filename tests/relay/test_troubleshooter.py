@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -67,6 +68,13 @@ def failed_login(relay, username: str, password: str = "wrong password") -> None
         smtp.user, smtp.password = username, password
         with pytest.raises(smtplib.SMTPAuthenticationError):
             smtp.auth("PLAIN", smtp.auth_plain)
+
+
+def deliver(upstream) -> None:
+    """Run the delivery worker once, on its own thread: a browser test earlier in the same
+    run leaves Playwright's event loop on the main thread, where asyncio.run() refuses."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(deliver_due, upstream=upstream.url(), alerts_interval=None).result()
 
 
 def run(check, relay, user: SmtpUser):
@@ -334,7 +342,7 @@ def test_upstream_failures_show_the_top_replies_and_link_to_the_log(relay, cast,
     assert run(check_upstream, relay, cast.acme_smtp).status == NODATA
     for to in ("gone@example.net", "gone@example.net", "full@example.net", "ok@example.net"):
         assert send(relay, cast.acme_smtp, pw, "shop@acme.test", to=to)[0] == 250
-    deliver_due(upstream=upstream.url(), alerts_interval=None)
+    deliver(upstream)
     result = run(check_upstream, relay, cast.acme_smtp)
     assert result.status == PROBLEM
     assert result.evidence[0] == "Recipients of the last 24 h: 1 delivered, 3 failed"
@@ -345,7 +353,7 @@ def test_upstream_failures_show_the_top_replies_and_link_to_the_log(relay, cast,
 
 def test_all_checks_run_for_a_healthy_user(relay, cast, upstream):
     assert send(relay, cast.acme_smtp, cast.acme_smtp_password, "shop@acme.test")[0] == 250
-    deliver_due(upstream=upstream.url(), alerts_interval=None)
+    deliver(upstream)
     relay.flush()
     user = SmtpUser.objects.get(pk=cast.acme_smtp.pk)
     results = run_checks(user)
