@@ -62,16 +62,27 @@ def fernet() -> MultiFernet:
     return _fernet(tuple(credential_keys()))
 
 
-@lru_cache(maxsize=4)
-def _hmac_key(first_key: bytes) -> bytes:
-    # The digest key is derived from the newest encryption key's material; rotating keys
-    # therefore also requires `manage.py rotatecredentials`, which rewrites both.
-    return hashlib.sha256(b"smtpplus-login-digest:" + first_key).digest()
+@lru_cache(maxsize=16)
+def _hmac_key(key: bytes) -> bytes:
+    return hashlib.sha256(b"smtpplus-login-digest:" + key).digest()
 
 
-def digest_password(raw: str) -> str:
-    key = _hmac_key(credential_keys()[0])
-    return hmac.new(key, raw.encode("utf-8"), hashlib.sha256).hexdigest()
+def digest_password(raw: str, key: bytes | None = None) -> str:
+    """HMAC-SHA256 of a password under the newest credential key (or `key`)."""
+    hkey = _hmac_key(key if key is not None else credential_keys()[0])
+    return hmac.new(hkey, raw.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def digest_matches(raw: str, stored: str) -> bool:
+    """Compare against digests under every configured key, in constant time per key.
+
+    A digest written before a new key was added still matches, so logins keep working
+    between adding the key and running `rotatecredentials`, which rewrites the digests.
+    """
+    matched = False
+    for key in credential_keys():
+        matched |= hmac.compare_digest(digest_password(raw, key), stored)
+    return matched
 
 
 def encrypt_password(raw: str) -> str:
@@ -113,9 +124,8 @@ def check_credentials(username: str, password: str) -> LoginResult:
         .filter(username=username.strip().lower())
         .first()
     )
-    supplied = digest_password(password)
     expected = user.password_digest if user else _DUMMY_DIGEST
-    matches = hmac.compare_digest(supplied, expected)
+    matches = digest_matches(password, expected)
     if user is None:
         return LoginResult(False, "unknown user")
     if not matches:

@@ -24,3 +24,16 @@ def test_reset_password_invalidates_the_old_one_at_once(cast):
     new = reset_password(cast.acme_smtp)
     assert not check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
     assert check_credentials(cast.acme_smtp.username, new).ok
+
+
+def test_logins_keep_working_when_a_new_key_is_added_before_rotation(cast, settings):
+    from cryptography.fernet import Fernet
+
+    from accounts.credentials import credential_keys
+
+    old = credential_keys()[0].decode()
+    settings.SMTPPLUS_CREDENTIAL_KEYS = [Fernet.generate_key().decode(), old]
+    cast.acme_smtp.refresh_from_db()
+    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert cast.acme_smtp.get_password() == cast.acme_smtp_password
+    assert not check_credentials(cast.acme_smtp.username, "wrong").ok
