@@ -67,7 +67,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
                 return _secret_page(request, rule, secret, created=True)
             return redirect("alerts:rule_detail", pk=rule.pk)
     else:
-        default_email = request.user.email or request.user.get_username()
+        default_email = getattr(request.user, "email", "") or request.user.get_username()
         form = AlertRuleForm(account=account, initial={"email_recipients": default_email,
                                                        "events": ["delivery_failed", "delivery_expired"]})
     return render(request, "alerts/rule_form.html", {"form": form, "rule": None})
