@@ -74,6 +74,23 @@ def relay_event(smtp_user: Any, kind: str, **fields: Any) -> RelayEvent:
     )
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (just bound and released): connections are refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def broken_email(settings):
+    """Django's SMTP email backend pointed at a port that refuses connections."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed_port(), 2
+    return settings
+
+
 @pytest.fixture(autouse=True)
 def _alert_settings(settings):
     settings.SMTPPLUS_CONSOLE_URL = "https://console.example.com"

@@ -149,9 +149,7 @@ def test_send_test_alert_sends_a_sample_at_once_and_logs_it(client, cast):
     assert "no.such.person@example.net" in detail
 
 
-def test_a_failing_test_alert_shows_the_error_at_once(client, cast, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+def test_a_failing_test_alert_shows_the_error_at_once(client, cast, broken_email):
     rule = make_rule(cast.acme)
     login(client, cast.alice)
     r = client.post(reverse("alerts:rule_test", args=[rule.pk]), follow=True)
