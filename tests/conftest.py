@@ -69,6 +69,9 @@ def _on_postgres() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # Browser tests run last: Playwright's sync API keeps an event loop on the main
+    # thread for the session, which would break later tests that call asyncio.run().
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
     # Tests marked `postgres` (row locking, several workers) only mean something there:
     # on SQLite they are deselected, not skipped; CI runs the suite on both databases.
     if _on_postgres():
