@@ -64,8 +64,8 @@ def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
         "last_code": reply.code,
         "last_enhanced": reply.enhanced[:16],
         "last_text": reply.text,
-        "lease_owner": "",
-        "lease_until": None,
+        "finished_at": None,
+        "fail_reason": "",
     }
     result = reply.outcome
     if result == "delivered":
@@ -106,32 +106,10 @@ def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
                 for o in outcomes
             ]
         )
-        # Lock the rows still leased to us: nobody can take them between this check
-        # and the update (on SQLite the write transaction already excludes everyone).
-        held = set(
-            Recipient.objects.select_for_update()
-            .filter(pk__in=[o.recipient.pk for o in outcomes], lease_owner=owner)
-            .values_list("pk", flat=True)
+        updated = queue.finish(
+            owner, [(o.recipient.pk, _new_state(o, now)) for o in outcomes]
         )
-        rows: list[Recipient] = []
-        for outcome in outcomes:
-            if outcome.recipient.pk not in held:
-                continue
-            row = Recipient(pk=outcome.recipient.pk, next_attempt_at=outcome.recipient.next_attempt_at)
-            # Attempts cannot have changed while we held the lease.
-            row.attempts = outcome.recipient.attempts + 1
-            row.finished_at = None
-            for field, value in _new_state(outcome, now).items():
-                setattr(row, field, value)
-            rows.append(row)
-        Recipient.objects.bulk_update(rows, UPDATED_FIELDS, batch_size=500)
-    return len(rows)
-
-
-UPDATED_FIELDS = [
-    "status", "attempts", "next_attempt_at", "finished_at", "fail_reason", "last_code",
-    "last_enhanced", "last_text", "lease_owner", "lease_until",
-]
+    return updated
 
 
 @dataclass
