@@ -176,6 +176,13 @@ else:
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="smtpplus@localhost")
 ALERTS_FROM_EMAIL = env.str("ALERTS_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# "As needed" alerts gather the events of this many seconds into one message.
+ALERTS_COALESCE_SECONDS = env.int("ALERTS_COALESCE_SECONDS", default=30)
+# A failed notification is retried after each of these delays, then marked failed.
+ALERTS_RETRY_DELAYS = [int(x) for x in env.list("ALERTS_RETRY_DELAYS", default=["60", "300", "1800"])]
+ALERTS_WEBHOOK_TIMEOUT = env.int("ALERTS_WEBHOOK_TIMEOUT", default=10)
+ALERTS_LOOKBACK_SECONDS = env.int("ALERTS_LOOKBACK_SECONDS", default=900)
+ALERTS_SEND_LEASE_SECONDS = env.int("ALERTS_SEND_LEASE_SECONDS", default=300)
 
 LOGGING = {
     "version": 1,

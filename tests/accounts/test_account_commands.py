@@ -131,7 +131,9 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
 
     result = json.loads(run("rotatecredentials", "--batch-size", "2"))
 
-    assert result == {"reencrypted": 5, "failed": 0, "batches": 3, "failed_usernames": []}
+    assert result == {
+        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "failed_usernames": []
+    }
     only_new = Fernet(new_key.encode())
     for smtp_user, password in users:
         smtp_user.refresh_from_db()
@@ -140,7 +142,9 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     settings.SMTPPLUS_CREDENTIAL_KEYS = [new_key]  # the old key can now be dropped
     assert all(check_credentials(u.username, p).ok for u, p in users)
     (event,) = AuditEvent.objects.filter(action="credentials.rotate")
-    assert event.account is None and event.details == {"reencrypted": 5, "failed": 0, "batches": 3}
+    assert event.account is None and event.details == {
+        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0
+    }
     assert event.actor_label.startswith("command line")
 
 
@@ -160,9 +164,26 @@ def test_rotatecredentials_names_passwords_no_key_can_decrypt(cast, old_key, set
         SmtpUser.objects.get(pk=lost.pk).get_password()
 
 
+def test_rotatecredentials_reencrypts_alert_webhook_secrets_too(cast, old_key, settings):
+    from alerts.rules import create_default_rule, reset_secret
+
+    rule = create_default_rule(cast.acme.pk)
+    rule.webhook_url = "https://hooks.acme.test/smtp"
+    rule.save()
+    secret = reset_secret(rule)
+    new_key = Fernet.generate_key().decode()
+    settings.SMTPPLUS_CREDENTIAL_KEYS = [new_key, old_key]
+
+    result = json.loads(run("rotatecredentials"))
+
+    assert result["webhook_secrets"] == 1
+    rule.refresh_from_db()
+    assert Fernet(new_key.encode()).decrypt(rule.webhook_secret_encrypted.encode()).decode() == secret
+
+
 def test_rotatecredentials_with_no_users_reports_zero(db):
     assert json.loads(run("rotatecredentials")) == {
-        "reencrypted": 0, "failed": 0, "batches": 0, "failed_usernames": []
+        "reencrypted": 0, "failed": 0, "batches": 0, "webhook_secrets": 0, "failed_usernames": []
     }
 
 

@@ -1,7 +1,8 @@
 """`manage.py rotatecredentials`: re-encrypt every SMTP+ password with the newest key.
 
 Run it after putting a new key first in SMTPPLUS_CREDENTIAL_KEYS. It also recomputes the
-login digests, whose HMAC key derives from the newest key (see accounts/credentials.py).
+login digests under the newest key (see accounts/credentials.py) and re-encrypts the alert
+webhooks' signing secrets, so the old key can be removed afterwards.
 Prints JSON counts; exits 1 if a password could not be decrypted with any configured key.
 """
 
@@ -48,6 +49,23 @@ def rotate_batch(after_pk: int, size: int) -> tuple[int, int, list[str]]:
     return last, len(done), failed
 
 
+def rotate_webhook_secrets() -> tuple[int, list[str]]:
+    """Re-encrypt every alert rule's webhook secret; returns (count, failed rule names)."""
+    from alerts.models import AlertRule
+
+    done, failed = 0, []
+    with transaction.atomic():
+        for rule in AlertRule.objects.select_for_update().exclude(webhook_secret_encrypted=""):
+            try:
+                rule.webhook_secret_encrypted = reencrypt(rule.webhook_secret_encrypted)
+            except (InvalidToken, ValueError, TypeError):
+                failed.append(f"alert rule {rule.pk}")
+                continue
+            rule.save(update_fields=["webhook_secret_encrypted"])
+            done += 1
+    return done, failed
+
+
 class Command(BaseCommand):
     help = "Re-encrypt every stored SMTP+ password with the newest credential key."
 
@@ -66,7 +84,12 @@ class Command(BaseCommand):
                 break
             after, total, batches = last, total + count, batches + 1
             failed += batch_failed
-        counts = {"reencrypted": total, "failed": len(failed), "batches": batches}
+        secrets_done, secrets_failed = rotate_webhook_secrets()
+        failed += secrets_failed
+        counts = {
+            "reencrypted": total, "failed": len(failed), "batches": batches,
+            "webhook_secrets": secrets_done,
+        }
         audit.record("credentials.rotate", account=None, details=counts)
         self.stdout.write(json.dumps({**counts, "failed_usernames": failed}))
         if failed:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command, get_commands
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 
@@ -26,9 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-relay", action="store_true", help="run the console only")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        call_command("migrate", interactive=False, verbosity=0)
-        if "bootstrap" in get_commands():
-            call_command("bootstrap")
+        call_command("bootstrap", console_url=f"http://{opts['bind']}")
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         parts: dict[str, list[str]] = {
