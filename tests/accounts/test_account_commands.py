@@ -167,6 +167,10 @@ def test_rotatecredentials_names_passwords_no_key_can_decrypt(cast, old_key, set
 def test_rotatecredentials_reencrypts_alert_webhook_secrets_too(cast, old_key, settings):
     from alerts.rules import create_default_rule, reset_secret
 
+    for smtp_user, password in [(cast.acme_smtp, cast.acme_smtp_password),
+                                (cast.globex_smtp, cast.globex_smtp_password)]:
+        smtp_user.set_password(password)
+        smtp_user.save()
     rule = create_default_rule(cast.acme.pk)
     rule.webhook_url = "https://hooks.acme.test/smtp"
     rule.save()
