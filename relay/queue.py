@@ -21,11 +21,11 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Field, Q, QuerySet
 from django.utils import timezone
 
 from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
@@ -138,8 +138,8 @@ def finish(owner: str, updates: list[tuple[int, dict[str, Any]]]) -> int:
                     f"{qn('lease_until')} = NULL"]
             params: list[Any] = [""]
             for name, value in state.items():
-                field = opts.get_field(name)
-                sets.append(f"{qn(field.column)} = %s")
+                field = cast("Field[Any, Any]", opts.get_field(name))
+                sets.append(f"{qn(str(field.column))} = %s")
                 params.append(field.get_db_prep_save(value, connection))
             texts = {text for _, text in rows}
             if len(texts) == 1:
