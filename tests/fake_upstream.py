@@ -9,6 +9,8 @@
     upstream.hang_at = "data"        # never answer DATA until `release()` (or `stop()`)
     upstream.smtputf8 = False        # do not advertise SMTPUTF8 (and refuse 8-bit headers)
     upstream.auth = ("user", "pw")   # require AUTH PLAIN/LOGIN with these credentials
+    upstream.tls = ssl_context       # offer STARTTLS with this server context…
+    upstream.implicit_tls = True     # …or speak TLS from the start (smtps); then up() again
     upstream.down(); upstream.up()   # refuse connections (and drop open ones), then listen again
 
 and records what it got in `upstream.received` (one `Received` per accepted message)
@@ -23,6 +25,7 @@ subprocesses (`manage.py deliver`, `runrelay`) share the test's data.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +45,7 @@ class Received:
     data: bytes
     mail_options: list[str]
     connection: int  # 1 for the first connection the upstream accepted, 2 …
+    tls: bool = False  # the message came over TLS
 
     @property
     def header_bytes(self) -> bytes:
@@ -81,6 +85,8 @@ class FakeUpstream:
         self.port = 0
         self.smtputf8 = True
         self.auth: tuple[str, str] | None = None
+        self.tls: ssl.SSLContext | None = None
+        self.implicit_tls = False
         self.replies: dict[str, Any] = {}
         self.default_reply = "250 2.1.5 Ok"
         self.data_reply = "250 2.0.0 Ok: queued"
@@ -149,7 +155,13 @@ class FakeUpstream:
         self._release = asyncio.Event()
 
     async def _listen(self) -> asyncio.AbstractServer:
-        return await self._loop.create_server(self._protocol, HOST, self.port, reuse_address=True)
+        return await self._loop.create_server(
+            self._protocol,
+            HOST,
+            self.port,
+            reuse_address=True,
+            ssl=self.tls if self.implicit_tls else None,
+        )
 
     async def _close(self) -> None:
         assert self._server is not None
@@ -169,6 +181,8 @@ class FakeUpstream:
         }
         if self.auth is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+        if self.tls is not None and not self.implicit_tls:
+            kwargs["tls_context"] = self.tls
         return _Server(self, **kwargs)
 
     def _authenticate(
@@ -234,6 +248,7 @@ class FakeUpstream:
                 data,
                 list(envelope.mail_options),
                 number,
+                tls=self.implicit_tls or session.ssl is not None,
             )
         )
         return self.data_reply
