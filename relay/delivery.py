@@ -155,11 +155,12 @@ async def deliver_claimed(
                 continue
             # Keep the lease comfortably longer than one transaction can take.
             if lease_left - time.monotonic() < 3 * settings.DELIVERY_TIMEOUT:
-                pending = [r.pk for r in rcpts]
+                pending = [r.pk for r in claimed if r.pk not in handled]
                 held = await run_db(queue.renew, owner, pending)
                 lease_left = time.monotonic() + settings.DELIVERY_LEASE_SECONDS
-                rcpts = [r for r in rcpts if r.pk in held]
+                # Rows whose lease ran out may be with another worker by now: skip them.
                 handled.update(pk for pk in pending if pk not in held)
+                rcpts = [r for r in rcpts if r.pk in held]
                 if not rcpts:
                     continue
             try:
