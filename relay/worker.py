@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ALERTS_INTERVAL = 10.0
 ONCE_MAX_FAILURES = 3
+GATHER_SECONDS = 0.05
 
 
 class DeliveryWorker:
@@ -69,6 +70,11 @@ class DeliveryWorker:
             return False
         outcomes = await deliver_claimed(self.transport, self.owner, claimed, self.db)
         self.stats.update(o.reply.outcome for o in outcomes)
+        self.stats["batches"] += 1
+        if len(claimed) < self.batch_size and not self.once:
+            # The queue is nearly drained: let a little mail gather rather than
+            # claiming it a message or two at a time (each claim is a transaction).
+            await self._sleep(GATHER_SECONDS)
         return True
 
     async def _sleep(self, seconds: float) -> None:
