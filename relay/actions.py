@@ -29,7 +29,7 @@ AUDIT_ID_LIMIT = 100
 
 def _queryset(recipients: RecipientsArg, account: Account | None) -> QuerySet[Recipient]:
     if isinstance(recipients, QuerySet):
-        qs = Recipient.objects.filter(pk__in=recipients.values("pk"))
+        qs = Recipient.objects.filter(pk__in=recipients.values_list("pk", flat=True))
     else:
         ids = [r.pk if isinstance(r, Recipient) else int(r) for r in recipients]
         qs = Recipient.objects.filter(pk__in=ids)
