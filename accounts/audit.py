@@ -47,7 +47,7 @@ def record(
         actor=actor,
         actor_label=actor_label[:300],
         action=action,
-        target_type=target._meta.model_name if target is not None else "",
+        target_type=(target._meta.model_name or "") if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         target_label=(target_label or (str(target) if target is not None else ""))[:300],
         details=details or {},

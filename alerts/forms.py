@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
 from accounts.models import Account, SmtpUser
+from alerts.channels import webhook_host_problem
 from alerts.models import AlertRule, EventType, Frequency
 
 MAX_EMAIL_RECIPIENTS = 20
@@ -18,7 +19,7 @@ def split_addresses(value: str) -> list[str]:
 
 
 class SmtpUserChoices(forms.ModelMultipleChoiceField):
-    def label_from_instance(self, obj: SmtpUser) -> str:  # type: ignore[override]
+    def label_from_instance(self, obj: SmtpUser) -> str:
         return f"{obj.name} ({obj.username})" if obj.name else obj.username
 
 
@@ -103,6 +104,8 @@ class AlertRuleForm(forms.Form):
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
             raise ValidationError(f"“{url}” is not a valid URL.") from None
+        if problem := webhook_host_problem(url):
+            raise ValidationError(f"Alerts cannot be sent to this URL: {problem}.")
         return url
 
     def clean(self) -> dict[str, Any]:

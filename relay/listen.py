@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from relay.models import RelayNode
 
 # A node whose heartbeat is older than this is considered gone.
 NODE_ALIVE_SECONDS = 60
@@ -68,7 +74,7 @@ def configured_listeners() -> list[Listener]:
     return listeners
 
 
-def alive_nodes():  # -> QuerySet[RelayNode]
+def alive_nodes() -> QuerySet[RelayNode]:
     from relay.models import RelayNode
 
     cutoff = timezone.now() - timedelta(seconds=NODE_ALIVE_SECONDS)

@@ -22,7 +22,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SmtpUserChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: SmtpUser) -> str:  # type: ignore[override]
+    def label_from_instance(self, obj: SmtpUser) -> str:
         return f"{obj.name} ({obj.username})" if obj.name else obj.username
 
 
