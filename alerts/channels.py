@@ -18,11 +18,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import smtplib
+import socket
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from typing import ClassVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -93,6 +95,73 @@ def encode_payload(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def redacted_url(url: str) -> str:
+    """`url` with the password of its user-info replaced, for pages, logs and audit rows.
+
+    The webhook receiver may authenticate us with `https://user:password@host/`; that
+    password is a credential like any other and is shown to no one after it is entered.
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:********@{host}"))
+
+
+def _allow_private() -> bool:
+    return bool(getattr(settings, "ALERTS_WEBHOOK_ALLOW_PRIVATE", False))
+
+
+def is_public_address(value: str) -> bool:
+    """Is `value` an IP address on the public internet (not loopback, private,
+    link-local — cloud metadata lives there —, shared, reserved or multicast)?"""
+    try:
+        ip = ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def webhook_host_problem(url: str) -> str:
+    """Why the console refuses `url` as a webhook ("" if it does not): an address inside
+    our own network, given literally or as localhost. Names are checked again when the
+    alert is sent, against the addresses they resolve to then."""
+    if _allow_private():
+        return ""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a webhook on this machine (localhost) is not allowed"
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return ""
+    if not is_public_address(host):
+        return f"{host} is a loopback, private or link-local address; use a public address"
+    return ""
+
+
+def _public_address(host: str, port: int) -> str:
+    """The address to connect to for `host`, refusing any name that resolves (even in
+    part) to an address inside our network: the check and the connection use the same
+    answer, so a name that changes its answer in between cannot slip through."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ChannelError(f"could not resolve the webhook host {host}: {exc}") from exc
+    addresses = [str(info[4][0]) for info in infos]
+    refused = [a for a in addresses if not is_public_address(a)]
+    if refused or not addresses:
+        raise ChannelError(
+            f"the webhook host {host} resolves to {', '.join(refused) or 'nothing'}: alerts are "
+            "not sent to loopback, private or link-local addresses "
+            "(ALERTS_WEBHOOK_ALLOW_PRIVATE allows them)",
+            permanent=True,
+        )
+    return addresses[0]
+
+
 class WebhookChannel(BaseChannel):
     """POST the alert as JSON, signed with HMAC-SHA256 of the exact body bytes."""
 
@@ -128,6 +197,15 @@ class WebhookChannel(BaseChannel):
         # redirect is reported instead of being replayed as a GET without the body.
         try:
             conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
+            if not _allow_private():
+                pinned = _public_address(conn.host, conn.port)
+                # http.client still sends Host: and TLS SNI for the name, and verifies the
+                # certificate against it; only the socket goes to the vetted address.
+                conn._create_connection = (  # type: ignore[attr-defined]
+                    lambda address, timeout, source=None: socket.create_connection(
+                        (pinned, address[1]), timeout, source
+                    )
+                )
             try:
                 conn.request("POST", path, body=body, headers=headers)
                 response = conn.getresponse()

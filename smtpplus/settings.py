@@ -181,6 +181,10 @@ ALERTS_COALESCE_SECONDS = env.int("ALERTS_COALESCE_SECONDS", default=30)
 # A failed notification is retried after each of these delays, then marked failed.
 ALERTS_RETRY_DELAYS = [int(x) for x in env.list("ALERTS_RETRY_DELAYS", default=["60", "300", "1800"])]
 ALERTS_WEBHOOK_TIMEOUT = env.int("ALERTS_WEBHOOK_TIMEOUT", default=10)
+# Webhooks on loopback, private or link-local addresses (this machine, the internal
+# network, cloud metadata) are refused unless this is set: a tenant's webhook URL must not
+# become a way to reach them from the server.
+ALERTS_WEBHOOK_ALLOW_PRIVATE = env.bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", default=False)
 ALERTS_LOOKBACK_SECONDS = env.int("ALERTS_LOOKBACK_SECONDS", default=900)
 ALERTS_SEND_LEASE_SECONDS = env.int("ALERTS_SEND_LEASE_SECONDS", default=300)
 
