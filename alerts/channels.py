@@ -24,7 +24,7 @@ import smtplib
 import socket
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from typing import ClassVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -93,19 +93,6 @@ def sign(body: bytes, secret: str) -> str:
 
 def encode_payload(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-
-def redacted_url(url: str) -> str:
-    """`url` with the password of its user-info replaced, for pages, logs and audit rows.
-
-    The webhook receiver may authenticate us with `https://user:password@host/`; that
-    password is a credential like any other and is shown to no one after it is entered.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:********@{host}"))
 
 
 def _allow_private() -> bool:

@@ -92,6 +92,12 @@ class AlertRule(models.Model):
             Frequency(self.frequency), 0
         )
 
+    @property
+    def webhook_display(self) -> str:
+        from alerts.redaction import redacted_url
+
+        return redacted_url(self.webhook_url)
+
     def get_webhook_secret(self) -> str:
         from accounts.credentials import decrypt_password
 
@@ -191,6 +197,13 @@ class Notification(models.Model):
             ),
             models.Index(fields=["account", "-created"], name="notification_account"),
         ]
+
+    @property
+    def target_display(self) -> str:
+        """The target as pages, logs and audit rows show it (no webhook password)."""
+        from alerts.redaction import redacted_url
+
+        return redacted_url(self.target) if self.channel == Channel.WEBHOOK else self.target
 
     @property
     def is_final(self) -> bool:

@@ -41,7 +41,7 @@ def _summary(rule: AlertRule) -> dict[str, Any]:
         "frequency": rule.frequency,
         "enabled": rule.enabled,
         "emails": rule.email_list,
-        "webhook": rule.webhook_url,
+        "webhook": rule.webhook_display,
         "scope": "all" if rule.all_users else [u.username for u in rule.smtp_users.all()],
     }
 

@@ -67,7 +67,7 @@ def send_test_alert(rule: AlertRule, request: HttpRequest | None = None) -> list
         deliver(n, now, max_attempts=1)
     audit.record(
         "alert_rule.test", account=rule.account, request=request, target=rule,
-        details={"sent": [n.target for n in notifications if not n.error],
-                 "failed": [n.target for n in notifications if n.error]},
+        details={"sent": [n.target_display for n in notifications if not n.error],
+                 "failed": [n.target_display for n in notifications if n.error]},
     )
     return notifications

@@ -190,11 +190,11 @@ def deliver(n: Notification, now: datetime, *, max_attempts: int | None = None) 
         fields.update(status=NotificationStatus.SENT, sent_at=finished)
     elif permanent or n.attempts >= limit:
         fields.update(status=NotificationStatus.FAILED)
-        logger.warning("alert notification %s to %s failed: %s", n.pk, n.target, error)
+        logger.warning("alert notification %s to %s failed: %s", n.pk, n.target_display, error)
     else:
         delay = delays[min(n.attempts - 1, len(delays) - 1)] if delays else 0
         fields.update(status=NotificationStatus.RETRYING, next_attempt_at=now + timedelta(seconds=delay))
-        logger.info("alert notification %s to %s will be retried: %s", n.pk, n.target, error)
+        logger.info("alert notification %s to %s will be retried: %s", n.pk, n.target_display, error)
     # Only the holder of this attempt may write its result.
     Notification.objects.filter(pk=n.pk, status=NotificationStatus.SENDING, attempts=n.attempts).update(**fields)
     for key, value in fields.items():

@@ -132,9 +132,9 @@ def rule_test(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
     for n in send_test_alert(rule, request=request):
         if n.error:
-            messages.error(request, f"Test alert to {n.target} failed: {n.error}")
+            messages.error(request, f"Test alert to {n.target_display} failed: {n.error}")
         else:
-            messages.success(request, f"Test alert sent to {n.target}.")
+            messages.success(request, f"Test alert sent to {n.target_display}.")
     return redirect("alerts:rule_detail", pk=rule.pk)
 
 
