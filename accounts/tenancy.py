@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -20,15 +21,35 @@ from accounts.models import Account, Membership, Role
 SESSION_KEY = "smtpplus_account_id"
 
 
+class ConsoleRequest(HttpRequest):
+    """A request `CurrentAccountMiddleware` has seen: the account, or None without one."""
+
+    membership: Membership | None
+    account: Account | None
+
+
+class AccountRequest(HttpRequest):
+    """What a `member_required` view receives: a logged-in member of `account`.
+
+    The middleware sets the attributes and the decorator guarantees they are not None;
+    views annotate `request` with this type instead of `HttpRequest`.
+    """
+
+    user: User
+    membership: Membership
+    account: Account
+
+
 class CurrentAccountMiddleware:
     """Sets `request.membership` and `request.account` (or None) for logged-in users."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.membership = None  # type: ignore[attr-defined]
-        request.account = None  # type: ignore[attr-defined]
+    def __call__(self, http_request: HttpRequest) -> HttpResponse:
+        request = cast(ConsoleRequest, http_request)
+        request.membership = None
+        request.account = None
         if request.user.is_authenticated:
             memberships = Membership.objects.filter(user=request.user).select_related("account")
             chosen = request.session.get(SESSION_KEY)
@@ -38,8 +59,8 @@ class CurrentAccountMiddleware:
             if membership is None:
                 membership = memberships.order_by("account__name").first()
             if membership is not None:
-                request.membership = membership  # type: ignore[attr-defined]
-                request.account = membership.account  # type: ignore[attr-defined]
+                request.membership = membership
+                request.account = membership.account
         return self.get_response(request)
 
 
@@ -49,7 +70,8 @@ def switch_account(request: HttpRequest, account: Account) -> None:
 
 def account_context(request: HttpRequest) -> dict[str, Any]:
     membership = getattr(request, "membership", None)
-    if membership is None:
+    # A membership is only ever set for a logged-in user.
+    if membership is None or not request.user.is_authenticated:
         return {}
     return {
         "account": membership.account,

@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts import services
 from accounts.forms import ConfirmPasswordForm
 from accounts.models import Role, SmtpUser
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from accounts.views_users import post_required, render_detail, scoped_user
 
 REAUTH_SESSION_KEY = "smtpplus_reauth"
@@ -56,7 +56,7 @@ def redirect_to_confirm(next_url: str) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 @member_required(Role.ADMIN)
-def smtpuser_reveal(request: HttpRequest, pk: int) -> HttpResponse:
+def smtpuser_reveal(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if not_allowed := post_required(request):
         return not_allowed
@@ -71,7 +71,7 @@ def smtpuser_reveal(request: HttpRequest, pk: int) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 @member_required(Role.ADMIN)
-def smtpuser_reset_password(request: HttpRequest, pk: int) -> HttpResponse:
+def smtpuser_reset_password(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if not_allowed := post_required(request):
         return not_allowed
@@ -85,7 +85,7 @@ def smtpuser_reset_password(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _pending_action(request: HttpRequest, next_url: str) -> tuple[str, SmtpUser | None]:
+def _pending_action(request: AccountRequest, next_url: str) -> tuple[str, SmtpUser | None]:
     """(view name, SMTP+ user) of a replayable `next` URL, or ("", None)."""
     try:
         match = resolve(urlsplit(next_url).path)
@@ -93,15 +93,15 @@ def _pending_action(request: HttpRequest, next_url: str) -> tuple[str, SmtpUser 
         return "", None
     if match.view_name not in REPLAYED_VIEWS:
         return "", None
-    smtp_user = SmtpUser.objects.filter(
-        pk=match.kwargs.get("pk"), account=request.account  # type: ignore[attr-defined]
-    ).first()
-    return match.view_name, smtp_user
+    pk = match.kwargs.get("pk")
+    if pk is None:
+        return match.view_name, None
+    return match.view_name, SmtpUser.objects.filter(pk=pk, account=request.account).first()
 
 
 @sensitive_post_parameters("password")
 @member_required()
-def confirm_password(request: HttpRequest) -> HttpResponse:
+def confirm_password(request: AccountRequest) -> HttpResponse:
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
 from accounts import sender_changes
 from accounts.forms import SendAsForm, SendersForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role
 from accounts.senders import can_send_as
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from accounts.views_users import post_required, render_detail, scoped_user
 
 
 @member_required(Role.ADMIN)
-def senders_add(request: HttpRequest, pk: int) -> HttpResponse:
+def senders_add(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if not_allowed := post_required(request):
         return not_allowed
@@ -47,7 +47,7 @@ def senders_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required(Role.ADMIN)
-def domain_remove(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
+def domain_remove(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     entry = get_object_or_404(AuthorizedDomain, pk=entry_pk, smtp_user=smtp_user)
     if not_allowed := post_required(request):
@@ -58,7 +58,7 @@ def domain_remove(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
 
 
 @member_required(Role.ADMIN)
-def domain_subdomains(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
+def domain_subdomains(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     entry = get_object_or_404(AuthorizedDomain, pk=entry_pk, smtp_user=smtp_user)
     if not_allowed := post_required(request):
@@ -74,7 +74,7 @@ def domain_subdomains(request: HttpRequest, pk: int, entry_pk: int) -> HttpRespo
 
 
 @member_required(Role.ADMIN)
-def email_remove(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
+def email_remove(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     entry = get_object_or_404(AuthorizedEmail, pk=entry_pk, smtp_user=smtp_user)
     if not_allowed := post_required(request):
@@ -87,7 +87,7 @@ def email_remove(request: HttpRequest, pk: int, entry_pk: int) -> HttpResponse:
 
 
 @member_required()
-def send_as(request: HttpRequest, pk: int) -> HttpResponse:
+def send_as(request: AccountRequest, pk: int) -> HttpResponse:
     """Read-only, so GET: viewers may ask too, and the answer can be bookmarked."""
     smtp_user = scoped_user(request, pk)
     form = SendAsForm(request.GET or None)

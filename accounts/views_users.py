@@ -22,7 +22,7 @@ from accounts import services
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.sender_changes import display_email
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
 
 PAGE_SIZE = 50
@@ -71,9 +71,9 @@ def _recommended(listeners: list[Listener]) -> Listener | None:
     return listeners[0] if listeners else None
 
 
-def scoped_user(request: HttpRequest, pk: int) -> SmtpUser:
+def scoped_user(request: AccountRequest, pk: int) -> SmtpUser:
     """The SMTP+ user `pk` of the current account; any other account's is a 404."""
-    return get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+    return get_object_or_404(SmtpUser, pk=pk, account=request.account)
 
 
 def post_required(request: HttpRequest) -> HttpResponse | None:
@@ -119,8 +119,8 @@ def render_detail(
     return response
 
 
-def user_list_queryset(request: HttpRequest, query: str = "") -> QuerySet[SmtpUser]:
-    users = SmtpUser.objects.filter(account=request.account).annotate(  # type: ignore[attr-defined]
+def user_list_queryset(request: AccountRequest, query: str = "") -> QuerySet[SmtpUser]:
+    users = SmtpUser.objects.filter(account=request.account).annotate(
         n_domains=Count("authorized_domains", distinct=True),
         n_emails=Count("authorized_emails", distinct=True),
     )
@@ -130,18 +130,18 @@ def user_list_queryset(request: HttpRequest, query: str = "") -> QuerySet[SmtpUs
 
 
 @member_required()
-def smtpuser_list(request: HttpRequest) -> HttpResponse:
+def smtpuser_list(request: AccountRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     page = Paginator(user_list_queryset(request, query), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "accounts/smtpuser_list.html", {"page": page, "q": query})
 
 
 @member_required(Role.ADMIN)
-def smtpuser_create(request: HttpRequest) -> HttpResponse:
+def smtpuser_create(request: AccountRequest) -> HttpResponse:
     form = SmtpUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         smtp_user, password = services.create_smtp_user(
-            request.account,  # type: ignore[attr-defined]
+            request.account,
             name=form.cleaned_data["name"],
             note=form.cleaned_data["note"],
             priority=form.cleaned_data["priority"],
@@ -158,12 +158,12 @@ def smtpuser_create(request: HttpRequest) -> HttpResponse:
 
 
 @member_required()
-def smtpuser_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def smtpuser_detail(request: AccountRequest, pk: int) -> HttpResponse:
     return render_detail(request, scoped_user(request, pk))
 
 
 @member_required(Role.ADMIN)
-def smtpuser_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def smtpuser_edit(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     initial = {
         "name": smtp_user.name,
@@ -181,7 +181,7 @@ def smtpuser_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required(Role.ADMIN)
-def smtpuser_set_active(request: HttpRequest, pk: int) -> HttpResponse:
+def smtpuser_set_active(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if not_allowed := post_required(request):
         return not_allowed
@@ -197,7 +197,7 @@ def smtpuser_set_active(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required(Role.ADMIN)
-def smtpuser_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def smtpuser_delete(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if request.method == "POST":
         label = str(smtp_user)

@@ -99,9 +99,10 @@ def _known_ips(user: SmtpUser, since: datetime) -> list[str]:
     """Addresses this user's clients used lately. An AUTH refused before TLS (or during a
     cool-off) is answered before the username is read, so its event can only be tied to
     a user by the client's address."""
-    ips = set(RelayEvent.objects.filter(smtp_user=user, last_seen__gte=since)
+    recent = (RelayEvent.objects.filter(smtp_user=user, last_seen__gte=since)
               .exclude(client_ip=None).order_by().values_list("client_ip", flat=True)
               .distinct()[:20])
+    ips = {ip for ip in recent if ip is not None}
     if user.last_login_ip:
         ips.add(user.last_login_ip)
     return sorted(ips)
@@ -146,7 +147,7 @@ def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
         return CheckResult("credentials", PROBLEM, "Credentials: the user is disabled", evidence,
                            Fix("Enable the user on its page.", [Action("Open the user's page",
                                                                        _user_page(user))]))
-    if total and (last_ok is None or last_ok < last_failure):
+    if total and (last_ok is None or (last_failure is not None and last_ok < last_failure)):
         fixes = []
         for r in by_reason:
             text = REASON_FIXES.get(r["reason"]) or REASON_FIXES.get(r["kind"])
