@@ -43,12 +43,13 @@ def _in_batches(qs: QuerySet[Model], action: str, batch: int) -> int:
         if not ids:
             return total
         with transaction.atomic():
-            rows = qs.model._default_manager.filter(pk__in=ids)
+            # The batch's conditions again, not just its ids: a message retried since the
+            # ids were read is pending again and keeps its body.
+            rows = qs.filter(pk__in=ids)
             if action == "delete":
-                rows.delete()
+                total += rows.delete()[1].get(qs.model._meta.label, 0)
             else:
-                rows.update(raw=None, pruned=True)
-        total += len(ids)
+                total += rows.update(raw=None, pruned=True)
 
 
 def prune(days: int | None = None, *, now: datetime | None = None, batch: int = BATCH) -> PruneResult:
