@@ -124,6 +124,12 @@ def check_credentials(username: str, password: str) -> LoginResult:
         .filter(username=username.strip().lower())
         .first()
     )
+    return verify_login(user, password)
+
+
+def verify_login(user: SmtpUser | None, password: str) -> LoginResult:
+    """The decision of `check_credentials()` for a user row the caller has just read
+    (None: no such username). For callers that read the row with other data at once."""
     expected = user.password_digest if user else _DUMMY_DIGEST
     matches = digest_matches(password, expected)
     if user is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -199,19 +200,24 @@ class SenderPolicy:
     def load(cls, smtp_user: SmtpUser) -> SenderPolicy:
         from accounts.models import AuthorizedDomain, AuthorizedEmail
 
+        domains = AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list(
+            "domain", "include_subdomains"
+        )
+        emails = AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list("email", flat=True)
+        return cls.from_entries(smtp_user.username, domains, emails)
+
+    @classmethod
+    def from_entries(
+        cls, username: str, domains: Iterable[tuple[str, bool]], emails: Iterable[str]
+    ) -> SenderPolicy:
+        """From stored rows: (domain, include_subdomains) pairs and email addresses."""
         exact: set[str] = set()
         subs: set[str] = set()
-        for domain, include in AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list(
-            "domain", "include_subdomains"
-        ):
+        for domain, include in domains:
             (subs if include else exact).add(domain)
-        emails = {
-            e.lower()
-            for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list(
-                "email", flat=True
-            )
-        }
-        return cls(smtp_user.username, frozenset(emails), frozenset(exact), frozenset(subs))
+        return cls(
+            username, frozenset(e.lower() for e in emails), frozenset(exact), frozenset(subs)
+        )
 
     @property
     def empty(self) -> bool:

@@ -1,4 +1,4 @@
-"""The relay's synchronous side: log a client in, read a message's headers, store it.
+"""The relay's synchronous side: check addresses, read a message's headers, store it.
 
 Everything here is plain synchronous code that the SMTP handler runs on the relay's
 own thread pool (and that tests call directly, without a socket).
@@ -11,7 +11,6 @@ import functools
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -21,12 +20,7 @@ from email.utils import format_datetime
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.credentials import LoginResult, check_credentials
 from accounts.senders import Decision, SenderPolicy
-
-# Log-in time and IP are written at most this often per user and relay: a client that
-# opens a connection per message must not cost an UPDATE per message.
-LAST_LOGIN_WRITE_SECONDS = 60.0
 
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -38,55 +32,6 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 # address parser (the other headers are just displayed).
 _parser = HeaderParser(policy=email.policy.compat32)
 _address_headers = email.policy.SMTPUTF8.header_factory
-
-
-# --- Logging in -----------------------------------------------------------------------
-@dataclass
-class LoginOutcome:
-    result: LoginResult
-    policy: SenderPolicy | None = None
-    # Messages in the last hour per the database, when the user has an hourly limit and
-    # the caller asked for it.
-    hourly_count: int | None = None
-
-
-def log_in(
-    username: str,
-    password: str,
-    client_ip: str | None,
-    load_hourly: Callable[[int], bool] | bool = True,
-    logins_written: dict[int, float] | None = None,
-) -> LoginOutcome:
-    """Check credentials; on success load the sender policy (and the hourly count).
-
-    `load_hourly` says (or decides per user id) whether to count the user's messages of
-    the last hour; `logins_written` (user id → monotonic time) throttles the last-login update; without
-    it every successful login writes.
-    """
-    from relay.limits import messages_last_hour
-
-    result = check_credentials(username, password)
-    if not result.ok or result.smtp_user is None:
-        return LoginOutcome(result)
-    user = result.smtp_user
-    policy = SenderPolicy.load(user)
-    wanted = load_hourly(user.pk) if callable(load_hourly) else load_hourly
-    hourly = messages_last_hour(user.pk) if (user.hourly_limit and wanted) else None
-    _note_login(user.pk, client_ip, logins_written)
-    return LoginOutcome(result, policy, hourly)
-
-
-def _note_login(user_id: int, client_ip: str | None, written: dict[int, float] | None) -> None:
-    from accounts.models import SmtpUser
-
-    if written is not None:
-        now = time.monotonic()
-        last = written.get(user_id)
-        if last is not None and now - last < LAST_LOGIN_WRITE_SECONDS:
-            return
-        written[user_id] = now
-    # .update(): no `changed` bump, no signals — a login is not an edit.
-    SmtpUser.objects.filter(pk=user_id).update(last_login_at=timezone.now(), last_login_ip=client_ip)
 
 
 # --- Addresses ------------------------------------------------------------------------

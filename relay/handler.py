@@ -17,6 +17,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from accounts.senders import SenderPolicy
 from relay import accept
+from relay.login import log_in
 from relay.models import EventKind
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class RelayHandler:
         username = login.decode("utf-8", "replace").strip()
         session.username_tried = accept.printable(username, 320)
         outcome = await relay.run_db(
-            accept.log_in,
+            log_in,
             username,
             password.decode("utf-8", "replace"),
             server.client_ip,

@@ -1,0 +1,140 @@
+"""Logging a client in: the SMTP+ user, its authorized senders, one database query.
+
+A client that opens a connection per message logs in once per message, so the login is
+on the per-message path. `log_in()` reads the user row, its account and all of its
+authorized domains and emails in ONE query (the senders aggregated as JSON by the
+database) and decides with the same function as `check_credentials()`. Nothing is
+cached: a password reset, a disabled user or a sender change applies at the very next
+login, whoever wrote it and however.
+
+Synchronous: the relay runs it on its own thread pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from accounts.credentials import LoginResult, verify_login
+from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.senders import SenderPolicy
+
+# Log-in time and IP are written at most this often per user and relay: a client that
+# opens a connection per message must not cost an UPDATE per message.
+LAST_LOGIN_WRITE_SECONDS = 60.0
+
+# The SmtpUser fields the relay needs, in the order of the query's first columns.
+_USER_FIELDS = (
+    "id", "username", "password_digest", "active", "account_id", "hourly_limit", "priority",
+    "name",
+)
+
+
+@dataclass
+class LoginOutcome:
+    result: LoginResult
+    policy: SenderPolicy | None = None
+    # Messages in the last hour per the database, when the user has an hourly limit and
+    # the caller asked for it.
+    hourly_count: int | None = None
+
+
+@functools.cache
+def _login_sql(vendor: str) -> str:
+    """SELECT user, account and JSON arrays of the user's domains and emails."""
+    user, account = SmtpUser._meta, Account._meta
+    domain, email = AuthorizedDomain._meta, AuthorizedEmail._meta
+    q = connection.ops.quote_name
+
+    def col(meta: Any, name: str) -> str:
+        return q(meta.get_field(name).column)
+
+    if vendor == "postgresql":
+        agg_domains = f"json_agg(json_build_array(d.{col(domain, 'domain')}, " \
+                      f"d.{col(domain, 'include_subdomains')}))::text"
+        agg_emails = f"json_agg(e.{col(email, 'email')})::text"
+    else:  # SQLite (JSON1 is built in)
+        agg_domains = f"json_group_array(json_array(d.{col(domain, 'domain')}, " \
+                      f"d.{col(domain, 'include_subdomains')}))"
+        agg_emails = f"json_group_array(e.{col(email, 'email')})"
+    user_cols = ", ".join(f"u.{col(user, name)}" for name in _USER_FIELDS)
+    # Only quoted table and column names from the models go into the text; the username
+    # is a parameter.
+    return (
+        f"SELECT {user_cols}, a.{col(account, 'slug')}, a.{col(account, 'name')}, "  # noqa: S608
+        f"(SELECT {agg_domains} FROM {q(domain.db_table)} d "
+        f"WHERE d.{col(domain, 'smtp_user')} = u.{col(user, 'id')}), "
+        f"(SELECT {agg_emails} FROM {q(email.db_table)} e "
+        f"WHERE e.{col(email, 'smtp_user')} = u.{col(user, 'id')}) "
+        f"FROM {q(user.db_table)} u "
+        f"JOIN {q(account.db_table)} a ON a.{col(account, 'id')} = u.{col(user, 'account')} "
+        f"WHERE u.{col(user, 'username')} = %s"
+    )
+
+
+def _json_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    parsed = json.loads(value) if isinstance(value, str | bytes) else value
+    # SQLite's json_group_array gives [null] when the subquery has no rows.
+    return [v for v in parsed if v is not None]
+
+
+def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
+    """The SMTP+ user called `username` (with its account) and its sender policy."""
+    with connection.cursor() as cursor:
+        cursor.execute(_login_sql(connection.vendor), [username.strip().lower()])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    n = len(_USER_FIELDS)
+    values = dict(zip(_USER_FIELDS, row[:n], strict=True))
+    values["active"] = bool(values["active"])  # SQLite gives 0/1
+    user = SmtpUser(**values)
+    user.account = Account(id=values["account_id"], slug=row[n], name=row[n + 1])
+    domains = [(d, bool(include)) for d, include in _json_list(row[n + 2])]
+    policy = SenderPolicy.from_entries(user.username, domains, _json_list(row[n + 3]))
+    return user, policy
+
+
+def log_in(
+    username: str,
+    password: str,
+    client_ip: str | None,
+    load_hourly: Callable[[int], bool] | bool = True,
+    logins_written: dict[int, float] | None = None,
+) -> LoginOutcome:
+    """Check credentials; on success give the sender policy (and the hourly count).
+
+    `load_hourly` says (or decides per user id) whether to count the user's messages of
+    the last hour; `logins_written` (user id → monotonic time) throttles the last-login
+    update; without it every successful login writes.
+    """
+    from relay.limits import messages_last_hour
+
+    user, policy = load_login(username)
+    result = verify_login(user, password)
+    if not result.ok or user is None or policy is None:
+        return LoginOutcome(result)
+    wanted = load_hourly(user.pk) if callable(load_hourly) else load_hourly
+    hourly = messages_last_hour(user.pk) if (user.hourly_limit and wanted) else None
+    _note_login(user.pk, client_ip, logins_written)
+    return LoginOutcome(result, policy, hourly)
+
+
+def _note_login(user_id: int, client_ip: str | None, written: dict[int, float] | None) -> None:
+    if written is not None:
+        now = time.monotonic()
+        last = written.get(user_id)
+        if last is not None and now - last < LAST_LOGIN_WRITE_SECONDS:
+            return
+        written[user_id] = now
+    # .update(): no `changed` bump, no signals — a login is not an edit.
+    SmtpUser.objects.filter(pk=user_id).update(last_login_at=timezone.now(), last_login_ip=client_ip)
