@@ -56,4 +56,22 @@ def check_smtpplus_settings(app_configs: Any = None, **kwargs: Any) -> list[Warn
                 id="smtpplus.W006",
             )
         )
+    if settings.SMTPPLUS_CONSOLE_URL.rstrip("/") == "http://127.0.0.1:8000":
+        warnings.append(
+            Warning(
+                "SMTPPLUS_CONSOLE_URL is the development default: the links in alerts and "
+                "invitations point to http://127.0.0.1:8000.",
+                hint="Set SMTPPLUS_CONSOLE_URL to the console's public address (https://...).",
+                id="smtpplus.W007",
+            )
+        )
+    if getattr(settings, "ALERTS_WEBHOOK_ALLOW_PRIVATE", False):
+        warnings.append(
+            Warning(
+                "ALERTS_WEBHOOK_ALLOW_PRIVATE is on: any account's alert webhook can reach "
+                "this machine and the internal network.",
+                hint="Turn it off unless every account is trusted with that.",
+                id="smtpplus.W008",
+            )
+        )
     return warnings

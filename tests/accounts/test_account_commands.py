@@ -287,14 +287,22 @@ def test_check_deploy_is_clean_with_a_production_configuration(tmp_path):
         "RELAY_TLS_KEY": str(key),
         "EMAIL_URL": "smtp+tls://alerts:secret@mail.example.test:587",
         "RELAY_UPSTREAM": "smtp://smarthost.example.test:587",
+        "SMTPPLUS_CONSOLE_URL": "https://smtpplus.example.test",
     }
     done = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert done.returncode == 0, done.stderr
     assert "System check identified no issues" in done.stdout
 
 
+def test_check_deploy_warns_about_private_webhooks_when_they_are_allowed():
+    env = {"PATH": os.environ["PATH"], "ALERTS_WEBHOOK_ALLOW_PRIVATE": "true"}
+    done = manage("check", "--deploy", env=env)
+    assert "smtpplus.W008" in done.stdout + done.stderr
+
+
 def test_check_deploy_warns_about_every_unsafe_default():
     done = manage("check", "--deploy", env={"PATH": os.environ["PATH"]})
     report = done.stdout + done.stderr
-    for check_id in ("W001", "W002", "W003", "W004", "W005", "W006"):
+    for check_id in ("W001", "W002", "W003", "W004", "W005", "W006", "W007"):
         assert f"smtpplus.{check_id}" in report, f"smtpplus.{check_id} missing from:\n{report}"
+    assert "smtpplus.W008" not in report  # private webhooks are refused by default
