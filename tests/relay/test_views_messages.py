@@ -395,3 +395,10 @@ def test_an_unknown_bulk_action_changes_nothing(alice_client, cast):
     response = alice_client.post(reverse("relay:messages_bulk"), {"action": "delete"})
     assert response.status_code == 302
     assert message.recipients.get().status == "failed"
+
+
+def test_the_detail_names_an_smtp_user_without_a_name_once(alice_client, cast):
+    SmtpUser.objects.filter(pk=cast.acme_smtp.pk).update(name="")
+    message = make_message(cast.acme_smtp, recipients=[("a@example.net", "delivered")])
+    html = alice_client.get(detail_url(message)).content.decode()
+    assert html.count(cast.acme_smtp.username) == 1
