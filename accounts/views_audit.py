@@ -8,11 +8,11 @@ from typing import Any
 from django import forms
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from accounts.models import Account, AuditEvent
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 
 PAGE_SIZE = 50
 
@@ -71,8 +71,8 @@ def detail_items(details: Any) -> list[tuple[str, str]]:
 
 
 @member_required()
-def audit_log(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+def audit_log(request: AccountRequest) -> HttpResponse:
+    account = request.account
     form = AuditFilterForm(request.GET or None, account=account)
     form.is_valid()
     # Valid fields filter even when another one (a mistyped date) is shown as an error.

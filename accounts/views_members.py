@@ -22,15 +22,15 @@ from accounts.forms_members import InviteForm, RoleForm, SetPasswordForm
 from accounts.invitations import InvitationUnusable, State
 from accounts.members import MemberError, change_role, remove_member
 from accounts.models import Invitation, Membership, Role
-from accounts.tenancy import member_required, switch_account
+from accounts.tenancy import AccountRequest, member_required, switch_account
 
 # The link of a just-created invitation, shown once on the members page after the redirect.
 NEW_LINK_KEY = "smtpplus_new_invite"
 
 
-def _members_context(request: HttpRequest, form: InviteForm | None = None) -> dict[str, Any]:
-    account = request.account  # type: ignore[attr-defined]
-    is_owner = request.membership.is_owner  # type: ignore[attr-defined]
+def _members_context(request: AccountRequest, form: InviteForm | None = None) -> dict[str, Any]:
+    account = request.account
+    is_owner = request.membership.is_owner
     rank = {Role.OWNER: 0, Role.ADMIN: 1, Role.VIEWER: 2}
     memberships = sorted(
         Membership.objects.filter(account=account).select_related("user"),
@@ -50,14 +50,14 @@ def _members_context(request: HttpRequest, form: InviteForm | None = None) -> di
 
 
 @member_required()
-def members(request: HttpRequest) -> HttpResponse:
+def members(request: AccountRequest) -> HttpResponse:
     return render(request, "accounts/members.html", _members_context(request))
 
 
 @member_required(Role.OWNER)
 @require_POST
-def invite(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+def invite(request: AccountRequest) -> HttpResponse:
+    account = request.account
     form = InviteForm(request.POST, account=account)
     if not form.is_valid():
         return render(request, "accounts/members.html", _members_context(request, form), status=400)
@@ -74,9 +74,9 @@ def invite(request: HttpRequest) -> HttpResponse:
 
 @member_required(Role.OWNER)
 @require_POST
-def invitation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def invitation_cancel(request: AccountRequest, pk: int) -> HttpResponse:
     invitation = get_object_or_404(
-        Invitation, pk=pk, account=request.account, accepted__isnull=True  # type: ignore[attr-defined]
+        Invitation, pk=pk, account=request.account, accepted__isnull=True
     )
     invitations.cancel(invitation, request=request)
     messages.success(request, f"The invitation to {invitation.email} was cancelled.")
@@ -85,9 +85,9 @@ def invitation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @member_required(Role.OWNER)
 @require_POST
-def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+def member_role(request: AccountRequest, pk: int) -> HttpResponse:
     membership = get_object_or_404(
-        Membership.objects.select_related("user"), pk=pk, account=request.account  # type: ignore[attr-defined]
+        Membership.objects.select_related("user"), pk=pk, account=request.account
     )
     form = RoleForm(request.POST)
     if not form.is_valid():
@@ -107,10 +107,10 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required(Role.OWNER)
-def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+def member_remove(request: AccountRequest, pk: int) -> HttpResponse:
     """GET: a confirmation page. POST: remove the member."""
     membership = get_object_or_404(
-        Membership.objects.select_related("user"), pk=pk, account=request.account  # type: ignore[attr-defined]
+        Membership.objects.select_related("user"), pk=pk, account=request.account
     )
     if request.method != "POST":
         return render(request, "accounts/member_remove.html", {"target": membership})

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from relay.logfilters import EventFilterForm, filter_events, keyset_page
 
 
 @member_required()
-def event_list(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+def event_list(request: AccountRequest) -> HttpResponse:
+    account = request.account
     form = EventFilterForm(request.GET, account)
     filters = form.cleaned_data if form.is_valid() else {}
     page = keyset_page(

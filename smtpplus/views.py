@@ -2,14 +2,14 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 
 
 @member_required()
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AccountRequest) -> HttpResponse:
     from relay.dashboard import dashboard_context
 
-    return render(request, "dashboard.html", dashboard_context(request.account))  # type: ignore[attr-defined]
+    return render(request, "dashboard.html", dashboard_context(request.account))
 
 
 def no_account(request: HttpRequest) -> HttpResponse:
@@ -27,6 +27,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @member_required()
-def placeholder(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+def placeholder(request: AccountRequest, *args: object, **kwargs: object) -> HttpResponse:
     """Stands in for a page that is being built; replaced app by app."""
     return render(request, "placeholder.html", status=501)
