@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from alerts import rules as services
 from alerts.content import event_view
 from alerts.explain import PORT_NOTE
@@ -40,9 +40,9 @@ def _rules_with_status(account: Any) -> Any:
 
 
 @member_required()
-def rule_list(request: HttpRequest) -> HttpResponse:
+def rule_list(request: AccountRequest) -> HttpResponse:
     return render(request, "alerts/rules.html", {
-        "rules": _rules_with_status(request.account),  # type: ignore[attr-defined]
+        "rules": _rules_with_status(request.account),
         "port_note": PORT_NOTE,
     })
 
@@ -54,8 +54,8 @@ def _secret_page(request: HttpRequest, rule: AlertRule, secret: str, created: bo
 
 
 @member_required(Role.ADMIN)
-def rule_create(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+def rule_create(request: AccountRequest) -> HttpResponse:
+    account = request.account
     if request.method == "POST":
         form = AlertRuleForm(request.POST, account=account)
         if form.is_valid():
@@ -74,8 +74,8 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 
 @member_required(Role.ADMIN)
-def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def rule_edit(request: AccountRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     if request.method == "POST":
         form = AlertRuleForm(request.POST, account=rule.account)
         if form.is_valid():
@@ -92,9 +92,9 @@ def rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required()
-def rule_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def rule_detail(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(
-        _rules_with_status(request.account), pk=pk  # type: ignore[attr-defined]
+        _rules_with_status(request.account), pk=pk
     )
     recent = (
         Notification.objects.filter(alert__rule=rule).select_related("alert")
@@ -105,8 +105,8 @@ def rule_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def rule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def rule_toggle(request: AccountRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     enable = request.POST.get("enabled") == "1"
     services.set_enabled(rule, enable, request=request)
     messages.success(request, f"Alert rule “{rule.name}” {'enabled' if enable else 'disabled'}.")
@@ -116,8 +116,8 @@ def rule_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required(Role.ADMIN)
-def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def rule_delete(request: AccountRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     if request.method == "POST":
         name = rule.name
         services.delete_rule(rule, request=request)
@@ -128,8 +128,8 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def rule_test(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def rule_test(request: AccountRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     for n in send_test_alert(rule, request=request):
         if n.error:
             messages.error(request, f"Test alert to {n.target_display} failed: {n.error}")
@@ -140,8 +140,8 @@ def rule_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def rule_reset_secret(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def rule_reset_secret(request: AccountRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     if not rule.webhook_url:
         messages.error(request, "This rule has no webhook.")
         return redirect("alerts:rule_detail", pk=rule.pk)
@@ -150,8 +150,8 @@ def rule_reset_secret(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @member_required()
-def notification_log(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+def notification_log(request: AccountRequest) -> HttpResponse:
+    account = request.account
     qs = Notification.objects.filter(account=account).select_related("alert").order_by("-created", "-id")
     status = request.GET.get("status", "")
     if status in NotificationStatus.values:
@@ -168,9 +168,9 @@ def notification_log(request: HttpRequest) -> HttpResponse:
 
 
 @member_required()
-def notification_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def notification_detail(request: AccountRequest, pk: int) -> HttpResponse:
     n = get_object_or_404(
-        Notification.objects.select_related("alert"), pk=pk, account=request.account  # type: ignore[attr-defined]
+        Notification.objects.select_related("alert"), pk=pk, account=request.account
     )
     events = [event_view(e) for e in n.alert.events.order_by("occurred_at", "id")[:500]]
     siblings = n.alert.notifications.exclude(pk=n.pk).order_by("id")

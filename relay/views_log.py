@@ -22,7 +22,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from accounts.models import Role
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from relay.logfilters import (
     MessageFilterForm,
     filter_messages,
@@ -87,12 +87,12 @@ def _actions() -> Any:
     return actions
 
 
-def retry_recipients(recipients: QuerySet[Recipient], request: HttpRequest) -> int:
-    return int(_actions().retry_now(recipients, request=request, account=request.account))  # type: ignore[attr-defined]
+def retry_recipients(recipients: QuerySet[Recipient], request: AccountRequest) -> int:
+    return int(_actions().retry_now(recipients, request=request, account=request.account))
 
 
-def cancel_recipients(recipients: QuerySet[Recipient], request: HttpRequest) -> int:
-    return int(_actions().cancel(recipients, request=request, account=request.account))  # type: ignore[attr-defined]
+def cancel_recipients(recipients: QuerySet[Recipient], request: AccountRequest) -> int:
+    return int(_actions().cancel(recipients, request=request, account=request.account))
 
 
 def log_queryset(account: Any, filters: dict[str, Any]) -> QuerySet[Message]:
@@ -122,8 +122,8 @@ class LogRow:
 
 
 @member_required()
-def message_list(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+def message_list(request: AccountRequest) -> HttpResponse:
+    account = request.account
     form = MessageFilterForm(request.GET, account)
     filters = form.cleaned_data if form.is_valid() else {}
     page = keyset_page(
@@ -142,14 +142,14 @@ def message_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "filter_query": urlencode(filter_params(request.GET)),
         "filtered": bool(filter_params(request.GET)),
-        "can_edit": request.membership.can_edit,  # type: ignore[attr-defined]
+        "can_edit": request.membership.can_edit,
     })
 
 
 @member_required()
-def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(
-        Message.objects.select_related("smtp_user"), pk=pk, account=request.account  # type: ignore[attr-defined]
+        Message.objects.select_related("smtp_user"), pk=pk, account=request.account
     )
     recipients = list(message.recipients.prefetch_related("attempt_set").order_by("id"))
     return render(request, "relay/message_detail.html", {
@@ -161,7 +161,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "cancel_statuses": CANCEL_STATUSES,
         "can_retry": any(r.status in RETRY_STATUSES for r in recipients),
         "can_cancel": any(r.status in CANCEL_STATUSES for r in recipients),
-        "can_edit": request.membership.can_edit,  # type: ignore[attr-defined]
+        "can_edit": request.membership.can_edit,
     })
 
 
@@ -176,8 +176,8 @@ def _chosen_recipients(request: HttpRequest, message: Message, statuses: tuple[s
 
 @require_POST
 @member_required(Role.ADMIN)
-def message_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    message = get_object_or_404(Message, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def message_retry(request: AccountRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(Message, pk=pk, account=request.account)
     done = retry_recipients(_chosen_recipients(request, message, RETRY_STATUSES), request)
     flash.success(request, f"{done} recipient(s) queued for delivery now.")
     return redirect("relay:message_detail", pk=message.pk)
@@ -185,8 +185,8 @@ def message_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def message_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    message = get_object_or_404(Message, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def message_cancel(request: AccountRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(Message, pk=pk, account=request.account)
     done = cancel_recipients(_chosen_recipients(request, message, CANCEL_STATUSES), request)
     flash.success(request, f"{done} recipient(s) cancelled.")
     return redirect("relay:message_detail", pk=message.pk)
@@ -199,14 +199,14 @@ BULK_ACTIONS = {
 
 
 @member_required(Role.ADMIN)
-def messages_bulk(request: HttpRequest) -> HttpResponse:
+def messages_bulk(request: AccountRequest) -> HttpResponse:
     """GET: how many recipients the action would touch, and a confirm button. POST: do it."""
     data = request.POST if request.method == "POST" else request.GET
     action = data.get("action", "")
     if action not in BULK_ACTIONS:
         flash.error(request, "Unknown action.")
         return redirect("relay:messages")
-    account = request.account  # type: ignore[attr-defined]
+    account = request.account
     form = MessageFilterForm(data, account)
     query = urlencode(filter_params(data))
     back = reverse("relay:messages") + (f"?{query}" if query else "")

@@ -6,14 +6,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import InvalidEntry, domain_to_unicode
-from accounts.tenancy import member_required
+from accounts.tenancy import AccountRequest, member_required
 from relay.testmessage import Endpoint, TestOutcome, default_endpoint, endpoints, send_test_message
 from relay.troubleshooter import PROBLEM, authorize_sender, display_address, run_checks
 
@@ -41,14 +41,14 @@ def _default_sender(user: SmtpUser) -> str:
     return f"test@{domain_to_unicode(domain)}" if domain else ""
 
 
-def _page(request: HttpRequest, user: SmtpUser, form: TestMessageForm | None = None,
+def _page(request: AccountRequest, user: SmtpUser, form: TestMessageForm | None = None,
           outcome: TestOutcome | None = None) -> HttpResponse:
     options = endpoints()
     if form is None:
         default = default_endpoint(options)
         form = TestMessageForm(options=options, initial={
             "sender": _default_sender(user),
-            "recipient": request.user.email,  # type: ignore[union-attr]
+            "recipient": request.user.email,
             "port": default.port if default else None,
         })
     checks = run_checks(user)
@@ -56,7 +56,7 @@ def _page(request: HttpRequest, user: SmtpUser, form: TestMessageForm | None = N
         "smtp_user": user,
         "checks": checks,
         "problems": [c for c in checks if c.status == PROBLEM],
-        "can_edit": request.membership.can_edit,  # type: ignore[attr-defined]
+        "can_edit": request.membership.can_edit,
         "form": form,
         "outcome": outcome,
     }
@@ -67,15 +67,15 @@ def _page(request: HttpRequest, user: SmtpUser, form: TestMessageForm | None = N
 
 
 @member_required()
-def troubleshoot(request: HttpRequest, pk: int) -> HttpResponse:
-    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def troubleshoot(request: AccountRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
     return _page(request, user)
 
 
 @require_POST
 @member_required(Role.ADMIN)
-def troubleshoot_authorize(request: HttpRequest, pk: int) -> HttpResponse:
-    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
     kind = request.POST.get("kind", "")
     value = request.POST.get("value", "")[:320]
     try:
@@ -92,8 +92,8 @@ def troubleshoot_authorize(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @member_required(Role.ADMIN)
-def test_message(request: HttpRequest, pk: int) -> HttpResponse:
-    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)  # type: ignore[attr-defined]
+def test_message(request: AccountRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
     form = TestMessageForm(request.POST, options=endpoints())
     if not form.is_valid():
         return _page(request, user, form=form)
