@@ -199,42 +199,44 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
     message. All or nothing: on an error nothing of the group is stored.
     """
     from relay.models import Message, Recipient
+    from relay.rows import insert_rows
 
     now = timezone.now()
-    messages: list[Message] = []
+    messages: list[dict[str, object]] = []
     for sub in subs:
         headers = sub.headers or parse_headers(sub.raw)
         queue_id = new_queue_id()
         raw = received_header(sub, queue_id, hostname) + sub.raw
-        messages.append(Message(
-            account_id=sub.account_id,
-            smtp_user_id=sub.smtp_user_id,
-            queue_id=queue_id,
-            created=now,
-            envelope_from=sub.envelope_from,
-            header_from=headers.header_from,
-            subject=headers.subject,
-            message_id=headers.message_id,
-            size=len(raw),
-            client_ip=sub.client_ip,
-            client_helo=printable(sub.client_helo, 255),
-            port=sub.port,
-            smtputf8=sub.smtputf8,
-            raw=raw,
-        ))
+        messages.append({
+            "account_id": sub.account_id,
+            "smtp_user_id": sub.smtp_user_id,
+            "queue_id": queue_id,
+            "created": now,
+            "envelope_from": sub.envelope_from,
+            "header_from": headers.header_from,
+            "subject": headers.subject,
+            "message_id": headers.message_id,
+            "size": len(raw),
+            "client_ip": sub.client_ip,
+            "client_helo": printable(sub.client_helo, 255),
+            "port": sub.port,
+            "smtputf8": sub.smtputf8,
+            "raw": raw,
+        })
     with transaction.atomic():
-        Message.objects.bulk_create(messages)
-        Recipient.objects.bulk_create([
-            Recipient(
-                message_id=message.pk,
-                account_id=sub.account_id,
-                smtp_user_id=sub.smtp_user_id,
-                address=address,
-                priority=sub.priority,
-                created=now,
-                next_attempt_at=now,
-            )
+        ids = dict((queue_id, pk) for pk, queue_id in insert_rows(
+            Message, messages, returning=("id", "queue_id")))
+        insert_rows(Recipient, [
+            {
+                "message_id": ids[message["queue_id"]],
+                "account_id": sub.account_id,
+                "smtp_user_id": sub.smtp_user_id,
+                "address": address,
+                "priority": sub.priority,
+                "created": now,
+                "next_attempt_at": now,
+            }
             for sub, message in zip(subs, messages, strict=True)
             for address in sub.recipients
         ])
-    return [m.queue_id for m in messages]
+    return [str(m["queue_id"]) for m in messages]
