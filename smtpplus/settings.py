@@ -93,6 +93,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Console password guessing: failed logins allowed per client IP, and per IP and
+# username, within the window (seconds) before the login form refuses to check.
+CONSOLE_LOGIN_FAILURES_PER_IP = env.int("CONSOLE_LOGIN_FAILURES_PER_IP", default=20)
+CONSOLE_LOGIN_FAILURES_PER_USER = env.int("CONSOLE_LOGIN_FAILURES_PER_USER", default=5)
+CONSOLE_LOGIN_WINDOW = env.int("CONSOLE_LOGIN_WINDOW", default=900)
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
