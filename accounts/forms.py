@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.auth import authenticate
-from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest
+
+if TYPE_CHECKING:
+    from accounts.tenancy import AccountRequest
 
 PRIORITY_CHOICES = [
     (1, "1 — highest"),
@@ -75,13 +76,13 @@ class ConfirmPasswordForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
     )
 
-    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, request: AccountRequest, *args: Any, **kwargs: Any) -> None:
         self.request = request
         super().__init__(*args, **kwargs)
 
     def clean_password(self) -> str:
         password: str = self.cleaned_data["password"]
-        user: AbstractBaseUser = self.request.user  # type: ignore[assignment]
+        user = self.request.user
         checked = authenticate(self.request, username=user.get_username(), password=password)
         if checked is None or checked.pk != user.pk:
             raise forms.ValidationError("That is not your password.")

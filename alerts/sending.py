@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from alerts.channels import BaseChannel, ChannelError, EmailChannel, WebhookChannel
@@ -53,7 +54,10 @@ def send_lease() -> timedelta:
     return timedelta(seconds=getattr(settings, "ALERTS_SEND_LEASE_SECONDS", 300))
 
 
-def _lock(qs):  # type: ignore[no-untyped-def]
+_M = TypeVar("_M", bound=Model)
+
+
+def _lock(qs: QuerySet[_M]) -> QuerySet[_M]:
     # SKIP LOCKED: a rule or notification another process holds is simply not ours now.
     if connection.features.has_select_for_update_skip_locked:
         return qs.select_for_update(skip_locked=True)
