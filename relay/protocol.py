@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import ssl
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,14 @@ _REWRITES = {
     b"552 Error: message size exceeds fixed maximum message size": SIZE_EXCEEDED.encode(),
     b"552 Error: Too much mail data": SIZE_EXCEEDED.encode(),
 }
+
+# `<local@domain>` with a dot-atom local part and a plain host name, then the parameters:
+# what nearly every client sends. aiosmtpd's general parser (the email package's RFC 5322
+# header parser) costs ~50 µs per address; this gives the same result for these inputs.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(
+    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL
+)
 
 
 class _DropDeprecationNoise(logging.Filter):
@@ -146,6 +155,20 @@ class RelaySMTP(SMTP):
                 await self.push(reply)
                 return
         await super().smtp_MAIL(arg)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        match = _SIMPLE_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        address, rest = match.groups()
+        # As the parser does: white space after ">" is skipped, a comment is not simple.
+        if rest[:1] in (" ", "\t"):
+            rest = rest.lstrip()
+        if rest[:1] == "(":
+            return super()._getaddr(arg)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str):
