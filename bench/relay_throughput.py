@@ -19,12 +19,17 @@ What it does:
    `--size`-byte messages, in two modes:
    - kept-open: one session per client, `--messages` messages each;
    - new connection per message: connect, EHLO, AUTH, send, QUIT for every message.
-   The two servers take turns, `--rounds` times, and the rounds are added up.
+   The clients run in `--client-processes` processes of their own (the same load
+   generator for both servers, not sharing a process with either); the two servers
+   take turns, `--rounds` times, and the rounds are added up.
 4. Prints messages/second, p50/p99 latency per message (for a new connection: the
-   whole connect-to-QUIT time) and the ratio relay/bare for each mode.
+   whole connect-to-QUIT time), the server's own CPU time per message (the relay's
+   processes; not PostgreSQL's, which is printed below the table) and the ratio
+   relay/bare for each mode.
 
 The machine is shared and noisy: compare the ratios of one run, not absolute figures
-from different runs.
+from different runs. On a small machine the load generator, the servers and
+PostgreSQL share the cores: the CPU per message is the figure that noise moves least.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +91,16 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    cpu: float = 0.0  # the server's CPU seconds
 
     def __add__(self, other: Result) -> Result:
         return Result(self.messages + other.messages, self.seconds + other.seconds,
-                      self.latencies + other.latencies, self.errors + other.errors)
+                      self.latencies + other.latencies, self.errors + other.errors,
+                      self.cpu + other.cpu)
+
+    @property
+    def cpu_per_message(self) -> float:
+        return self.cpu / self.messages * 1000 if self.messages else 0.0
 
     @property
     def rate(self) -> float:
@@ -141,6 +153,63 @@ async def drive(port: int, username: str, password: str, clients: int, messages:
     await asyncio.gather(*(worker(c) for c in range(clients)))
     seconds = time.perf_counter() - start
     return Result(len(latencies), seconds, latencies, errors)
+
+
+def drive_at(start_at: float, port: int, username: str, password: str, clients: int,
+             messages: int, body: bytes, kept_open: bool) -> tuple[Result, float, float]:
+    """One client process's share of a round, started at the wall-clock `start_at`."""
+    time.sleep(max(0.0, start_at - time.time()))
+    began = time.time()
+    result = asyncio.run(drive(port, username, password, clients, messages, body, kept_open))
+    return result, began, time.time()
+
+
+def drive_processes(pool: ProcessPoolExecutor, processes: int, port: int, username: str,
+                    password: str, clients: int, messages: int, body: bytes,
+                    kept_open: bool) -> Result:
+    """Split `clients` over the pool's processes; all start together."""
+    start_at = time.time() + 0.2
+    shares = [clients // processes + (1 if i < clients % processes else 0)
+              for i in range(processes)]
+    futures = [pool.submit(drive_at, start_at, port, username, password, n, messages, body,
+                           kept_open) for n in shares if n]
+    parts = [f.result() for f in futures]
+    seconds = max(end for _, _, end in parts) - min(began for _, began, _ in parts)
+    latencies = [x for r, _, _ in parts for x in r.latencies]
+    return Result(len(latencies), seconds, latencies, sum(r.errors for r, _, _ in parts))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (forked relay workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def postgres_cpu_seconds() -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() not in ("postgres", "postmaster"):
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, NotADirectoryError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def make_body(size: int) -> bytes:
@@ -201,6 +270,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50, help="per client and mode")
     parser.add_argument("--size", type=int, default=2048, help="message size in bytes")
     parser.add_argument("--processes", type=int, default=1, help="relay processes")
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="processes the clients are spread over")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds per server and mode (results are summed)")
     parser.add_argument("--keep", action="store_true", help="keep the bench account")
@@ -226,21 +297,30 @@ def main() -> None:
         cwd=ROOT,
     )
     results: dict[tuple[str, str], Result] = {}
+    postgres_cpu = {"kept-open": 0.0, "new connection": 0.0}
+    pool = ProcessPoolExecutor(args.client_processes, mp_context=multiprocessing.get_context("spawn"))
     try:
         wait_for_port(bare_port)
         wait_for_port(relay_port)
         time.sleep(0.5)  # forked relay workers come up
+        # Client processes start and import aiosmtplib before the first round.
+        list(pool.map(time.sleep, [0.1] * args.client_processes))
         # Rounds alternate between the two servers so that the noise of a shared
         # machine hits both alike.
         for _ in range(args.rounds):
             for mode, kept in (("kept-open", True), ("new connection", False)):
-                for name, port in (("bare aiosmtpd", bare_port), ("SMTP+ relay", relay_port)):
-                    result = asyncio.run(
-                        drive(port, username, password, args.clients, args.messages, body, kept)
-                    )
+                for name, port, pid in (("bare aiosmtpd", bare_port, bare.pid or 0),
+                                        ("SMTP+ relay", relay_port, relay.pid)):
+                    cpu, pg = cpu_seconds(pid), postgres_cpu_seconds()
+                    result = drive_processes(pool, args.client_processes, port, username,
+                                             password, args.clients, args.messages, body, kept)
+                    result.cpu = cpu_seconds(pid) - cpu
+                    if name == "SMTP+ relay":
+                        postgres_cpu[mode] += postgres_cpu_seconds() - pg
                     results[(mode, name)] = results[(mode, name)] + result if (
                         mode, name) in results else result
     finally:
+        pool.shutdown()
         relay.send_signal(signal.SIGTERM)
         relay.wait(30)
         if bare.pid:
@@ -252,17 +332,23 @@ def main() -> None:
     from django.conf import settings
 
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    print(f"\n{args.clients} clients, {args.size}-byte messages, {args.messages} per client, "
-          f"{args.rounds} rounds, database: {db}, relay processes: {args.processes}\n")
-    print(f"{'mode':<16}{'server':<16}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"\n{args.clients} clients in {args.client_processes} processes, {args.size}-byte "
+          f"messages, {args.messages} per client, {args.rounds} rounds, database: {db}, "
+          f"relay processes: {args.processes}, CPUs: {os.cpu_count()}\n")
+    print(f"{'mode':<16}{'server':<16}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'cpu ms/msg':>12}")
     for mode in ("kept-open", "new connection"):
         for name in ("bare aiosmtpd", "SMTP+ relay"):
             r = results[(mode, name)]
             print(f"{mode:<16}{name:<16}{r.rate:>9.0f}{r.pct(0.5):>9.1f}{r.pct(0.99):>9.1f}"
-                  f"{r.errors:>8}")
+                  f"{r.errors:>8}{r.cpu_per_message:>12.2f}")
         ratio = results[(mode, "SMTP+ relay")].rate / max(results[(mode, "bare aiosmtpd")].rate, 1e-9)
         print(f"{mode:<16}{'ratio relay/bare':<16}{ratio:>9.2f}")
-
+    if db == "postgresql":
+        for mode, seconds in postgres_cpu.items():
+            sent = max(results[(mode, "SMTP+ relay")].messages, 1)
+            print(f"PostgreSQL CPU per relay message, {mode}: {seconds / sent * 1000:.2f} ms "
+                  "(all PostgreSQL processes on the machine)")
 
 if __name__ == "__main__":
     main()
