@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -62,7 +62,8 @@ class AlertRuleForm(forms.Form):
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["smtp_users"].queryset = SmtpUser.objects.filter(account=account)  # type: ignore[attr-defined]
+        users = cast(SmtpUserChoices, self.fields["smtp_users"])
+        users.queryset = SmtpUser.objects.filter(account=account)
 
     @classmethod
     def initial_for(cls, rule: AlertRule) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -42,7 +42,8 @@ class MessageFilterForm(forms.Form):
 
     def __init__(self, data: Any, account: Account) -> None:
         super().__init__(data)
-        self.fields["user"].queryset = SmtpUser.objects.filter(account=account)  # type: ignore[attr-defined]
+        users = cast(SmtpUserChoiceField, self.fields["user"])
+        users.queryset = SmtpUser.objects.filter(account=account)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -60,7 +61,8 @@ class EventFilterForm(forms.Form):
 
     def __init__(self, data: Any, account: Account) -> None:
         super().__init__(data)
-        self.fields["user"].queryset = SmtpUser.objects.filter(account=account)  # type: ignore[attr-defined]
+        users = cast(SmtpUserChoiceField, self.fields["user"])
+        users.queryset = SmtpUser.objects.filter(account=account)
 
 
 FILTER_FIELDS = tuple(MessageFilterForm.base_fields)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
@@ -26,7 +26,8 @@ class TestMessageForm(forms.Form):
     def __init__(self, *args: Any, options: list[Endpoint], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options = {e.port: e for e in options}
-        self.fields["port"].choices = [(e.port, e.label) for e in options]  # type: ignore[attr-defined]
+        port = cast(forms.TypedChoiceField, self.fields["port"])
+        port.choices = [(e.port, e.label) for e in options]
 
     @property
     def endpoint(self) -> Endpoint:
