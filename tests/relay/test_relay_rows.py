@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 
 from relay.accept import Submission, parse_headers, store_messages
 from relay.models import Message, Recipient
@@ -96,3 +96,40 @@ def test_a_group_of_messages_gets_each_its_own_recipients(cast):
     assert list(stored[ids[1]].recipients.values_list("address", "priority")) == [
         ("c@example.net", 2)]
     assert stored[ids[0]].size == len(bytes(stored[ids[0]].raw))
+
+
+def sub_for(cast, recipients: list[str], priority: int = 3) -> Submission:
+    raw = message()
+    return Submission(
+        account_id=cast.acme.pk, smtp_user_id=cast.acme_smtp.pk, username=cast.acme_smtp.username,
+        priority=priority, envelope_from="shop@acme.test", recipients=recipients, raw=raw,
+        headers=parse_headers(raw),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recipient_that_cannot_be_written_leaves_no_message(cast):
+    # A negative priority breaks the column's CHECK constraint on every database.
+    with pytest.raises(IntegrityError):
+        store_messages([sub_for(cast, ["ok@example.net"]), sub_for(cast, ["x@example.net"], -1)])
+    assert not Message.objects.exists() and not Recipient.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_recipient_address_over_the_column_length_is_refused_not_cut(cast):
+    too_long = "a" * 400 + "@example.net"  # the column holds 320 characters
+    with pytest.raises(DataError):
+        store_messages([sub_for(cast, ["ok@example.net"]), sub_for(cast, [too_long])])
+    assert not Message.objects.exists() and not Recipient.objects.exists()
+
+
+def test_stored_recipients_are_the_rows_bulk_create_writes(cast):
+    [queue_id] = store_messages([sub_for(cast, ["a@example.net"], priority=2)])
+    stored = Message.objects.get(queue_id=queue_id).recipients.get()
+    [orm] = Recipient.objects.bulk_create([Recipient(
+        message_id=stored.message_id, account_id=cast.acme.pk, smtp_user_id=cast.acme_smtp.pk,
+        address="a@example.net", priority=2, created=stored.created,
+        next_attempt_at=stored.created,
+    )])
+    assert row_values(Recipient, stored.pk) == row_values(Recipient, orm.pk)
