@@ -162,19 +162,26 @@ class Submission:
 
 def new_queue_id() -> str:
     """12 characters, roughly time-ordered, no vowels (so no words), e.g. `4F7KQ2M9XBTD`."""
+    base = len(_QUEUE_ALPHABET)
     stamp = int(time.time() * 1000)
-    head = ""
+    # One draw from the system's random source for the five random characters.
+    tail = secrets.randbelow(base**5)
+    chars: list[str] = []
+    for _ in range(5):
+        tail, rem = divmod(tail, base)
+        chars.append(_QUEUE_ALPHABET[rem])
     for _ in range(7):
-        stamp, rem = divmod(stamp, len(_QUEUE_ALPHABET))
-        head = _QUEUE_ALPHABET[rem] + head
-    tail = "".join(secrets.choice(_QUEUE_ALPHABET) for _ in range(5))
-    return head + tail
+        stamp, rem = divmod(stamp, base)
+        chars.append(_QUEUE_ALPHABET[rem])
+    return "".join(reversed(chars))
 
 
-def received_header(sub: Submission, queue_id: str, hostname: str) -> bytes:
+def received_header(
+    sub: Submission, queue_id: str, hostname: str, date: str | None = None
+) -> bytes:
     helo = _UNSAFE_FOR_HEADER.sub("?", sub.client_helo or "unknown")[:100]
     protocol = ("UTF8SMTP" if sub.smtputf8 else "ESMTP") + ("SA" if sub.tls else "A")
-    date = format_datetime(timezone.localtime())
+    date = date or format_datetime(timezone.localtime())
     line = (
         f"Received: from {helo} ([{sub.client_ip or 'unknown'}])\r\n"
         f"\tby {hostname} (SMTP+) with {protocol} id {queue_id}\r\n"
@@ -202,11 +209,12 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
     from relay.rows import insert_rows
 
     now = timezone.now()
+    date = format_datetime(timezone.localtime(now))  # one Received: date per group
     messages: list[dict[str, object]] = []
     for sub in subs:
         headers = sub.headers or parse_headers(sub.raw)
         queue_id = new_queue_id()
-        raw = received_header(sub, queue_id, hostname) + sub.raw
+        raw = received_header(sub, queue_id, hostname, date) + sub.raw
         messages.append({
             "account_id": sub.account_id,
             "smtp_user_id": sub.smtp_user_id,

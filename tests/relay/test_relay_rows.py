@@ -133,3 +133,12 @@ def test_stored_recipients_are_the_rows_bulk_create_writes(cast):
         next_attempt_at=stored.created,
     )])
     assert row_values(Recipient, stored.pk) == row_values(Recipient, orm.pk)
+
+
+def test_queue_ids_are_twelve_unambiguous_characters_time_first_and_distinct():
+    from relay.accept import _QUEUE_ALPHABET, new_queue_id
+
+    ids = [new_queue_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 12 and set(i) <= set(_QUEUE_ALPHABET) for i in ids)
+    assert [i[:7] for i in ids] == sorted(i[:7] for i in ids)
