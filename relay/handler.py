@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
-from accounts.senders import SenderPolicy
+from accounts.senders import SenderPolicy, split_address
 from relay import accept
 from relay.login import log_in
 from relay.models import EventKind
@@ -51,6 +51,14 @@ def not_authorized_reply(address: str, username: str, header: str = "") -> str:
     return (
         f"550 5.7.1 Sender <{accept.printable(address)}>{where} is not authorized for "
         f"SMTP+ user {username}: {WHAT_TO_AUTHORIZE}"
+    )
+
+
+def unparsable_header_reply(value: str, header: str) -> str:
+    # Not "authorize it": no authorization can make an unreadable header pass.
+    return (
+        f"550 5.6.0 The {header} header {accept.printable(value, 200)!r} does not contain a "
+        f"valid email address: use a plain address such as name@your-authorized-domain"
     )
 
 
@@ -230,6 +238,12 @@ class RelayHandler:
         for header, addresses in (("From:", headers.from_addresses),
                                   ("Sender:", headers.sender_addresses)):
             for address in addresses:
+                if split_address(address) is None:
+                    reply = unparsable_header_reply(address, header)
+                    self._event(server, EventKind.FROM_REJECTED, reply,
+                                address=accept.printable(address, 998),
+                                reason=f"{header} header is not a valid address")
+                    return reply
                 decision = accept.check_sender(session.policy, address)
                 if not decision.allowed:
                     reply = not_authorized_reply(address, session.username, header)

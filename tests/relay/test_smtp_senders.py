@@ -91,6 +91,22 @@ def test_from_header_tricks_are_rejected(relay, cast, from_):
     assert not Message.objects.exists()
 
 
+def test_an_unparsable_from_header_is_refused_as_unreadable_not_as_unauthorized(relay, cast):
+    with logged_in(relay, cast) as smtp:
+        smtp.mail("shop@acme.test")
+        smtp.rcpt("someone@example.net")
+        code, reply = smtp.data(message(from_="<b>Evil</b> <ceo@evil.test>"))
+    assert code == 550
+    text = reply.decode()
+    assert text.startswith("5.6.0 The From: header")
+    assert "does not contain a valid email address" in text
+    assert "is not authorized" not in text
+    assert not Message.objects.exists()
+    relay.flush()
+    event = RelayEvent.objects.get(kind=EventKind.FROM_REJECTED)
+    assert event.reason == "From: header is not a valid address"
+
+
 def test_it_checks_the_sender_header_too(relay, cast):
     with logged_in(relay, cast) as smtp:
         smtp.mail("shop@acme.test")
