@@ -381,6 +381,13 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
+    from relay.models import PENDING_STATUSES, Recipient
+
+    backlog = Recipient.objects.filter(status__in=PENDING_STATUSES).count()
+    if backlog:
+        # Our workers would deliver that backlog too, and the figures would be wrong.
+        sys.exit(f"The database already has {backlog} queued or deferred recipient(s): "
+                 "point DATABASE_URL at a database of its own for this benchmark.")
     account_id, username, password = setup_user()
     connection.close()
     body = make_body(args.size)
