@@ -44,7 +44,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtpplus.settings")
 
-from relay_throughput import cleanup, free_port, make_body, setup_user, wait_for_port  # noqa: E402
+from relay_throughput import (  # noqa: E402
+    cleanup,
+    ensure_database,
+    free_port,
+    make_body,
+    setup_user,
+    wait_for_port,
+)
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 POSTFIX = "/usr/sbin/postfix"
@@ -338,25 +345,6 @@ def run_postfix(sink: Sink, username: str, password: str, args: argparse.Namespa
 
 
 # --- main ------------------------------------------------------------------------------
-def ensure_database() -> str:
-    import environ
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("warning: DATABASE_URL is not PostgreSQL; this bench is meant for PostgreSQL",
-              file=sys.stderr)
-        return "sqlite"
-    cfg = environ.Env.db_url_config(url)
-    params = {"host": cfg.get("HOST") or None, "port": cfg.get("PORT") or None,
-              "user": cfg.get("USER") or None, "password": cfg.get("PASSWORD") or None}
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            [cfg["NAME"]]).fetchone():
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-    return "postgresql"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=20)
@@ -379,10 +367,12 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.core.management import call_command
     from django.db import connection
 
     from relay.models import PENDING_STATUSES, Recipient
 
+    call_command("migrate", verbosity=0)
     backlog = Recipient.objects.filter(status__in=PENDING_STATUSES).count()
     if backlog:
         # Our workers would deliver that backlog too, and the figures would be wrong.

@@ -240,6 +240,25 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listening on {port} after {timeout} s")
 
 
+def ensure_database() -> str:
+    import environ
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print("warning: DATABASE_URL is not PostgreSQL; this bench is meant for PostgreSQL",
+              file=sys.stderr)
+        return "sqlite"
+    cfg = environ.Env.db_url_config(url)
+    params = {"host": cfg.get("HOST") or None, "port": cfg.get("PORT") or None,
+              "user": cfg.get("USER") or None, "password": cfg.get("PASSWORD") or None}
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            [cfg["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+    return "postgresql"
+
+
 def setup_user() -> tuple[int, str, str]:
     from django.core.management import call_command
 
@@ -277,6 +296,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench account")
     args = parser.parse_args()
 
+    ensure_database()
     import django
 
     django.setup()
