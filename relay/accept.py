@@ -101,7 +101,7 @@ def _header_addresses(name: str, value: str) -> tuple[str, ...]:
     # decide; the legacy getaddresses() can be fooled (CVE-2023-27043).
     try:
         header = _address_headers(name, value)
-        parsed = [a.addr_spec for a in header.addresses]  # type: ignore[attr-defined]
+        parsed = [a.addr_spec for a in header.addresses]
     except (AttributeError, HeaderParseError, IndexError, ValueError):
         parsed = []
     if any(parsed):
