@@ -54,6 +54,12 @@ def not_authorized_reply(address: str, username: str, header: str = "") -> str:
     )
 
 
+NO_FROM_HEADER = (
+    "550 5.6.0 The message has no From: header: add one with an address authorized for "
+    "this SMTP+ user"
+)
+
+
 def unparsable_header_reply(value: str, header: str) -> str:
     # Not "authorize it": no authorization can make an unreadable header pass.
     return (
@@ -235,6 +241,12 @@ class RelayHandler:
             return SIZE_EXCEEDED
         assert session.policy is not None and session.smtp_user_id is not None
         headers = accept.parse_headers(raw)
+        if not headers.from_addresses:
+            # RFC 5322 requires a From: header, and without one there is no author
+            # address to check against the user's authorized senders.
+            self._event(server, EventKind.FROM_REJECTED, NO_FROM_HEADER,
+                        address=envelope.mail_from or "", reason="no From: header")
+            return NO_FROM_HEADER
         for header, addresses in (("From:", headers.from_addresses),
                                   ("Sender:", headers.sender_addresses)):
             for address in addresses:

@@ -107,6 +107,16 @@ def test_an_unparsable_from_header_is_refused_as_unreadable_not_as_unauthorized(
     assert event.reason == "From: header is not a valid address"
 
 
+def test_a_message_without_a_from_header_is_refused(relay, cast):
+    with logged_in(relay, cast) as smtp:
+        smtp.mail("shop@acme.test")
+        smtp.rcpt("someone@example.net")
+        code, reply = smtp.data(b"Subject: no author\r\n\r\nHello\r\n")
+    assert code == 550
+    assert reply.decode().startswith("5.6.0 The message has no From: header")
+    assert not Message.objects.exists()
+
+
 def test_it_checks_the_sender_header_too(relay, cast):
     with logged_in(relay, cast) as smtp:
         smtp.mail("shop@acme.test")
