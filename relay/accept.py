@@ -6,6 +6,7 @@ own thread pool (and that tests call directly, without a socket).
 
 from __future__ import annotations
 
+import datetime
 import email.policy
 import functools
 import re
@@ -208,6 +209,18 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
     from relay.models import Message, Recipient
     from relay.rows import insert_rows
 
+    messages, now = message_rows(subs, hostname)
+    with transaction.atomic():
+        ids = dict((queue_id, pk) for pk, queue_id in insert_rows(
+            Message, messages, returning=("id", "queue_id")))
+        insert_rows(Recipient, recipient_rows(subs, messages, ids, now))
+    return [str(m["queue_id"]) for m in messages]
+
+
+def message_rows(
+    subs: list[Submission], hostname: str
+) -> tuple[list[dict[str, object]], datetime.datetime]:
+    """The Message rows (with new queue ids) of a group, and the group's time."""
     now = timezone.now()
     date = format_datetime(timezone.localtime(now))  # one Received: date per group
     messages: list[dict[str, object]] = []
@@ -231,20 +244,24 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
             "smtputf8": sub.smtputf8,
             "raw": raw,
         })
-    with transaction.atomic():
-        ids = dict((queue_id, pk) for pk, queue_id in insert_rows(
-            Message, messages, returning=("id", "queue_id")))
-        insert_rows(Recipient, [
-            {
-                "message_id": ids[message["queue_id"]],
-                "account_id": sub.account_id,
-                "smtp_user_id": sub.smtp_user_id,
-                "address": address,
-                "priority": sub.priority,
-                "created": now,
-                "next_attempt_at": now,
-            }
-            for sub, message in zip(subs, messages, strict=True)
-            for address in sub.recipients
-        ])
-    return [str(m["queue_id"]) for m in messages]
+    return messages, now
+
+
+def recipient_rows(
+    subs: list[Submission], messages: list[dict[str, object]], ids: dict[object, int],
+    now: datetime.datetime,
+) -> list[dict[str, object]]:
+    """One Recipient row per RCPT of each message (`ids`: queue id → message id)."""
+    return [
+        {
+            "message_id": ids[message["queue_id"]],
+            "account_id": sub.account_id,
+            "smtp_user_id": sub.smtp_user_id,
+            "address": address,
+            "priority": sub.priority,
+            "created": now,
+            "next_attempt_at": now,
+        }
+        for sub, message in zip(subs, messages, strict=True)
+        for address in sub.recipients
+    ]

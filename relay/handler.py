@@ -1,6 +1,7 @@
 """The aiosmtpd handler: a thin async shell over `relay.accept`.
 
-Every database call goes through `relay.run_db()` (the relay's own thread pool); the
+Database calls go through `relay.run_db()` (the relay's own thread pool) or, on
+PostgreSQL, `relay.asyncdb` (the login query and the store, on the event loop); the
 hooks themselves only check in-memory state and build replies. Reply texts follow the
 relay contract in DESIGN.md.
 """
@@ -145,14 +146,12 @@ class RelayHandler:
         session: RelaySession = server.session
         username = login.decode("utf-8", "replace").strip()
         session.username_tried = accept.printable(username, 320)
-        outcome = await relay.run_db(
-            log_in,
-            username,
-            password.decode("utf-8", "replace"),
-            server.client_ip,
-            relay.hourly.needs_load,
-            relay.logins_written,
-        )
+        args = (username, password.decode("utf-8", "replace"), server.client_ip,
+                relay.hourly.needs_load, relay.logins_written)
+        if relay.asyncdb is not None:
+            outcome = await relay.asyncdb.log_in(relay.run_db, *args)
+        else:
+            outcome = await relay.run_db(log_in, *args)
         result = outcome.result
         if not result.ok or result.smtp_user is None or outcome.policy is None:
             user = result.smtp_user

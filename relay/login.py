@@ -7,7 +7,8 @@ database) and decides with the same function as `check_credentials()`. Nothing i
 cached: a password reset, a disabled user or a sender change applies at the very next
 login, whoever wrote it and however.
 
-Synchronous: the relay runs it on its own thread pool.
+Synchronous: the relay runs it on its own thread pool (on PostgreSQL, `relay.asyncdb`
+runs the same query on the event loop).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +88,13 @@ def _json_list(value: Any) -> list[Any]:
     return [v for v in parsed if v is not None]
 
 
-def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
-    """The SMTP+ user called `username` (with its account) and its sender policy."""
-    with connection.cursor() as cursor:
-        cursor.execute(_login_sql(connection.vendor), [username.strip().lower()])
-        row = cursor.fetchone()
+def login_query(username: str) -> tuple[str, list[Any]]:
+    """The one login query and its parameters, for any connection to the database."""
+    return _login_sql(connection.vendor), [username.strip().lower()]
+
+
+def login_from_row(row: Sequence[Any] | None) -> tuple[SmtpUser | None, SenderPolicy | None]:
+    """The user (with its account) and sender policy from a row of `login_query()`."""
     if row is None:
         return None, None
     n = len(_USER_FIELDS)
@@ -102,6 +105,15 @@ def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
     domains = [(d, bool(include)) for d, include in _json_list(row[n + 2])]
     policy = SenderPolicy.from_entries(user.username, domains, _json_list(row[n + 3]))
     return user, policy
+
+
+def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
+    """The SMTP+ user called `username` (with its account) and its sender policy."""
+    sql, params = login_query(username)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return login_from_row(row)
 
 
 def log_in(
@@ -117,24 +129,42 @@ def log_in(
     the last hour; `logins_written` (user id → monotonic time) throttles the last-login
     update; without it every successful login writes.
     """
-    from relay.limits import messages_last_hour
-
     user, policy = load_login(username)
     result = verify_login(user, password)
     if not result.ok or user is None or policy is None:
         return LoginOutcome(result)
-    wanted = load_hourly(user.pk) if callable(load_hourly) else load_hourly
-    hourly = messages_last_hour(user.pk) if (user.hourly_limit and wanted) else None
-    _note_login(user.pk, client_ip, logins_written)
+    count, write = login_followup(user, load_hourly, logins_written)
+    hourly = write_login(user.pk, client_ip, count, write)
     return LoginOutcome(result, policy, hourly)
 
 
-def _note_login(user_id: int, client_ip: str | None, written: dict[int, float] | None) -> None:
-    if written is not None:
-        now = time.monotonic()
-        last = written.get(user_id)
-        if last is not None and now - last < LAST_LOGIN_WRITE_SECONDS:
-            return
-        written[user_id] = now
-    # .update(): no `changed` bump, no signals — a login is not an edit.
-    SmtpUser.objects.filter(pk=user_id).update(last_login_at=timezone.now(), last_login_ip=client_ip)
+def login_followup(
+    user: SmtpUser,
+    load_hourly: Callable[[int], bool] | bool,
+    written: dict[int, float] | None,
+) -> tuple[bool, bool]:
+    """After a successful login: (count the last hour's messages?, write the login?).
+    Marks the login as written in `written` when it says so."""
+    wanted = load_hourly(user.pk) if callable(load_hourly) else load_hourly
+    count = bool(user.hourly_limit and wanted)
+    if written is None:
+        return count, True
+    now = time.monotonic()
+    last = written.get(user.pk)
+    if last is not None and now - last < LAST_LOGIN_WRITE_SECONDS:
+        return count, False
+    written[user.pk] = now
+    return count, True
+
+
+def write_login(user_id: int, client_ip: str | None, count: bool, write: bool) -> int | None:
+    """The database side of `login_followup()`: the hourly count (if asked for) and the
+    log-in time and IP (if due)."""
+    from relay.limits import messages_last_hour
+
+    hourly = messages_last_hour(user_id) if count else None
+    if write:
+        # .update(): no `changed` bump, no signals — a login is not an edit.
+        SmtpUser.objects.filter(pk=user_id).update(
+            last_login_at=timezone.now(), last_login_ip=client_ip)
+    return hourly

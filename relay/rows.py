@@ -31,11 +31,11 @@ def _columns(model: type[Model]) -> tuple[tuple[Field[Any, Any], ...], str]:
     return fields, head
 
 
-def insert_rows(
+def insert_statements(
     model: type[Model], rows: Sequence[dict[str, Any]], returning: Sequence[str] = ()
-) -> list[tuple[Any, ...]]:
-    """INSERT `rows` (attribute name → value, e.g. `message_id`); return the `returning`
-    columns of each row in order. Call it inside `transaction.atomic()`."""
+) -> list[tuple[str, list[Any]]]:
+    """The INSERT statements (SQL, parameters) that write `rows` (attribute name → value,
+    e.g. `message_id`), each returning the `returning` columns of its rows in order."""
     fields, head = _columns(model)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     # Defaults are computed per call, like the ORM does per instance (callables).
@@ -45,18 +45,29 @@ def insert_rows(
     tail = f" RETURNING {', '.join(q(column_of[n]) for n in returning)}" if returning else ""
     if returning and not connection.features.can_return_rows_from_bulk_insert:
         raise NotImplementedError("this database cannot return rows from a bulk INSERT")
+    statements: list[tuple[str, list[Any]]] = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start:start + ROWS_PER_STATEMENT]
+        params: list[Any] = []
+        for row in chunk:
+            if not row.keys() <= defaults.keys():
+                raise TypeError(f"not columns of {model.__name__}: {set(row) - set(defaults)}")
+            for f in fields:
+                value = row[f.attname] if f.attname in row else defaults[f.attname]
+                params.append(f.get_db_prep_save(value, connection))
+        statements.append((head + ", ".join([placeholders] * len(chunk)) + tail, params))
+    return statements
+
+
+def insert_rows(
+    model: type[Model], rows: Sequence[dict[str, Any]], returning: Sequence[str] = ()
+) -> list[tuple[Any, ...]]:
+    """INSERT `rows` (attribute name → value, e.g. `message_id`); return the `returning`
+    columns of each row in order. Call it inside `transaction.atomic()`."""
+    statements = insert_statements(model, rows, returning)
     out: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start:start + ROWS_PER_STATEMENT]
-            params: list[Any] = []
-            for row in chunk:
-                if not row.keys() <= defaults.keys():
-                    raise TypeError(f"not columns of {model.__name__}: {set(row) - set(defaults)}")
-                for f in fields:
-                    value = row[f.attname] if f.attname in row else defaults[f.attname]
-                    params.append(f.get_db_prep_save(value, connection))
-            sql = head + ", ".join([placeholders] * len(chunk)) + tail
+        for sql, params in statements:
             cursor.execute(sql, params)
             if returning:
                 out.extend(tuple(r) for r in cursor.fetchall())

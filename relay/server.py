@@ -2,8 +2,9 @@
 
 One `RelayServer` per process: it binds every configured port with
 `loop.create_server()` (not aiosmtpd's `Controller`, which costs a thread per port),
-owns the thread pool that runs all database work, the in-memory limits, the event
-buffer and the heartbeat.
+owns the thread pool that runs the database work (on PostgreSQL the login query and
+the store run on the event loop instead, see `relay.asyncdb`), the in-memory limits, the
+event buffer and the heartbeat.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connections
 
-from relay import nodes
+from relay import asyncdb, nodes
 from relay.accept import Submission, store_messages
 from relay.events import EventBuffer, write_events
 from relay.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
@@ -162,7 +163,7 @@ class GroupCommit:
                 batch = self.pending[: self.MAX_BATCH]
                 del self.pending[: self.MAX_BATCH]
                 try:
-                    ids = await self.relay.run_db(store_messages, [s for s, _ in batch], hostname)
+                    ids = await self.relay.store_now([s for s, _ in batch], hostname)
                 except Exception as exc:
                     if len(batch) == 1:
                         _settle(batch[0][1], exc=exc)
@@ -170,7 +171,7 @@ class GroupCommit:
                     # One bad message must not fail the others: retry them one by one.
                     for submission, future in batch:
                         try:
-                            ids = await self.relay.run_db(store_messages, [submission], hostname)
+                            ids = await self.relay.store_now([submission], hostname)
                         except Exception as one_exc:
                             _settle(future, exc=one_exc)
                         else:
@@ -198,6 +199,8 @@ class RelayServer:
         self.loop = loop or asyncio.get_event_loop()
         self.handler = RelayHandler(self)
         self.executor = ThreadPoolExecutor(max(1, config.db_threads), "relay-db")
+        # PostgreSQL: logins and stores on the event loop (see relay.asyncdb).
+        self.asyncdb = asyncdb.AsyncPostgres(max(1, config.db_threads)) if asyncdb.wanted() else None
         self.connections = ConnectionLimiter(config.max_connections_per_ip)
         self.failures = LoginFailures(
             config.auth_failure_limit, config.auth_failure_window, config.auth_cooloff
@@ -220,6 +223,12 @@ class RelayServer:
     def run_db(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run a synchronous database function on the relay's thread pool."""
         return self.loop.run_in_executor(self.executor, _db_job, fn, *args)
+
+    async def store_now(self, subs: list[Submission], hostname: str) -> list[str]:
+        """Commit `subs` in one transaction now; give their queue ids."""
+        if self.asyncdb is not None:
+            return await self.asyncdb.store_messages(subs, hostname)
+        return await self.run_db(store_messages, subs, hostname)
 
     def store(self, submission: Submission) -> asyncio.Future[str]:
         """Queue a message for the next commit; the future gives its queue id."""
@@ -376,6 +385,8 @@ class RelayServer:
             await self.run_db(nodes.mark_stopped, self.node_id)
         except Exception:
             log.exception("could not mark the relay node stopped")
+        if self.asyncdb is not None:
+            await self.asyncdb.close()
         await self.loop.run_in_executor(None, self.close_db_threads)
 
     def close_db_threads(self) -> None:
