@@ -161,14 +161,20 @@ class Submission:
     headers: HeaderSummary | None = None
 
 
+QUEUE_ID_RANDOM_CHARS = 9
+
+
 def new_queue_id() -> str:
-    """12 characters, roughly time-ordered, no vowels (so no words), e.g. `4F7KQ2M9XBTD`."""
+    """16 characters, roughly time-ordered, no vowels (so no words): 7 for the time in
+    milliseconds, 9 random (30**9, about 2e13 per millisecond), so that ids drawn in the
+    same millisecond by busy relay processes do not collide (a collision would fail the
+    whole stored group with 451)."""
     base = len(_QUEUE_ALPHABET)
     stamp = int(time.time() * 1000)
-    # One draw from the system's random source for the five random characters.
-    tail = secrets.randbelow(base**5)
+    # One draw from the system's random source for the random characters.
+    tail = secrets.randbelow(base**QUEUE_ID_RANDOM_CHARS)
     chars: list[str] = []
-    for _ in range(5):
+    for _ in range(QUEUE_ID_RANDOM_CHARS):
         tail, rem = divmod(tail, base)
         chars.append(_QUEUE_ALPHABET[rem])
     for _ in range(7):

@@ -7,7 +7,7 @@ Postfix's postqueue/postsuper.
     queue cancel ID…
 
 An ID is either a recipient id (a number, as `queue list` prints it) or a message's
-queue id (`4F7KQ2M9XBTD`, from "250 2.0.0 Ok: queued as …"), which stands for all of
+queue id (`3D8G8BBT6H95KQ2M`, from "250 2.0.0 Ok: queued as …"), which stands for all of
 that message's recipients.
 """
 
@@ -33,7 +33,7 @@ from relay.models import (
 
 ID_HELP = (
     "recipient ids (numbers, as `queue list` prints them) or message queue ids "
-    "(e.g. 4F7KQ2M9XBTD; all recipients of that message)"
+    "(e.g. 3D8G8BBT6H95KQ2M; all recipients of that message)"
 )
 
 
