@@ -1,10 +1,18 @@
 """The relay's per-message database work on the event loop (PostgreSQL only).
 
 On PostgreSQL the login query and the group-commit store run on the event loop over
-psycopg's `AsyncConnection`s, with the very SQL and parameters the synchronous path
-builds (`relay.login.login_query()`, `relay.rows.insert_statements()`). That saves the
-thread hand-off per job. Everything else (events, heartbeat, last-login writes, hourly
-counts) and every other database stay on the relay's thread pool.
+psycopg's `AsyncConnection`s. That saves the thread hand-off per job. Everything else
+(events, heartbeat, last-login writes, hourly counts) and every other database stay on
+the relay's thread pool.
+
+Both statements are bound on the server (`$1` parameters, bytes sent as they are, not
+escaped into the query text) and their text does not depend on the data, so psycopg
+prepares them after a few runs and PostgreSQL stops parsing and planning them:
+- the login query is `relay.login.login_query()`, the synchronous path's own;
+- a group of messages is stored by ONE statement: the Message rows are inserted from
+  arrays (`unnest`), and the Recipient rows, joined to them by queue id, in the same
+  statement. One statement is one transaction in autocommit: no BEGIN/COMMIT round
+  trips, all or nothing. It writes the rows `relay.accept.store_messages()` writes.
 
 A connection that fails in any way is closed and replaced by a new one at the next job;
 after a connection-level error the idle ones are dropped too (a restarted server breaks
@@ -15,16 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import psycopg
 from django.db import connections
+from django.db.models import Field, Model
 
 from accounts.credentials import verify_login
 from relay.accept import Submission, message_rows, recipient_rows
 from relay.login import LoginOutcome, login_followup, login_from_row, login_query, write_login
-from relay.rows import insert_statements
 
 RunDb = Callable[..., "asyncio.Future[Any]"]
 
@@ -45,10 +54,10 @@ class AsyncPostgres:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         wrapper = connections[self.alias]
         params = wrapper.get_connection_params()
-        # Django's cursor classes are synchronous; take their async twins.
-        params.pop("cursor_factory", None)
-        server_binding = wrapper.settings_dict["OPTIONS"].get("server_side_binding") is True
-        params["cursor_factory"] = psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
+        # Django's cursor classes are synchronous. Our statements are bound on the server
+        # whatever OPTIONS["server_side_binding"] says (its OPTIONS["prepare_threshold"],
+        # e.g. None behind a pooler that cannot keep prepared statements, applies).
+        params["cursor_factory"] = psycopg.AsyncCursor
         conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
         try:
             # As Django's init_connection_state(): the session time zone.
@@ -89,20 +98,13 @@ class AsyncPostgres:
             return await cursor.fetchone()
 
     async def store_messages(self, subs: list[Submission], hostname: str) -> list[str]:
-        """`relay.accept.store_messages()` over this pool: one transaction, the same rows."""
-        from relay.models import Message, Recipient
-
+        """`relay.accept.store_messages()` over this pool: the same rows, one statement."""
         messages, now = message_rows(subs, hostname)
-        inserts = insert_statements(Message, messages, returning=("id", "queue_id"))
-        async with self.connection() as conn, conn.transaction():
-            ids: dict[object, int] = {}
-            for sql, params in inserts:
-                cursor = await conn.execute(sql, params)
-                ids.update((queue_id, pk) for pk, queue_id in await cursor.fetchall())
-            for sql, params in insert_statements(
-                Recipient, recipient_rows(subs, messages, ids, now)
-            ):
-                await conn.execute(sql, params)
+        # The Recipient rows name their message by queue id; the statement joins them.
+        recipients = recipient_rows(subs, messages, _QueueIds(), now)
+        params = _columns_of(_MESSAGE, messages) + _columns_of(_RECIPIENT, recipients)
+        async with self.connection() as conn:
+            await conn.execute(_store_sql(), params)
         return [str(m["queue_id"]) for m in messages]
 
     async def log_in(
@@ -125,6 +127,87 @@ class AsyncPostgres:
         if count or write:
             hourly = await run_db(write_login, user.pk, client_ip, count, write)
         return LoginOutcome(result, policy, hourly)
+
+
+class _QueueIds(dict[object, object]):
+    """For `recipient_rows()`: each message's id is its queue id, for the join."""
+
+    def __missing__(self, queue_id: object) -> object:
+        return queue_id
+
+
+_MESSAGE, _RECIPIENT = "relay.Message", "relay.Recipient"
+
+
+def _model(label: str) -> type[Model]:
+    from django.apps import apps
+
+    return apps.get_model(label)
+
+
+@functools.cache
+def _fields(label: str) -> tuple[Field[Any, Any], ...]:
+    return tuple(f for f in _model(label)._meta.concrete_fields if not f.primary_key)
+
+
+def _columns_of(label: str, rows: Sequence[dict[str, object]]) -> list[list[Any]]:
+    """One list per column of `label`'s table (as the ORM would write each value, the
+    field's default where a row leaves it out)."""
+    wrapper = connections["default"]
+    columns: list[list[Any]] = []
+    for f in _fields(label):
+        name = f.attname
+        if f is _join_field():  # queue ids for the join, see _store_sql()
+            columns.append([row[name] for row in rows])
+            continue
+        default = f.get_default() if any(name not in row for row in rows) else None
+        columns.append([
+            f.get_db_prep_save(row[name] if name in row else default, wrapper) for row in rows
+        ])
+    return columns
+
+
+@functools.cache
+def _join_field() -> Field[Any, Any]:
+    """Recipient.message: the column whose array holds queue ids in `_store_sql()`."""
+    field = _model(_RECIPIENT)._meta.get_field("message")
+    assert isinstance(field, Field)
+    return field
+
+
+@functools.cache
+def _store_sql() -> str:
+    """INSERT the Message rows from one array per column and, in the same statement, the
+    Recipient rows (whose message_id array holds queue ids) joined to them."""
+    wrapper = connections["default"]
+    q = wrapper.ops.quote_name
+    message, recipient = _model(_MESSAGE)._meta, _model(_RECIPIENT)._meta
+    queue_id = message.get_field("queue_id")
+
+    def arrays(fields: Sequence[Field[Any, Any]]) -> str:
+        types = [(queue_id if f is _join_field() else f).db_type(wrapper) for f in fields]
+        # varchar(n) arrays as text[]: a cast to varchar(n) would cut a long value
+        # silently; the INSERT into the column refuses it, as the ORM's would.
+        return ", ".join(
+            f"%s::{'text' if str(t).startswith('varchar') else t}[]" for t in types
+        )
+
+    m_fields, r_fields = _fields(_MESSAGE), _fields(_RECIPIENT)
+    names = [f"c{i}" for i in range(len(r_fields))]
+    picked = ", ".join(
+        "m.id" if f is _join_field() else f"r.{n}" for f, n in zip(r_fields, names, strict=True)
+    )
+    join = names[r_fields.index(_join_field())]
+    # Quoted names from the models only; every value is a parameter.
+    return (
+        f"WITH m AS (INSERT INTO {q(message.db_table)} "  # noqa: S608
+        f"({', '.join(q(f.column) for f in m_fields)}) "
+        f"SELECT * FROM unnest({arrays(m_fields)}) "
+        f"RETURNING {q(message.pk.column)} AS id, {q(queue_id.column)} AS queue_id) "
+        f"INSERT INTO {q(recipient.db_table)} ({', '.join(q(f.column) for f in r_fields)}) "
+        f"SELECT {picked} FROM unnest({arrays(r_fields)}) WITH ORDINALITY "
+        f"AS r({', '.join(names)}, ord) JOIN m ON m.queue_id = r.{join} ORDER BY r.ord"
+    )
 
 
 async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
