@@ -6,12 +6,14 @@ psycopg's `AsyncConnection`s. That saves the thread hand-off per job. Everything
 the relay's thread pool.
 
 Both statements are bound on the server (`$1` parameters, bytes sent as they are, not
-escaped into the query text) and their text does not depend on the data, so psycopg
-prepares them after a few runs and PostgreSQL stops parsing and planning them:
+escaped into the query text) and their text does not depend on the data, so they are
+prepared on each connection after two runs and PostgreSQL stops parsing and planning
+them (unless RELAY_DB_PREPARE is off, for a connection pooler that cannot keep prepared
+statements):
 - the login query is `relay.login.login_query()`, the synchronous path's own;
-- a group of messages is stored by ONE statement: the Message rows are inserted from
-  arrays (`unnest`), and the Recipient rows, joined to them by queue id, in the same
-  statement. One statement is one transaction in autocommit: no BEGIN/COMMIT round
+- a group of messages is stored by ONE statement: the Message rows are read from one
+  JSON parameter (and their raw bytes from one bytea array, sent as they are), the
+  Recipient rows from another JSON parameter, joined to their message by queue id. One statement is one transaction in autocommit: no BEGIN/COMMIT round
   trips, all or nothing. It writes the rows `relay.accept.store_messages()` writes.
 
 A connection that fails in any way is closed and replaced by a new one at the next job;
@@ -23,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
+import ipaddress
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -46,8 +51,9 @@ def wanted(alias: str = "default") -> bool:
 class AsyncPostgres:
     """A small pool of psycopg `AsyncConnection`s opened from Django's DATABASES."""
 
-    def __init__(self, size: int = 4, alias: str = "default") -> None:
+    def __init__(self, size: int = 4, alias: str = "default", prepare: bool = True) -> None:
         self.alias = alias
+        self.prepare = prepare
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._slots = asyncio.Semaphore(max(1, size))
 
@@ -55,9 +61,11 @@ class AsyncPostgres:
         wrapper = connections[self.alias]
         params = wrapper.get_connection_params()
         # Django's cursor classes are synchronous. Our statements are bound on the server
-        # whatever OPTIONS["server_side_binding"] says (its OPTIONS["prepare_threshold"],
-        # e.g. None behind a pooler that cannot keep prepared statements, applies).
+        # whatever OPTIONS["server_side_binding"] says.
         params["cursor_factory"] = psycopg.AsyncCursor
+        # Django turns prepared statements off for poolers that cannot keep them; the
+        # relay's own connections prepare theirs (RELAY_DB_PREPARE=false turns it off).
+        params["prepare_threshold"] = 2 if self.prepare else None
         conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
         try:
             # As Django's init_connection_state(): the session time zone.
@@ -102,7 +110,11 @@ class AsyncPostgres:
         messages, now = message_rows(subs, hostname)
         # The Recipient rows name their message by queue id; the statement joins them.
         recipients = recipient_rows(subs, messages, _QueueIds(), now)
-        params = _columns_of(_MESSAGE, messages) + _columns_of(_RECIPIENT, recipients)
+        params = [
+            _json_rows(_MESSAGE, messages),
+            [m["raw"] for m in messages],
+            _json_rows(_RECIPIENT, recipients),
+        ]
         async with self.connection() as conn:
             await conn.execute(_store_sql(), params)
         return [str(m["queue_id"]) for m in messages]
@@ -129,10 +141,10 @@ class AsyncPostgres:
         return LoginOutcome(result, policy, hourly)
 
 
-class _QueueIds(dict[object, object]):
+class _QueueIds(dict[object, Any]):
     """For `recipient_rows()`: each message's id is its queue id, for the join."""
 
-    def __missing__(self, queue_id: object) -> object:
+    def __missing__(self, queue_id: object) -> Any:
         return queue_id
 
 
@@ -147,29 +159,44 @@ def _model(label: str) -> type[Model]:
 
 @functools.cache
 def _fields(label: str) -> tuple[Field[Any, Any], ...]:
-    return tuple(f for f in _model(label)._meta.concrete_fields if not f.primary_key)
+    """The columns the statement writes: all but the primary key (and Message.raw,
+    which travels as a bytea array of its own)."""
+    return tuple(
+        f for f in _model(label)._meta.concrete_fields
+        if not f.primary_key and not (label == _MESSAGE and f.attname == "raw")
+    )
 
 
-def _columns_of(label: str, rows: Sequence[dict[str, object]]) -> list[list[Any]]:
-    """One list per column of `label`'s table (as the ORM would write each value, the
-    field's default where a row leaves it out)."""
-    wrapper = connections["default"]
-    columns: list[list[Any]] = []
-    for f in _fields(label):
-        name = f.attname
-        if f is _join_field():  # queue ids for the join, see _store_sql()
-            columns.append([row[name] for row in rows])
-            continue
-        default = f.get_default() if any(name not in row for row in rows) else None
-        columns.append([
-            f.get_db_prep_save(row[name] if name in row else default, wrapper) for row in rows
-        ])
-    return columns
+def _json_value(value: object) -> object:
+    """The JSON form of what json.dumps() cannot write, as PostgreSQL reads it back."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the relay's statement")
+
+
+def _json_rows(label: str, rows: Sequence[dict[str, object]]) -> str:
+    """The rows as one JSON array of objects (column name → value, `ord`: the row's
+    place), each column's default where a row leaves it out."""
+    fields = _fields(label)
+    defaults = {
+        f.attname: f.get_default() for f in fields if any(f.attname not in r for r in rows)
+    }
+    out = []
+    for ord_, row in enumerate(rows, 1):
+        item: dict[str, object] = {"ord": ord_}
+        for f in fields:
+            item[f.column] = row[f.attname] if f.attname in row else defaults[f.attname]
+        out.append(item)
+    return json.dumps(out, default=_json_value, ensure_ascii=False)
 
 
 @functools.cache
 def _join_field() -> Field[Any, Any]:
-    """Recipient.message: the column whose array holds queue ids in `_store_sql()`."""
+    """Recipient.message: in the statement's recipient rows it holds the queue id."""
     field = _model(_RECIPIENT)._meta.get_field("message")
     assert isinstance(field, Field)
     return field
@@ -177,36 +204,37 @@ def _join_field() -> Field[Any, Any]:
 
 @functools.cache
 def _store_sql() -> str:
-    """INSERT the Message rows from one array per column and, in the same statement, the
-    Recipient rows (whose message_id array holds queue ids) joined to them."""
+    """INSERT the Message rows (a JSON array, and an array of the raw bytes) and, in the
+    same statement, the Recipient rows (a JSON array naming their message by queue id)."""
     wrapper = connections["default"]
     q = wrapper.ops.quote_name
     message, recipient = _model(_MESSAGE)._meta, _model(_RECIPIENT)._meta
-    queue_id = message.get_field("queue_id")
+    queue_id, raw = message.get_field("queue_id"), message.get_field("raw")
+    assert isinstance(queue_id, Field) and isinstance(raw, Field)
 
-    def arrays(fields: Sequence[Field[Any, Any]]) -> str:
-        types = [(queue_id if f is _join_field() else f).db_type(wrapper) for f in fields]
-        # varchar(n) arrays as text[]: a cast to varchar(n) would cut a long value
-        # silently; the INSERT into the column refuses it, as the ORM's would.
+    def record(fields: Sequence[Field[Any, Any]]) -> str:
+        # varchar(n) read as text: the INSERT into the column refuses a value that is too
+        # long, as the ORM's would (a cast to varchar(n) would cut it silently).
+        types = [str((queue_id if f is _join_field() else f).db_type(wrapper)) for f in fields]
         return ", ".join(
-            f"%s::{'text' if str(t).startswith('varchar') else t}[]" for t in types
-        )
+            f"{q(f.column)} {'text' if t.startswith('varchar') else t}"
+            for f, t in zip(fields, types, strict=True)
+        ) + ", ord integer"
 
     m_fields, r_fields = _fields(_MESSAGE), _fields(_RECIPIENT)
-    names = [f"c{i}" for i in range(len(r_fields))]
-    picked = ", ".join(
-        "m.id" if f is _join_field() else f"r.{n}" for f, n in zip(r_fields, names, strict=True)
-    )
-    join = names[r_fields.index(_join_field())]
+    m_cols = ", ".join(q(f.column) for f in m_fields)
+    picked = ", ".join("m.id" if f is _join_field() else f"r.{q(f.column)}" for f in r_fields)
     # Quoted names from the models only; every value is a parameter.
     return (
-        f"WITH m AS (INSERT INTO {q(message.db_table)} "  # noqa: S608
-        f"({', '.join(q(f.column) for f in m_fields)}) "
-        f"SELECT * FROM unnest({arrays(m_fields)}) "
+        f"WITH m AS (INSERT INTO {q(message.db_table)} ({m_cols}, {q(raw.column)}) "  # noqa: S608
+        f"SELECT {', '.join(f'r.{q(f.column)}' for f in m_fields)}, b.raw "
+        f"FROM json_to_recordset(%s::json) AS r({record(m_fields)}) "
+        f"JOIN unnest(%s::bytea[]) WITH ORDINALITY AS b(raw, ord) ON b.ord = r.ord "
+        f"ORDER BY r.ord "
         f"RETURNING {q(message.pk.column)} AS id, {q(queue_id.column)} AS queue_id) "
         f"INSERT INTO {q(recipient.db_table)} ({', '.join(q(f.column) for f in r_fields)}) "
-        f"SELECT {picked} FROM unnest({arrays(r_fields)}) WITH ORDINALITY "
-        f"AS r({', '.join(names)}, ord) JOIN m ON m.queue_id = r.{join} ORDER BY r.ord"
+        f"SELECT {picked} FROM json_to_recordset(%s::json) AS r({record(r_fields)}) "
+        f"JOIN m ON m.queue_id = r.{q(_join_field().column)} ORDER BY r.ord"
     )
 
 

@@ -59,6 +59,8 @@ class RelayConfig:
     auth_failure_window: int
     auth_cooloff: int
     db_threads: int
+    # PostgreSQL: prepare the login and store statements on the relay's connections.
+    db_prepare: bool = True
     reuse_port: bool = False
     heartbeat_seconds: float = nodes.HEARTBEAT_SECONDS
     # Seconds that sessions in flight get to finish after a stop request.
@@ -200,7 +202,8 @@ class RelayServer:
         self.handler = RelayHandler(self)
         self.executor = ThreadPoolExecutor(max(1, config.db_threads), "relay-db")
         # PostgreSQL: logins and stores on the event loop (see relay.asyncdb).
-        self.asyncdb = asyncdb.AsyncPostgres(max(1, config.db_threads)) if asyncdb.wanted() else None
+        self.asyncdb = asyncdb.AsyncPostgres(
+            max(1, config.db_threads), prepare=config.db_prepare) if asyncdb.wanted() else None
         self.connections = ConnectionLimiter(config.max_connections_per_ip)
         self.failures = LoginFailures(
             config.auth_failure_limit, config.auth_failure_window, config.auth_cooloff

@@ -160,6 +160,7 @@ RELAY_AUTH_FAILURE_LIMIT = env.int("RELAY_AUTH_FAILURE_LIMIT", default=10)
 RELAY_AUTH_FAILURE_WINDOW = env.int("RELAY_AUTH_FAILURE_WINDOW", default=600)
 RELAY_AUTH_COOLOFF = env.int("RELAY_AUTH_COOLOFF", default=900)
 RELAY_DB_THREADS = env.int("RELAY_DB_THREADS", default=8)
+RELAY_DB_PREPARE = env.bool("RELAY_DB_PREPARE", default=True)
 
 # --- Delivery -------------------------------------------------------------------------
 RELAY_UPSTREAM = env.str("RELAY_UPSTREAM", default=f"maildir:{VAR_DIR / 'maildir'}")

@@ -95,3 +95,40 @@ def test_the_one_statement_store_writes_the_rows_the_orm_path_writes(cast):
     # Recipients keep their RCPT order.
     assert [r["address"] for r in _stored(async_ids[0])[1]] == \
         ["z@example.net", "a@example.net", "m@example.net"]
+
+
+@pytest.mark.parametrize("prepare", [True, False])
+@pytest.mark.django_db(transaction=True)
+def test_the_login_query_is_prepared_on_the_relay_connections_unless_turned_off(cast, prepare):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
+    import asyncio
+
+    from relay.asyncdb import AsyncPostgres
+    from relay.login import login_query
+
+    async def run() -> list[str]:
+        pool = AsyncPostgres(1, prepare=prepare)
+        try:
+            for _ in range(3):
+                row = await pool.fetchone(*login_query(cast.acme_smtp.username))
+                assert row is not None and row[1] == cast.acme_smtp.username
+            async with pool.connection() as conn:
+                cursor = await conn.execute("SELECT statement FROM pg_prepared_statements")
+                return [r[0] for r in await cursor.fetchall()]
+        finally:
+            await pool.close()
+
+    prepared = asyncio.run(run())
+    assert any("FROM \"accounts_smtpuser\"" in s for s in prepared) is prepare
+
+
+@pytest.mark.parametrize("relay", [{"RELAY_DB_PREPARE": False}], indirect=True)
+def test_a_relay_without_prepared_statements_still_logs_in_and_queues(relay, cast):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
+    for _ in range(3):
+        with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+            smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+            assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
+    assert Message.objects.count() == 3
