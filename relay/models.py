@@ -11,9 +11,15 @@ from accounts.models import Account, SmtpUser
 class Message(models.Model):
     """One accepted message: envelope, a few decoded headers, and the raw bytes."""
 
-    account = models.ForeignKey(Account, models.CASCADE, related_name="messages")
+    # No single-column indexes on account and smtp_user: the (account, -created) and
+    # (smtp_user, -created) indexes below serve those lookups, and every index costs the
+    # relay's store a write per message.
+    account = models.ForeignKey(
+        Account, models.CASCADE, related_name="messages", db_index=False
+    )
     smtp_user = models.ForeignKey(
-        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="messages"
+        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="messages",
+        db_index=False,
     )
     # Short public id, printed in "250 2.0.0 Ok: queued as <queue_id>".
     queue_id = models.CharField(max_length=32, unique=True)
@@ -61,9 +67,10 @@ class Recipient(models.Model):
 
     message = models.ForeignKey(Message, models.CASCADE, related_name="recipients")
     # Denormalised from the message so the queue and the log need no join to filter.
-    account = models.ForeignKey(Account, models.CASCADE, related_name="+")
+    # Indexed by the composite indexes below (they lead with these columns).
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+", db_index=False)
     smtp_user = models.ForeignKey(
-        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="+"
+        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     address = models.CharField(max_length=320)
     status = models.CharField(
