@@ -7,6 +7,7 @@ sender address; the relay (MAIL FROM and the From:/Sender: headers) and the cons
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -171,8 +172,11 @@ class Decision:
     reason: str
 
 
+@functools.lru_cache(maxsize=4096)
 def split_address(address: str) -> tuple[str, str] | None:
-    """(local, A-label domain) of a sender address, or None if it is not usable."""
+    """(local, A-label domain) of a sender address, or None if it is not usable.
+    Remembered: a pure function of the text, and the relay meets the same few From:
+    addresses all day (IDNA encoding is not cheap)."""
     value = (address or "").strip()
     if value.startswith("<") and value.endswith(">"):
         value = value[1:-1]

@@ -82,6 +82,16 @@ class RelaySession(Session):
         self.hourly_limit: int | None = None
         self.policy: SenderPolicy | None = None
 
+    # aiosmtpd sets login_data on every successful AUTH and its property logs a
+    # deprecation warning each time (a log record per login, filtered out later).
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
 
 class RelayHandler:
     def __init__(self, relay: RelayServer) -> None:
