@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from relay import queue
+from relay.dbjobs import prepare_db_connection
 from relay.models import Attempt, Message, Recipient, RecipientStatus
 from relay.upstreams import Reply, Transport
 
@@ -205,8 +206,9 @@ async def run_sync(fn: Callable[..., T], *args: Any, executor: Any = None) -> T:
 
     def job() -> T:
         # Between units, as Django does between requests: drop broken or expired
-        # connections before using this thread's one.
-        close_old_connections()
+        # connections before using this thread's one (without a health-check query
+        # per unit: a connection is checked after an error).
+        prepare_db_connection()
         return fn(*args)
 
     return await asyncio.get_running_loop().run_in_executor(executor, job)

@@ -16,7 +16,6 @@ import logging
 import resource
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -27,6 +26,7 @@ from django.db import connections
 
 from relay import asyncdb, nodes
 from relay.accept import Submission, store_messages
+from relay.dbjobs import prepare_db_connection
 from relay.events import EventBuffer, write_events
 from relay.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
 from relay.limits import ConnectionLimiter, HourlyLimits, LoginFailures
@@ -105,32 +105,8 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def _prepare_db_connection() -> None:
-    """Before each job: drop a broken or expired connection, keep a healthy one.
-
-    Like close_old_connections(), minus two costs on the per-message path: no health
-    check query per job (a connection is only checked after an error), and CONN_MAX_AGE=0
-    (the SQLite default) keeps the connection instead of reconnecting for every job.
-    """
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None:
-            continue
-        if conn.errors_occurred:
-            if conn.is_usable():
-                conn.errors_occurred = False
-            else:
-                conn.close()
-                continue
-        max_age = conn.settings_dict.get("CONN_MAX_AGE", 0)
-        if max_age and conn.close_at is not None and time.monotonic() >= conn.close_at:
-            conn.close()
-        else:
-            # Django re-checks health once per "request"; our jobs are not requests.
-            conn.health_check_done = True  # type: ignore[attr-defined]
-
-
 def _db_job(fn: Callable[..., T], *args: Any) -> T:
-    _prepare_db_connection()
+    prepare_db_connection()
     return fn(*args)
 
 
