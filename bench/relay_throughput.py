@@ -48,6 +48,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,25 +204,44 @@ async def drive(port: int, username: str, password: str, clients: int, messages:
             latencies.append(time.perf_counter() - t0)
         await smtp.quit()
 
+    async def send_one(i: int) -> None:
+        smtp = await LeanSMTP.connect(port)
+        await smtp.login(username, password)
+        await smtp.sendmail(SENDER, f"rcpt{i}@example.net", stuffed)
+        await smtp.quit()
+
     async def reconnecting(_: int) -> None:
         nonlocal errors
-        for i in range(messages):
-            t0 = time.perf_counter()
-            try:
-                smtp = await LeanSMTP.connect(port)
-                await smtp.login(username, password)
-                await smtp.sendmail(SENDER, f"rcpt{i}@example.net", stuffed)
-                await smtp.quit()
-            except (SmtpReplyError, ConnectionError):
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - t0)
+        errors += await connection_per_message(
+            messages, send_one, (SmtpReplyError, ConnectionError), latencies)
 
-    worker = kept if kept_open else reconnecting
+    seconds = await all_clients(kept if kept_open else reconnecting, clients)
+    return Result(len(latencies), seconds, latencies, errors)
+
+
+async def connection_per_message(
+    messages: int, send_one: Callable[[int], Awaitable[None]],
+    failures: tuple[type[BaseException], ...], latencies: list[float],
+) -> int:
+    """Send `messages` messages with `send_one(i)` (a whole session each), timing each;
+    give the number that failed."""
+    errors = 0
+    for i in range(messages):
+        t0 = time.perf_counter()
+        try:
+            await send_one(i)
+        except failures:
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - t0)
+    return errors
+
+
+async def all_clients(worker: Callable[[int], Awaitable[None]], clients: int) -> float:
+    """Run `clients` workers at once; give the seconds they took."""
     start = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in range(clients)))
-    seconds = time.perf_counter() - start
-    return Result(len(latencies), seconds, latencies, errors)
+    return time.perf_counter() - start
 
 
 async def drive_aiosmtplib(port: int, username: str, password: str, clients: int,
@@ -244,25 +264,19 @@ async def drive_aiosmtplib(port: int, username: str, password: str, clients: int
     async def kept(_: int) -> None:
         await one_session(messages)
 
+    async def send_one(i: int) -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+        await smtp.connect()
+        await smtp.login(username, password)
+        await smtp.sendmail(SENDER, [f"rcpt{i}@example.net"], body)
+        await smtp.quit()
+
     async def reconnecting(_: int) -> None:
         nonlocal errors
-        for i in range(messages):
-            t0 = time.perf_counter()
-            try:
-                smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
-                await smtp.connect()
-                await smtp.login(username, password)
-                await smtp.sendmail(SENDER, [f"rcpt{i}@example.net"], body)
-                await smtp.quit()
-            except aiosmtplib.SMTPException:
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - t0)
+        errors += await connection_per_message(
+            messages, send_one, (aiosmtplib.SMTPException,), latencies)
 
-    worker = kept if kept_open else reconnecting
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in range(clients)))
-    seconds = time.perf_counter() - start
+    seconds = await all_clients(kept if kept_open else reconnecting, clients)
     return Result(len(latencies), seconds, latencies, errors)
 
 
