@@ -12,6 +12,7 @@ import functools
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -254,7 +255,7 @@ def message_rows(
 
 
 def recipient_rows(
-    subs: list[Submission], messages: list[dict[str, object]], ids: dict[object, int],
+    subs: list[Submission], messages: list[dict[str, object]], ids: Mapping[object, object],
     now: datetime.datetime,
 ) -> list[dict[str, object]]:
     """One Recipient row per RCPT of each message (`ids`: queue id → message id)."""

@@ -13,8 +13,9 @@ statements):
 - the login query is `relay.login.login_query()`, the synchronous path's own;
 - a group of messages is stored by ONE statement: the Message rows are read from one
   JSON parameter (and their raw bytes from one bytea array, sent as they are), the
-  Recipient rows from another JSON parameter, joined to their message by queue id. One statement is one transaction in autocommit: no BEGIN/COMMIT round
-  trips, all or nothing. It writes the rows `relay.accept.store_messages()` writes.
+  Recipient rows from another JSON parameter, joined to their message by queue id.
+  One statement is one transaction in autocommit: no BEGIN/COMMIT round trips, all or
+  nothing. It writes the rows `relay.accept.store_messages()` writes.
 
 A connection that fails in any way is closed and replaced by a new one at the next job;
 after a connection-level error the idle ones are dropped too (a restarted server breaks
@@ -27,7 +28,6 @@ import asyncio
 import contextlib
 import datetime
 import functools
-import ipaddress
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -109,14 +109,15 @@ class AsyncPostgres:
         """`relay.accept.store_messages()` over this pool: the same rows, one statement."""
         messages, now = message_rows(subs, hostname)
         # The Recipient rows name their message by queue id; the statement joins them.
-        recipients = recipient_rows(subs, messages, _QueueIds(), now)
+        queue_ids = {m["queue_id"]: m["queue_id"] for m in messages}
+        recipients = recipient_rows(subs, messages, queue_ids, now)
         params = [
             _json_rows(_MESSAGE, messages),
             [m["raw"] for m in messages],
             _json_rows(_RECIPIENT, recipients),
         ]
         async with self.connection() as conn:
-            await conn.execute(_store_sql(), params)
+            await conn.execute(_store_sql(self.alias), params)
         return [str(m["queue_id"]) for m in messages]
 
     async def log_in(
@@ -141,13 +142,6 @@ class AsyncPostgres:
         return LoginOutcome(result, policy, hourly)
 
 
-class _QueueIds(dict[object, Any]):
-    """For `recipient_rows()`: each message's id is its queue id, for the join."""
-
-    def __missing__(self, queue_id: object) -> Any:
-        return queue_id
-
-
 _MESSAGE, _RECIPIENT = "relay.Message", "relay.Recipient"
 
 
@@ -168,13 +162,9 @@ def _fields(label: str) -> tuple[Field[Any, Any], ...]:
 
 
 def _json_value(value: object) -> object:
-    """The JSON form of what json.dumps() cannot write, as PostgreSQL reads it back."""
+    """The JSON form of a value json.dumps() cannot write (the rows' times)."""
     if isinstance(value, datetime.datetime):
         return value.isoformat()
-    if isinstance(value, bytes | memoryview):
-        return "\\x" + bytes(value).hex()
-    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return str(value)
     raise TypeError(f"cannot store {type(value).__name__} in the relay's statement")
 
 
@@ -203,10 +193,10 @@ def _join_field() -> Field[Any, Any]:
 
 
 @functools.cache
-def _store_sql() -> str:
+def _store_sql(alias: str) -> str:
     """INSERT the Message rows (a JSON array, and an array of the raw bytes) and, in the
     same statement, the Recipient rows (a JSON array naming their message by queue id)."""
-    wrapper = connections["default"]
+    wrapper = connections[alias]
     q = wrapper.ops.quote_name
     message, recipient = _model(_MESSAGE)._meta, _model(_RECIPIENT)._meta
     queue_id, raw = message.get_field("queue_id"), message.get_field("raw")
