@@ -124,7 +124,7 @@ def parse_headers(raw: bytes) -> HeaderSummary:
     summary.header_from = printable(_unfold(froms[0]), 998) if froms else ""
     subject = message.get("Subject")
     if subject is not None:
-        summary.subject = printable(_decoded(_unfold(str(subject))), 998)
+        summary.subject = printable(decode_words(_unfold(str(subject))), 998)
     message_id = message.get("Message-ID")
     if message_id is not None:
         summary.message_id = printable(_unfold(str(message_id)).strip(), 998)
@@ -135,7 +135,8 @@ def _unfold(value: str) -> str:
     return re.sub(r"\r?\n(?=[ \t])", "", value)
 
 
-def _decoded(value: str) -> str:
+def decode_words(value: str) -> str:
+    """`value` with its RFC 2047 encoded-words decoded; as written if they are broken."""
     try:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeError, ValueError):

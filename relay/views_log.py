@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email import policy
-from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from typing import Any
 
@@ -23,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
+from relay.accept import decode_words
 from relay.logfilters import (
     MessageFilterForm,
     filter_messages,
@@ -53,10 +53,7 @@ def display_subject(subject: str) -> str:
     """
     if not _ENCODED_WORD.search(subject):
         return subject
-    try:
-        return str(make_header(decode_header(subject)))
-    except (UnicodeError, LookupError, ValueError):
-        return subject
+    return decode_words(subject)
 
 
 def decoded_headers(raw: bytes | memoryview | None) -> list[tuple[str, str]]:

@@ -110,6 +110,15 @@ def test_display_subject_decodes_leftover_encoded_words_only():
     assert display_subject("=?x-unknown?Q?abc?=") == "=?x-unknown?Q?abc?="
 
 
+def test_a_subject_with_broken_encoded_words_is_shown_as_written(alice_client, cast):
+    broken = "=?utf-8?b?a?= invoice"  # bad base64: decode_header() raises
+    message = make_message(cast.acme_smtp, subject=broken)
+    assert display_subject(broken) == broken
+    assert broken in alice_client.get(LOG).content.decode()
+    assert broken in alice_client.get(f"{LOG}{message.pk}/").content.decode()
+    assert alice_client.get(reverse("dashboard")).status_code == 200
+
+
 def test_the_log_page_does_not_query_per_message(alice_client, cast):
     for i in range(30):
         make_message(cast.acme_smtp, subject=f"m{i}",
