@@ -91,18 +91,21 @@ class ConnectionCounter:
         return counts
 
 
+def _add_to_row(hour: datetime, port: int, user_id: int | None, c: _Counts) -> int:
+    from relay.models import ConnectionStat
+
+    return ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id).update(
+        connections=F("connections") + c.connections,
+        logins=F("logins") + c.logins,
+        last_seen=c.last_seen or timezone.now(),
+    )
+
+
 def write_stats(counts: dict[StatKey, _Counts]) -> None:
     from relay.models import ConnectionStat
 
     for (hour, port, user_id), c in counts.items():
-        with transaction.atomic():
-            rows = ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id)
-            updated = rows.update(
-                connections=F("connections") + c.connections,
-                logins=F("logins") + c.logins,
-                last_seen=c.last_seen or timezone.now(),
-            )
-        if updated:
+        if _add_to_row(hour, port, user_id, c):
             continue
         try:
             with transaction.atomic():
@@ -112,18 +115,17 @@ def write_stats(counts: dict[StatKey, _Counts]) -> None:
                 )
         except IntegrityError:
             # Another relay process created the row in between: add to it.
-            ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id).update(
-                connections=F("connections") + c.connections, logins=F("logins") + c.logins,
-            )
+            _add_to_row(hour, port, user_id, c)
 
 
 def heartbeat(node: str, listeners: list[Listener], counts: dict[StatKey, _Counts]) -> None:
-    """Refresh the node's heartbeat and add the connection counts. Synchronous."""
+    """Refresh the node's heartbeat and add the connection counts. Synchronous.
+
+    The listeners are written only if the row is gone: they do not change after start,
+    and with a wide port range they are hundreds of kilobytes of JSON."""
     from relay.models import RelayNode
 
-    updated = RelayNode.objects.filter(node_id=node).update(
-        heartbeat=timezone.now(), stopped=None, listeners=listeners_json(listeners)
-    )
+    updated = RelayNode.objects.filter(node_id=node).update(heartbeat=timezone.now(), stopped=None)
     if not updated:
         register_node(node, listeners)
     write_stats(counts)

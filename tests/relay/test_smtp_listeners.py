@@ -8,6 +8,8 @@ import socket
 
 import pytest
 
+from relay import nodes
+from relay.listen import Listener
 from relay.models import ConnectionStat, RelayNode
 from relay.server import NothingBound
 from tests.smtp_relay import dialog, running_relay
@@ -80,3 +82,17 @@ def test_connections_and_logins_are_counted_per_port_and_user(relay, cast):
     mine.refresh_from_db()
     assert mine.logins == 2
     assert ConnectionStat.objects.count() == 2
+
+
+def test_a_heartbeat_refreshes_the_node_and_brings_back_a_deleted_row_with_its_ports(db):
+    listeners = [Listener("127.0.0.1", 2525, "none")]
+    nodes.register_node("mx1:7", listeners)
+    RelayNode.objects.filter(node_id="mx1:7").update(stopped="2026-01-01T00:00:00Z")
+    nodes.heartbeat("mx1:7", listeners, {})
+    node = RelayNode.objects.get(node_id="mx1:7")
+    assert node.stopped is None
+    assert node.listeners == [{"host": "127.0.0.1", "port": 2525, "tls": "none"}]
+    node.delete()
+    nodes.heartbeat("mx1:7", listeners, {})
+    node = RelayNode.objects.get(node_id="mx1:7")
+    assert node.listeners == [{"host": "127.0.0.1", "port": 2525, "tls": "none"}]
