@@ -17,7 +17,7 @@ import base64
 import binascii
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 MAX_WORD = 75
@@ -174,8 +174,10 @@ def encode(text: str) -> Encoded:
 
 # --- decoding ----------------------------------------------------------------------------
 
-# Lenient: spaces are allowed inside the encoded text (the seed's pasted form).
-_WORD = re.compile(r"=\?([^?\s]+)\?([^?\s]*)\?(.*?)\?=", re.DOTALL)
+# Lenient: spaces are allowed inside the encoded text (the seed's pasted form), and so is
+# a lone "?": the text runs to the first "?=". Only the start is a regex; the end is found
+# with str.find, so a long header with many unterminated starts costs linear time.
+_WORD_START = re.compile(r"=\?([^?\s]+)\?([^?\s]*)\?")
 _HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -229,16 +231,48 @@ def _charset_name(raw: str) -> str:
     return raw.split("*", 1)[0].strip().lower()
 
 
+@dataclass(frozen=True)
+class _Word:
+    start: int
+    end: int
+    charset: str
+    mode: str
+    payload: str
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def _encoded_words(value: str) -> Iterator[_Word]:
+    """Encoded-words in `value`, left to right, each ending at the first `?=` after its start."""
+    pos = 0
+    while (start := _WORD_START.search(value, pos)) is not None:
+        end = value.find("?=", start.end())
+        if end < 0:
+            # Every later start begins further right, so none of them is terminated either.
+            return
+        yield _Word(start.start(), end + 2, start.group(1), start.group(2),
+                    value[start.end() : end])
+        pos = end + 2
+
+
 def _to_text(data: bytes, charset: str, result: Decoded) -> str:
     try:
         return data.decode(charset)
-    except LookupError:
+    except UnicodeError:
+        try:
+            text = data.decode(charset, errors="replace")
+        except (LookupError, ValueError):
+            # idna and punycode refuse to replace what they cannot decode.
+            result.problem(f"bad encoding: the bytes are not valid {charset}; shown as UTF-8")
+        else:
+            result.problem(f"bad encoding: the bytes are not valid {charset}; "
+                           "undecodable bytes are shown as \ufffd")
+            return text
+    except (LookupError, ValueError):  # ValueError: a name the codec registry refuses (a NUL)
         result.problem(f"unknown charset {charset!r}; shown as UTF-8")
-        charset = "utf-8"
-    except UnicodeDecodeError:
-        result.problem(f"bad encoding: the bytes are not valid {charset}; "
-                       "undecodable bytes are shown as \ufffd")
-    return data.decode(charset, errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 def decode(header: str) -> Decoded:
@@ -266,16 +300,16 @@ def decode(header: str) -> Decoded:
 
     pos = 0
     last_was_word = False
-    for match in _WORD.finditer(value):
-        between = value[pos : match.start()]
+    for word in _encoded_words(value):
+        between = value[pos : word.start]
         if between and not (last_was_word and between.strip() == ""):
             flush()
             parts.append(between)
             last_was_word = False
-        pos = match.end()
-        raw_charset, mode, payload = match.groups()
+        pos = word.end
+        raw_charset, mode, payload = word.charset, word.mode, word.payload
         result.words += 1
-        if len(match.group(0)) > MAX_WORD:
+        if word.length > MAX_WORD:
             result.problem(f"an encoded-word is longer than {MAX_WORD} characters")
         charset = _charset_name(raw_charset)
         data: bytes | None
@@ -288,7 +322,7 @@ def decode(header: str) -> Decoded:
             data = None
         if data is None:
             flush()
-            parts.append(match.group(0))
+            parts.append(value[word.start : word.end])
             last_was_word = False
             continue
         if pending is not None and pending[0] != charset:

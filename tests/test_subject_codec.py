@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import time
 from email import message_from_bytes
 from email.header import decode_header, make_header
 
@@ -168,3 +169,37 @@ def test_control_characters_are_replaced_and_reported():
                                      "=?" * 5000, "\x00\xff", "=?utf-8*en?Q?hi?="])
 def test_decoding_never_raises(garbage):
     assert isinstance(decode(garbage).text, str)
+
+
+@pytest.mark.parametrize("header", ["=?idna?Q?xn--zz?=", "=?punycode?Q?=FF?=", "=?undefined?Q?x?="])
+def test_a_charset_that_cannot_replace_bad_bytes_is_shown_as_utf8(header):
+    result = decode(header)
+    assert isinstance(result.text, str)
+    assert any("shown as UTF-8" in p for p in result.problems)
+
+
+def test_an_idna_word_that_is_not_valid_punycode_is_shown_as_written():
+    result = decode("=?idna?Q?xn--zz?=")
+    assert result.text == "xn--zz"
+    assert result.problems == ["bad encoding: the bytes are not valid idna; shown as UTF-8"]
+
+
+def test_a_charset_name_with_a_nul_is_an_unknown_charset():
+    result = decode("=?a\x00b?Q?x?=")
+    assert result.text == "x"
+    assert result.problems == ["unknown charset 'a\\x00b'; shown as UTF-8"]
+
+
+def test_a_lone_question_mark_inside_a_word_belongs_to_its_text():
+    result = decode("=?utf-8?Q?Is_it_ok?_yes?= =?utf-8?Q?=E2=99=A5?=")
+    assert result.text == "Is it ok? yes♥"
+    assert result.words == 2
+
+
+@pytest.mark.parametrize("header", ["=?a?q?a" * 2857, "=?a?q? " * 2857, "=?a?b" * 4000])
+def test_a_long_header_of_unterminated_words_decodes_in_linear_time(header):
+    started = time.perf_counter()
+    result = decode(header)
+    assert result.words == 0
+    # The backtracking pattern this replaces took over half a second on such input.
+    assert time.perf_counter() - started < 0.2

@@ -53,3 +53,11 @@ def test_it_requires_login(client, db):
     response = get(client, text="x")
     assert response.status_code == 302
     assert "/login/" in response["Location"]
+
+
+def test_a_charset_whose_codec_refuses_to_replace_shows_the_problem_not_an_error_page(alice_client):
+    response = get(alice_client, header="=?idna?Q?xn--zz?=")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<pre id="decoded-text">xn--zz</pre>' in html
+    assert "not valid idna; shown as UTF-8" in html
