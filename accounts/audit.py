@@ -9,6 +9,7 @@ from django.db import models
 from django.http import HttpRequest
 
 from accounts.models import Account, AuditEvent
+from accounts.tenancy import client_ip
 
 
 def command_line_actor() -> str:
@@ -36,7 +37,7 @@ def record(
     if request is not None:
         if request.user.is_authenticated:
             actor = request.user
-        ip = request.META.get("REMOTE_ADDR") or None
+        ip = client_ip(request)
     if actor_label is None:
         if actor is not None:
             actor_label = actor.get_username()

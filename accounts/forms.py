@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib.auth import authenticate
 
+from smtpplus.login import password_guess_brake
+
 if TYPE_CHECKING:
     from accounts.tenancy import AccountRequest
 
@@ -83,7 +85,8 @@ class ConfirmPasswordForm(forms.Form):
     def clean_password(self) -> str:
         password: str = self.cleaned_data["password"]
         user = self.request.user
-        checked = authenticate(self.request, username=user.get_username(), password=password)
-        if checked is None or checked.pk != user.pk:
-            raise forms.ValidationError("That is not your password.")
+        with password_guess_brake(self.request, user.get_username()):
+            checked = authenticate(self.request, username=user.get_username(), password=password)
+            if checked is None or checked.pk != user.pk:
+                raise forms.ValidationError("That is not your password.")
         return password

@@ -6,10 +6,12 @@ Every console query is scoped to `request.account`; an object of another account
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -109,4 +111,18 @@ def member_required(role: str = Role.VIEWER) -> Callable[[ViewFunc], ViewFunc]:
 
 
 def client_ip(request: HttpRequest) -> str | None:
+    """The address of the browser behind `request`, for login throttling and the audit log.
+
+    With `BEHIND_TLS_PROXY` the console only ever sees its reverse proxy as the peer: the
+    client is the last `X-Forwarded-For` entry, the one the proxy itself appended (earlier
+    entries come from the client and prove nothing). Without it, or when the header is
+    missing or not an address, the peer address.
+    """
+    if getattr(settings, "BEHIND_TLS_PROXY", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
     return request.META.get("REMOTE_ADDR") or None

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.messages import get_messages
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -205,3 +206,44 @@ def test_reveal_and_reset_need_a_csrf_token(cast):
     assert client.post(CONFIRM, {"password": PASSWORD}).status_code == 403
     assert reveals() == 0
     assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+
+
+def test_the_confirm_page_stops_checking_passwords_after_too_many_wrong_ones(
+    alice_client, cast, settings
+):
+    cache.clear()
+    settings.CONSOLE_LOGIN_FAILURES_PER_USER = 3
+    for _ in range(3):
+        assert "That is not your password." in confirm(
+            alice_client, "guess", reveal_url(cast.acme_smtp)).content.decode()
+    # Even the right password is refused now: guessing has been cut off.
+    response = confirm(alice_client, PASSWORD, reveal_url(cast.acme_smtp))
+    assert response.status_code == 200
+    assert "Too many failed logins" in response.content.decode()
+    assert REAUTH_SESSION_KEY not in alice_client.session
+    assert alice_client.post(reveal_url(cast.acme_smtp)).status_code == 303
+    assert reveals() == 0
+    cache.clear()
+
+
+def test_failed_logins_and_failed_confirmations_share_one_count_per_address(
+    client, cast, settings
+):
+    cache.clear()
+    settings.CONSOLE_LOGIN_FAILURES_PER_IP = 3
+    for i in range(3):
+        client.post("/login/", {"username": f"user{i}@acme.test", "password": "wrong"})
+    response = confirm(login(client, cast.alice), PASSWORD)
+    assert "Too many failed logins" in response.content.decode()
+    assert REAUTH_SESSION_KEY not in client.session
+    cache.clear()
+
+
+def test_behind_the_proxy_the_audit_log_records_the_forwarded_client(
+    alice_client, cast, settings
+):
+    settings.BEHIND_TLS_PROXY = True
+    confirm(alice_client)
+    alice_client.post(reveal_url(cast.acme_smtp), REMOTE_ADDR="127.0.0.1",
+                      HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.9")
+    assert AuditEvent.objects.get(action="smtpuser.reveal").ip == "203.0.113.9"
