@@ -2,13 +2,16 @@ from django.contrib import admin
 
 from alerts.models import Alert, AlertEvent, AlertRule, Notification
 
+# A webhook URL may carry a password: the admin shows it masked, like the console.
+
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     list_display = ("name", "account", "enabled", "frequency", "created")
     list_filter = ("enabled", "frequency")
-    search_fields = ("name", "account__name", "email_recipients", "webhook_url")
-    exclude = ("webhook_secret_encrypted",)
+    search_fields = ("name", "account__name", "email_recipients")
+    exclude = ("webhook_url", "webhook_secret_encrypted")
+    readonly_fields = ("webhook_display",)
     raw_id_fields = ("account",)
     filter_horizontal = ("smtp_users",)
 
@@ -31,7 +34,9 @@ class AlertEventAdmin(admin.ModelAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("created", "account", "channel", "target", "status", "attempts", "error")
+    list_display = ("created", "account", "channel", "target_display", "status", "attempts", "error")
     list_filter = ("status", "channel")
-    search_fields = ("target", "error")
+    search_fields = ("target", "error")  # finds email targets; the match is not shown raw
+    exclude = ("target",)
+    readonly_fields = ("target_display",)
     raw_id_fields = ("alert", "account")

@@ -73,7 +73,9 @@ class AlertRuleForm(forms.Form):
             "login_window_minutes": rule.login_window_minutes,
             "all_users": "1" if rule.all_users else "0",
             "smtp_users": list(rule.smtp_users.all()), "frequency": rule.frequency,
-            "email_recipients": "\n".join(rule.email_list), "webhook_url": rule.webhook_url,
+            # Never the password a webhook URL may carry: the page shows it masked, and
+            # the masked URL sent back unchanged keeps the stored one (rules.update_rule).
+            "email_recipients": "\n".join(rule.email_list), "webhook_url": rule.webhook_display,
         }
 
     def clean_email_recipients(self) -> str:

@@ -90,7 +90,13 @@ def update_rule(
     smtp_users: Iterable[SmtpUser] = (),
     request: HttpRequest | None = None,
 ) -> str | None:
-    """Change a rule; returns a new webhook secret if the rule just got a webhook."""
+    """Change a rule; returns a new webhook secret if the rule just got a webhook.
+
+    A webhook URL equal to the rule's displayed one (its password masked) keeps the stored
+    URL: the edit form shows and sends back the masked URL when the webhook is unchanged.
+    """
+    if rule.webhook_url and data.get("webhook_url") == rule.webhook_display:
+        data = {**data, "webhook_url": rule.webhook_url}
     was_enabled = rule.enabled
     _apply(rule, data)
     if not rule.webhook_url:
