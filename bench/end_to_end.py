@@ -39,23 +39,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtpplus.settings")
-
-from relay_throughput import (  # noqa: E402
+from common import (
+    ROOT,
+    SENDER,
     cleanup,
-    ensure_database,
     free_port,
     make_body,
+    prepare_database,
     setup_user,
     wait_for_port,
 )
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 POSTFIX = "/usr/sbin/postfix"
-SENDER = "bench@bench.test"
 
 
 # --- the sink --------------------------------------------------------------------------
@@ -71,13 +67,12 @@ class Sink:
                 [SMTP_SINK, "-c", "-u", "postfix", f"127.0.0.1:{self.port}", "1024"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
-            threading.Thread(target=self._read_counter, daemon=True).start()
         else:
             self.proc = subprocess.Popen(
                 [sys.executable, __file__, "--aiosmtpd-sink", str(self.port)],
                 stdout=subprocess.PIPE,
             )
-            threading.Thread(target=self._read_counter, daemon=True).start()
+        threading.Thread(target=self._read_counter, daemon=True).start()
         wait_for_port(self.port)
 
     def _read_counter(self) -> None:
@@ -126,14 +121,6 @@ class Result:
     accept_seconds: float
     deliver_seconds: float
     errors: int
-
-    @property
-    def accepted_rate(self) -> float:
-        return self.messages / self.accept_seconds
-
-    @property
-    def delivered_rate(self) -> float:
-        return self.messages / self.deliver_seconds
 
     @property
     def drain_seconds(self) -> float:
@@ -363,16 +350,11 @@ def main() -> None:
         run_aiosmtpd_sink(args.aiosmtpd_sink)
         return
 
-    database = ensure_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    database = prepare_database()
     from django.db import connection
 
     from relay.models import PENDING_STATUSES, Recipient
 
-    call_command("migrate", verbosity=0)
     backlog = Recipient.objects.filter(status__in=PENDING_STATUSES).count()
     if backlog:
         # Our workers would deliver that backlog too, and the figures would be wrong.

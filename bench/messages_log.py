@@ -21,17 +21,14 @@ and an older page deep in the log. Target: each under 200 ms on PostgreSQL.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtpplus.settings")
+from common import prepare_database
 
 TARGET_MS = 200.0
 BATCH = 20_000
@@ -47,25 +44,6 @@ MESSAGE_COLUMNS = ["id", "account_id", "smtp_user_id", "queue_id", "created", "e
 RECIPIENT_COLUMNS = ["id", "message_id", "account_id", "smtp_user_id", "address", "status",
                      "priority", "created", "attempts", "next_attempt_at", "finished_at",
                      "last_code", "last_enhanced", "last_text", "fail_reason", "lease_owner"]
-
-
-def ensure_postgres_database() -> None:
-    """Create the database named in DATABASE_URL if it does not exist yet."""
-    import environ
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        return
-    cfg = environ.Env.db_url_config(url)
-    params = {"host": cfg.get("HOST") or None, "port": cfg.get("PORT") or None,
-              "user": cfg.get("USER") or None, "password": cfg.get("PASSWORD") or None}
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              [cfg["NAME"]]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-            print(f"created database {cfg['NAME']}")
 
 
 def setup_accounts() -> tuple[Any, Any, list[Any], Any]:
@@ -250,11 +228,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    ensure_postgres_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    prepare_database(meant_for_postgres=False)
     from django.db import connection
     from django.test import Client
     from django.urls import reverse
@@ -262,7 +236,6 @@ def main() -> int:
     from relay.logfilters import encode_cursor
     from relay.models import Message
 
-    call_command("migrate", verbosity=0)
     account, member, users, outsider = setup_accounts()
     rng = random.Random(args.seed)
     if not args.reuse:

@@ -44,20 +44,23 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtpplus.settings")
-
-SENDER = "bench@bench.test"
+from common import (
+    ROOT,
+    SENDER,
+    cleanup,
+    free_port,
+    make_body,
+    prepare_database,
+    setup_user,
+    wait_for_port,
+)
 
 
 # --- the bare server (child process) -------------------------------------------------
@@ -308,109 +311,35 @@ def drive_processes(pool: ProcessPoolExecutor, processes: int, port: int, userna
                   client_cpu=sum(r.client_cpu for r, _, _ in parts))
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (forked relay workers), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+def _cpu_seconds(counted: Callable[[int, int, str], bool]) -> float:
+    """CPU time, from /proc, of the processes for which `counted(pid, parent pid, command
+    name)` is true."""
+    ticks = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:  # the process has ended
             continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+        fields = tail.split()  # fields[1]: the parent's pid; 11 and 12: user and system time
+        if counted(int(entry), int(fields[1]), head.split("(", 1)[1]):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (forked relay workers)."""
+    return _cpu_seconds(lambda p, parent, _: pid in (p, parent))
 
 
 def postgres_cpu_seconds() -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() not in ("postgres", "postmaster"):
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, NotADirectoryError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+    """CPU time of all PostgreSQL processes on the machine."""
+    return _cpu_seconds(lambda _p, _parent, name: name in ("postgres", "postmaster"))
 
 
-def make_body(size: int) -> bytes:
-    head = (f"From: Bench <{SENDER}>\r\nTo: rcpt@example.net\r\nSubject: bench\r\n"
-            "Message-ID: <bench@bench.test>\r\n\r\n").encode()
-    line = b"x" * 76 + b"\r\n"
-    body = head
-    while len(body) + len(line) <= size:
-        body += line
-    return body + b"y" * max(0, size - len(body) - 2) + b"\r\n"
-
-
-# --- setup and orchestration -------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port} after {timeout} s")
-
-
-def ensure_database() -> str:
-    import environ
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("warning: DATABASE_URL is not PostgreSQL; this bench is meant for PostgreSQL",
-              file=sys.stderr)
-        return "sqlite"
-    cfg = environ.Env.db_url_config(url)
-    params = {"host": cfg.get("HOST") or None, "port": cfg.get("PORT") or None,
-              "user": cfg.get("USER") or None, "password": cfg.get("PASSWORD") or None}
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            [cfg["NAME"]]).fetchone():
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-    return "postgresql"
-
-
-def setup_user() -> tuple[int, str, str]:
-    from django.core.management import call_command
-
-    from accounts.models import AuthorizedDomain
-    from accounts.services import create_account, create_smtp_user
-
-    call_command("migrate", verbosity=0)
-    account, _, _ = create_account(f"Bench {int(time.time())}", f"bench-{os.getpid()}@bench.test")
-    user, password = create_smtp_user(account, name="bench")
-    AuthorizedDomain.objects.create(smtp_user=user, domain="bench.test")
-    return account.pk, user.username, password
-
-
-def cleanup(account_id: int) -> None:
-    from django.contrib.auth import get_user_model
-
-    from accounts.models import Account, Membership
-
-    account = Account.objects.get(pk=account_id)
-    owners = list(Membership.objects.filter(account=account).values_list("user_id", flat=True))
-    account.delete()
-    get_user_model().objects.filter(pk__in=owners, memberships__isnull=True).delete()
-
+# --- orchestration ---------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -428,10 +357,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench account")
     args = parser.parse_args()
 
-    ensure_database()
-    import django
-
-    django.setup()
+    prepare_database()
     from django.db import connection
 
     account_id, username, password = setup_user()
