@@ -18,6 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from accounts.senders import SenderPolicy, split_address
 from relay import accept
+from relay.limits import messages_last_hour
 from relay.login import log_in
 from relay.models import EventKind
 
@@ -110,6 +111,21 @@ class RelayHandler:
         self.relay.record_event(
             kind, client_ip=server.client_ip, port=server.listener.port, reply=reply, **fields
         )
+
+    async def _hourly_limit_reached(self, session: RelaySession) -> bool:
+        """Whether the user has used up its hourly limit. Before saying so, a count older
+        than a minute is read again: the hour moves on, and other relay processes'
+        messages count too. Only a refusal pays for the query."""
+        hourly, user_id = self.relay.hourly, session.smtp_user_id or 0
+        if not hourly.exceeded(user_id, session.hourly_limit):
+            return False
+        if hourly.needs_load(user_id):
+            try:
+                hourly.load(user_id, await self.relay.run_db(messages_last_hour, user_id))
+            except Exception:
+                log.exception("could not count the last hour's messages of %s", session.username)
+                return True
+        return hourly.exceeded(user_id, session.hourly_limit)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error", exc_info=error)
@@ -207,7 +223,7 @@ class RelayHandler:
             self._event(server, EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
                         reason=f"sender address: {problem}")
             return reply
-        if self.relay.hourly.exceeded(session.smtp_user_id or 0, session.hourly_limit):
+        if await self._hourly_limit_reached(session):
             self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED, address=address,
                         reason=f"{session.hourly_limit} messages per hour")
             return RATE_LIMITED
@@ -272,7 +288,7 @@ class RelayHandler:
                                 address=accept.printable(address, 998),
                                 reason=f"{header} {decision.reason}")
                     return reply
-        if relay.hourly.exceeded(session.smtp_user_id, session.hourly_limit):
+        if await self._hourly_limit_reached(session):
             self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED,
                         address=envelope.mail_from or "",
                         reason=f"{session.hourly_limit} messages per hour")

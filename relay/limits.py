@@ -4,8 +4,10 @@ cool-off, and the per-user hourly message count.
 They live in memory because they are checked on every connection or message and must
 cost nothing there. With several relay processes each one counts for itself: the
 connection cap and the login cool-off apply per process, and the hourly count is
-re-read from the database at least once a minute (`HOURLY_RELOAD_SECONDS`), so the
-other processes' messages are seen within a minute.
+re-read from the database at a login and before a message is refused for it, when the
+count in memory is older than a minute (`HOURLY_RELOAD_SECONDS`): a refused client sees
+the hour move on and the other processes' messages within a minute, even on a
+connection it keeps open.
 """
 
 from __future__ import annotations
@@ -104,9 +106,9 @@ class HourlyLimits:
     """Messages per SMTP+ user in the last hour, for users with an hourly limit.
 
     The database count is loaded at AUTH (in the same worker job as the credential
-    check) when it is older than a minute; messages this process accepts since then are
-    added in memory. The count is conservative: a message leaves the database part only
-    at the next reload.
+    check) and before a refusal, when it is older than a minute; messages this process
+    accepts since then are added in memory. The count is conservative: a message leaves
+    the database part only at the next reload.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -85,6 +87,22 @@ def test_it_stops_a_user_at_its_hourly_limit(relay, cast):
     event = RelayEvent.objects.get(kind=EventKind.RATE_LIMITED)
     assert event.smtp_user == cast.acme_smtp
     assert event.reason == "3 messages per hour"
+
+
+def test_a_session_kept_open_at_its_hourly_limit_may_send_again_once_the_hour_moves_on(
+    relay, cast,
+):
+    SmtpUser.objects.filter(pk=cast.acme_smtp.pk).update(hourly_limit=2)
+    with logged_in(relay, cast) as smtp:
+        assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
+        assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
+        assert smtp.mail("shop@acme.test")[0] == 451
+        smtp.rset()
+        # The two messages leave the hour, and the count in memory is over a minute old.
+        Message.objects.update(created=timezone.now() - timedelta(hours=2))
+        relay.server.hourly.clock = lambda: time.monotonic() + 61
+        assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
+    assert Message.objects.count() == 3
 
 
 @pytest.mark.parametrize("relay", [{"RELAY_MAX_CONNECTIONS_PER_IP": 2}], indirect=True)
