@@ -26,9 +26,19 @@ class SmtpUserChoiceField(forms.ModelChoiceField):
         return f"{obj.name} ({obj.username})" if obj.name else obj.username
 
 
-class MessageFilterForm(forms.Form):
+class AccountFilterForm(forms.Form):
+    """A filter form whose SMTP+ user choices are the given account's users only."""
+
     user = SmtpUserChoiceField(queryset=SmtpUser.objects.none(), required=False,
                                empty_label="All SMTP+ users", label="SMTP+ user")
+
+    def __init__(self, data: Any, account: Account) -> None:
+        super().__init__(data)
+        users = cast(SmtpUserChoiceField, self.fields["user"])
+        users.queryset = SmtpUser.objects.filter(account=account)
+
+
+class MessageFilterForm(AccountFilterForm):
     status = forms.ChoiceField(choices=[("", "Any status"), *RecipientStatus.choices],
                                required=False, label="Recipient status")
     sender = forms.CharField(required=False, max_length=320, label="Sender")
@@ -40,11 +50,6 @@ class MessageFilterForm(forms.Form):
     date_to = forms.DateField(required=False, label="To date",
                               widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, data: Any, account: Account) -> None:
-        super().__init__(data)
-        users = cast(SmtpUserChoiceField, self.fields["user"])
-        users.queryset = SmtpUser.objects.filter(account=account)
-
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         start, end = data.get("date_from"), data.get("date_to")
@@ -53,24 +58,14 @@ class MessageFilterForm(forms.Form):
         return data
 
 
-class EventFilterForm(forms.Form):
-    user = SmtpUserChoiceField(queryset=SmtpUser.objects.none(), required=False,
-                               empty_label="All SMTP+ users", label="SMTP+ user")
+class EventFilterForm(AccountFilterForm):
     kind = forms.ChoiceField(choices=[("", "Any kind"), *EventKind.choices], required=False,
                              label="Kind")
 
-    def __init__(self, data: Any, account: Account) -> None:
-        super().__init__(data)
-        users = cast(SmtpUserChoiceField, self.fields["user"])
-        users.queryset = SmtpUser.objects.filter(account=account)
 
-
-FILTER_FIELDS = tuple(MessageFilterForm.base_fields)
-
-
-def filter_params(data: Any) -> dict[str, str]:
-    """The filter fields of a GET/POST dict, non-empty ones only (for links and forms)."""
-    return {name: data.get(name) for name in FILTER_FIELDS if data.get(name)}
+def filter_params(form: forms.Form) -> dict[str, str]:
+    """The form's non-empty filters as submitted (for links and hidden fields)."""
+    return {name: value for name in form.fields if (value := form.data.get(name))}
 
 
 def _day_start(day: Any) -> datetime:

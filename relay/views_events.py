@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from accounts.tenancy import AccountRequest, member_required
-from relay.logfilters import EventFilterForm, filter_events, keyset_page
+from relay.logfilters import EventFilterForm, filter_events, filter_params, keyset_page
 
 
 @member_required()
@@ -21,10 +21,9 @@ def event_list(request: AccountRequest) -> HttpResponse:
         before=request.GET.get("before"),
         after=request.GET.get("after"),
     )
-    params = {k: request.GET[k] for k in ("user", "kind") if request.GET.get(k)}
     return render(request, "relay/events.html", {
         "form": form,
         "events": page.items,
         "page": page,
-        "filter_query": urlencode(params),
+        "filter_query": urlencode(filter_params(form)),
     })

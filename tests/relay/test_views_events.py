@@ -95,6 +95,18 @@ def test_it_pages_by_older_and_newer_links(alice_client, cast):
     assert [e.reason for e in newer.context["events"]] == [f"r{i:03d}" for i in range(50)]
 
 
+def test_pagination_links_keep_the_filters(alice_client, cast):
+    now = timezone.now()
+    RelayEvent.objects.bulk_create([
+        RelayEvent(account=cast.acme, smtp_user=cast.acme_smtp, kind=EventKind.RATE_LIMITED,
+                   created=now, last_seen=now - timedelta(seconds=i))
+        for i in range(55)
+    ])
+    html = alice_client.get(EVENTS, {"user": cast.acme_smtp.pk, "kind": "rate_limited",
+                                     "before": ""}).content.decode()
+    assert f"?user={cast.acme_smtp.pk}&amp;kind=rate_limited&amp;before=" in html
+
+
 def test_a_viewer_can_read_events(client, cast):
     login(client, cast.victor)
     make_event(cast.acme, reason="visible to viewers")
