@@ -7,14 +7,15 @@ Everything is scoped to `request.account`; state changes go through `relay.actio
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesHeaderParser
 from typing import Any
 
 from django.contrib import messages as flash
-from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
+from relay import actions
 from relay.accept import decode_words
 from relay.logfilters import (
     MessageFilterForm,
@@ -77,27 +79,39 @@ def decoded_headers(raw: bytes | memoryview | None) -> list[tuple[str, str]]:
     return result
 
 
-def _actions() -> Any:
-    # Imported late: the delivery side owns relay.actions.
-    from relay import actions
+@dataclass(frozen=True)
+class QueueAction:
+    """Retry or cancel, from a message's page or on the log's selection."""
 
-    return actions
+    apply: Callable[..., int]  # relay.actions.retry_now or relay.actions.cancel
+    done: str  # the flash message, after the number of recipients
+    statuses: tuple[str, ...]  # the recipients it touches on a message's page
+    bulk_statuses: tuple[str, ...]  # ... and in the log's selection
+    bulk_label: str
 
 
-def retry_recipients(recipients: QuerySet[Recipient], request: AccountRequest) -> int:
-    return int(_actions().retry_now(recipients, request=request, account=request.account))
+QUEUE_ACTIONS = {
+    "retry": QueueAction(actions.retry_now, "queued for delivery now", RETRY_STATUSES,
+                         BULK_RETRY_STATUSES, "Retry now every failed or deferred recipient"),
+    "cancel": QueueAction(actions.cancel, "cancelled", CANCEL_STATUSES, CANCEL_STATUSES,
+                          "Cancel every pending (queued or deferred) recipient"),
+}
 
 
-def cancel_recipients(recipients: QuerySet[Recipient], request: AccountRequest) -> int:
-    return int(_actions().cancel(recipients, request=request, account=request.account))
+def _apply(action: QueueAction, recipients: QuerySet[Recipient], request: AccountRequest) -> None:
+    done = action.apply(recipients, request=request, account=request.account)
+    flash.success(request, f"{done} recipient(s) {action.done}.")
 
 
 def log_queryset(account: Any, filters: dict[str, Any]) -> QuerySet[Message]:
-    """What the log page lists: no raw bytes, recipients prefetched in one query."""
-    recipients = Recipient.objects.only(
+    """What the log page lists: no raw bytes; the first recipients of each message (the
+    badges) in one query, and how many there are in all."""
+    badges = Recipient.objects.only(
         "id", "message", "address", "status", "last_code", "last_enhanced", "last_text",
         "fail_reason",
-    ).order_by("id")
+    ).order_by("id")[:RECIPIENT_BADGES]
+    count = (Recipient.objects.filter(message=OuterRef("pk")).order_by().values("message")
+             .annotate(n=Count("pk")).values("n"))
     return (
         filter_messages(account, filters)
         .select_related("smtp_user")
@@ -105,7 +119,8 @@ def log_queryset(account: Any, filters: dict[str, Any]) -> QuerySet[Message]:
             "id", "created", "envelope_from", "subject", "size", "queue_id",
             "smtp_user__id", "smtp_user__name", "smtp_user__username",
         )
-        .prefetch_related(Prefetch("recipients", queryset=recipients))
+        .annotate(recipient_count=Subquery(count))
+        .prefetch_related(Prefetch("recipients", queryset=badges, to_attr="badges"))
     )
 
 
@@ -130,15 +145,16 @@ def message_list(request: AccountRequest) -> HttpResponse:
     rows = []
     base = reverse("relay:messages")  # detail pages are messages/<pk>/: one reverse, not 100
     for message in page.items:
-        shown = list(message.recipients.all())
+        shown = message.badges
         rows.append(LogRow(message, f"{base}{message.pk}/", display_subject(message.subject),
-                           shown[:RECIPIENT_BADGES], max(0, len(shown) - RECIPIENT_BADGES)))
+                           shown, max(0, (message.recipient_count or 0) - len(shown))))
+    params = filter_params(form)
     return render(request, "relay/message_list.html", {
         "form": form,
         "rows": rows,
         "page": page,
-        "filter_query": urlencode(filter_params(request.GET)),
-        "filtered": bool(filter_params(request.GET)),
+        "filter_query": urlencode(params),
+        "filtered": bool(params),
         "can_edit": request.membership.can_edit,
     })
 
@@ -162,37 +178,29 @@ def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
     })
 
 
-def _chosen_recipients(request: HttpRequest, message: Message, statuses: tuple[str, ...]) -> QuerySet[Recipient]:
-    qs = message.recipients.filter(status__in=statuses)
+def _chosen_recipients(request: AccountRequest, pk: int, statuses: tuple[str, ...]) -> QuerySet[Recipient]:
+    """The recipients of message `pk` an action on its page touches: the one posted as
+    `recipient`, or all of them. Not found unless the message (and that recipient) is the
+    current account's."""
+    recipients = Recipient.objects.filter(message_id=pk, message__account=request.account)
     chosen = request.POST.get("recipient")
     if chosen:
-        recipient = get_object_or_404(message.recipients.all(), pk=chosen if chosen.isdigit() else -1)
-        qs = qs.filter(pk=recipient.pk)
-    return qs
+        recipients = recipients.filter(pk=chosen if chosen.isdigit() else -1)
+        found = recipients.exists()
+    else:
+        found = Message.objects.filter(pk=pk, account=request.account).exists()
+    if not found:
+        raise Http404("No such message or recipient.")
+    return recipients.filter(status__in=statuses)
 
 
 @require_POST
 @member_required(Role.ADMIN)
-def message_retry(request: AccountRequest, pk: int) -> HttpResponse:
-    message = get_object_or_404(Message, pk=pk, account=request.account)
-    done = retry_recipients(_chosen_recipients(request, message, RETRY_STATUSES), request)
-    flash.success(request, f"{done} recipient(s) queued for delivery now.")
-    return redirect("relay:message_detail", pk=message.pk)
-
-
-@require_POST
-@member_required(Role.ADMIN)
-def message_cancel(request: AccountRequest, pk: int) -> HttpResponse:
-    message = get_object_or_404(Message, pk=pk, account=request.account)
-    done = cancel_recipients(_chosen_recipients(request, message, CANCEL_STATUSES), request)
-    flash.success(request, f"{done} recipient(s) cancelled.")
-    return redirect("relay:message_detail", pk=message.pk)
-
-
-BULK_ACTIONS = {
-    "retry": ("Retry now every failed or deferred recipient", BULK_RETRY_STATUSES),
-    "cancel": ("Cancel every pending (queued or deferred) recipient", CANCEL_STATUSES),
-}
+def message_action(request: AccountRequest, pk: int, action: str) -> HttpResponse:
+    """Retry or cancel one recipient, or every recipient it applies to, of one message."""
+    queue_action = QUEUE_ACTIONS[action]
+    _apply(queue_action, _chosen_recipients(request, pk, queue_action.statuses), request)
+    return redirect("relay:message_detail", pk=pk)
 
 
 @member_required(Role.ADMIN)
@@ -200,32 +208,27 @@ def messages_bulk(request: AccountRequest) -> HttpResponse:
     """GET: how many recipients the action would touch, and a confirm button. POST: do it."""
     data = request.POST if request.method == "POST" else request.GET
     action = data.get("action", "")
-    if action not in BULK_ACTIONS:
+    queue_action = QUEUE_ACTIONS.get(action)
+    if queue_action is None:
         flash.error(request, "Unknown action.")
         return redirect("relay:messages")
     account = request.account
     form = MessageFilterForm(data, account)
-    query = urlencode(filter_params(data))
+    params = filter_params(form)
+    query = urlencode(params)
     back = reverse("relay:messages") + (f"?{query}" if query else "")
     if not form.is_valid():
         flash.error(request, "The filters are not valid; fix them first.")
         return redirect(back)
-    label, statuses = BULK_ACTIONS[action]
-    selection = selection_recipients(account, form.cleaned_data, statuses)
+    selection = selection_recipients(account, form.cleaned_data, queue_action.bulk_statuses)
     if request.method == "POST":
-        if action == "retry":
-            done = retry_recipients(selection, request)
-            flash.success(request, f"{done} recipient(s) queued for delivery now.")
-        else:
-            done = cancel_recipients(selection, request)
-            flash.success(request, f"{done} recipient(s) cancelled.")
+        _apply(queue_action, selection, request)
         return redirect(back)
     return render(request, "relay/message_bulk_confirm.html", {
         "action": action,
-        "label": label,
+        "label": queue_action.bulk_label,
         "count": selection.count(),
-        "params": filter_params(data),
-        "described": [(form.fields[name].label, form.cleaned_data[name])
-                      for name in filter_params(data)],
+        "params": params,
+        "described": [(form.fields[name].label, form.cleaned_data[name]) for name in params],
         "back": back,
     })

@@ -132,6 +132,18 @@ def test_the_log_page_does_not_query_per_message(alice_client, cast):
     assert message_selects and all('"raw"' not in sql for sql in message_selects)
 
 
+def test_the_log_shows_the_first_five_recipients_and_how_many_more(alice_client, cast):
+    make_message(cast.acme_smtp, recipients=[(f"r{i}@example.net", "queued") for i in range(8)])
+    make_message(cast.acme_smtp, recipients=[("only@example.net", "queued")])
+    response = alice_client.get(LOG)
+    rows = response.context["rows"]
+    assert [r.address for r in rows[1].recipients] == [f"r{i}@example.net" for i in range(5)]
+    assert (rows[1].more, rows[0].more) == (3, 0)
+    html = response.content.decode()
+    assert "r4@example.net" in html and "r5@example.net" not in html
+    assert "+3 more" in html and html.count(" more</div>") == 1
+
+
 @pytest.fixture
 def filter_set(cast):
     other_user = SmtpUser.objects.create(account=cast.acme, name="Newsletter", username="news1")
