@@ -99,15 +99,29 @@ def _allow_private() -> bool:
     return bool(getattr(settings, "ALERTS_WEBHOOK_ALLOW_PRIVATE", False))
 
 
+# NAT64 (RFC 6052): the well-known prefix carries an IPv4 address in its last 32 bits; the
+# local-use prefix (RFC 8215) is translated to whatever the operator chose.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def is_public_address(value: str) -> bool:
     """Is `value` an IP address on the public internet (not loopback, private,
-    link-local — cloud metadata lives there —, shared, reserved or multicast)?"""
+    link-local — cloud metadata lives there —, shared, reserved or multicast)?
+
+    An IPv6 address that wraps an IPv4 one (IPv4-mapped, 6to4, NAT64) is judged by the
+    IPv4 address it reaches."""
     try:
-        ip = ipaddress.ip_address(value.split("%", 1)[0])
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(value.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return False
+        if ip in NAT64_PREFIX:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        else:
+            ip = ip.ipv4_mapped or ip.sixtofour or ip
     return ip.is_global and not ip.is_multicast
 
 

@@ -56,6 +56,8 @@ CONTENT = AlertContent(subject="s", text="t", html="<p>h</p>", payload={"type": 
     "https://10.1.2.3/hook",
     "https://192.168.0.10/hook",
     "http://[::ffff:127.0.0.1]/hook",
+    "http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+    "http://[64:ff9b::10.0.0.1]/hook",
 ])
 def test_the_form_refuses_a_webhook_inside_our_network(client, cast, url):
     login(client, cast.alice)
@@ -113,6 +115,10 @@ def test_with_the_setting_a_loopback_webhook_is_called(settings, loopback_hook):
     ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("::1", False),  # noqa: S104
     ("fe80::1%eth0", False), ("fd00::1", False), ("::ffff:10.0.0.1", False), ("224.0.0.1", False),
     ("not-an-address", False),
+    # IPv6 addresses that wrap an IPv4 address: 6to4 and NAT64.
+    ("2002:7f00:1::1", False), ("2002:a9fe:a9fe::", False), ("2002:5db8:d70e::1", True),
+    ("64:ff9b::7f00:1", False), ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::5db8:d70e", True),
+    ("64:ff9b:1::a00:1", False),
 ])
 def test_which_addresses_count_as_public(address, public):
     assert is_public_address(address) is public
