@@ -29,8 +29,9 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -51,14 +52,6 @@ class Received:
     def header_bytes(self) -> bytes:
         head, _, _ = self.data.partition(b"\r\n\r\n")
         return head
-
-
-@dataclass
-class _State:
-    replies: dict[str, Any] = field(default_factory=dict)
-    data_reply: str = "250 2.0.0 Ok: queued"
-    hang_up_at: str | None = None
-    hang_at: str | None = None
 
 
 class _Server(SMTP):
@@ -270,8 +263,8 @@ def database_url_for_subprocess() -> str:
     s = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
-    user = s.get("USER") or ""
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    user = quote(s.get("USER") or "", safe="")
+    password = f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else ""
     auth = f"{user}{password}@" if user else ""
     port = f":{s['PORT']}" if s.get("PORT") else ""
     return f"postgres://{auth}{s.get('HOST') or 'localhost'}{port}/{s['NAME']}"

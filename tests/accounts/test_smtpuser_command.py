@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from accounts.credentials import check_credentials
 from accounts.models import AuditEvent, SmtpUser
+from tests.fake_upstream import database_url_for_subprocess
 
 pytestmark = pytest.mark.django_db
 
@@ -127,16 +127,8 @@ def test_reset_password_prints_a_new_password_and_the_old_one_stops_working(cast
     assert AuditEvent.objects.filter(action="smtpuser.reset_password").count() == 1
 
 
-def database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url()}
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess()}
     return subprocess.run(
         [sys.executable, "manage.py", "smtpuser", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,

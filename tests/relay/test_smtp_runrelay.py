@@ -13,20 +13,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from relay.models import Message, RelayNode
+from tests.fake_upstream import database_url_for_subprocess
 from tests.smtp_relay import message
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def free_port() -> int:
@@ -36,7 +28,7 @@ def free_port() -> int:
 
 
 def start_runrelay(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": database_url(), "RELAY_HOSTNAME": "relay.test",
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(), "RELAY_HOSTNAME": "relay.test",
            "RELAY_TLS_CERT": "", "RELAY_LISTEN_TLS": ""}
     log = (tmp_path / "relay.log").open("wb")
     return subprocess.Popen(
