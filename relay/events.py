@@ -120,41 +120,24 @@ def write_events(batch: Batch) -> int:
     from relay.models import RelayEvent
 
     batch = fold_overflow(batch)
-    written = 0
+    new: list[RelayEvent] = []
     with transaction.atomic():
         for key, tally in batch.items():
+            # EventKey's fields are RelayEvent's attribute names; `account_id=None` and the
+            # like read as IS NULL, which is what folding needs.
+            match = vars(key)
             updated = (
-                # The plugin takes `account_id=None` for an error on this nullable foreign
-                # key; Django reads it as IS NULL, which is what folding needs.
-                RelayEvent.objects.filter(  # type: ignore[misc]
-                    kind=key.kind,
-                    client_ip=key.client_ip,
-                    port=key.port,
-                    username=key.username,
-                    address=key.address,
-                    reason=key.reason,
-                    reply=key.reply,
-                    smtp_user_id=key.smtp_user_id,
-                    account_id=key.account_id,
-                    last_seen__gte=tally.first - timedelta(seconds=FOLD_SECONDS),
+                RelayEvent.objects.filter(
+                    **match, last_seen__gte=tally.first - timedelta(seconds=FOLD_SECONDS)
                 )
                 .order_by()
                 .update(count=F("count") + tally.count, last_seen=tally.last)
             )
             if not updated:
-                RelayEvent.objects.create(
-                    kind=key.kind,
-                    client_ip=key.client_ip,
-                    port=key.port,
-                    username=key.username,
-                    address=key.address,
-                    reason=key.reason,
-                    reply=key.reply,
-                    smtp_user_id=key.smtp_user_id,
-                    account_id=key.account_id,
-                    count=tally.count,
-                    created=tally.first,
-                    last_seen=tally.last,
-                )
-            written += 1
-    return written
+                new.append(RelayEvent(
+                    **match, count=tally.count, created=tally.first, last_seen=tally.last
+                ))
+        # The keys of a batch are distinct: a row created here cannot be one that a later
+        # key of the same batch would fold into.
+        RelayEvent.objects.bulk_create(new)
+    return len(batch)

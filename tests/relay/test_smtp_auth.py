@@ -8,6 +8,7 @@ import smtplib
 import pytest
 
 from accounts.models import SmtpUser
+from relay.events import EventBuffer, write_events
 from relay.models import EventKind, RelayEvent
 from tests.smtp_relay import dialog
 
@@ -133,6 +134,19 @@ def test_a_flood_of_identical_failures_is_folded_into_one_event_row(relay, cast)
     event = RelayEvent.objects.get(kind=EventKind.AUTH_FAILED)
     assert event.count == 9
     assert event.reason == "unknown user"
+
+
+def test_events_written_again_within_a_minute_add_to_their_rows_and_new_ones_get_rows(db):
+    def batch(*ips: str | None):
+        events = EventBuffer()
+        for ip in ips:
+            events.record(EventKind.AUTH_FAILED, client_ip=ip, username="smtp-x", reply="535")
+        return events.take()
+
+    assert write_events(batch("192.0.2.1", None)) == 2
+    assert write_events(batch("192.0.2.1", None, "192.0.2.2")) == 3
+    counts = dict(RelayEvent.objects.values_list("client_ip", "count"))
+    assert counts == {"192.0.2.1": 2, None: 2, "192.0.2.2": 1}
 
 
 def test_malformed_auth_plain_gets_a_syntax_error_not_a_hang(relay):
