@@ -24,9 +24,3 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
-
-
-@member_required()
-def placeholder(request: AccountRequest, *args: object, **kwargs: object) -> HttpResponse:
-    """Stands in for a page that is being built; replaced app by app."""
-    return render(request, "placeholder.html", status=501)
