@@ -13,7 +13,7 @@ from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
-from relay.listen import alive_nodes, compact_ports
+from relay.listen import alive_nodes, node_listeners, ports_by_tls
 from relay.models import (
     PENDING_STATUSES,
     Message,
@@ -25,7 +25,6 @@ from relay.models import (
 from relay.views_log import display_subject
 
 PROBLEMS_SHOWN = 8
-TLS_LABELS = {"starttls": "STARTTLS", "implicit": "implicit TLS", "none": "no TLS"}
 
 
 @dataclass
@@ -36,14 +35,7 @@ class NodeView:
 
 
 def node_ports(listeners: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    by_tls: dict[str, set[int]] = {}
-    for item in listeners:
-        by_tls.setdefault(item.get("tls", "none"), set()).add(int(item["port"]))
-    order = ["starttls", "none", "implicit"]
-    return [
-        (TLS_LABELS.get(tls, tls), compact_ports(sorted(by_tls[tls])))
-        for tls in sorted(by_tls, key=lambda t: (order.index(t) if t in order else 9, t))
-    ]
+    return ports_by_tls(node_listeners(listeners))
 
 
 def relay_status() -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
 
 # A node whose heartbeat is older than this is considered gone.
 NODE_ALIVE_SECONDS = 60
+
+# How the console names each TLS mode, in the order it lists them.
+TLS_LABELS = {"starttls": "STARTTLS", "none": "no TLS", "implicit": "implicit TLS"}
 
 
 class ListenSpecError(ValueError):
@@ -81,15 +85,21 @@ def alive_nodes() -> QuerySet[RelayNode]:
     return RelayNode.objects.filter(heartbeat__gte=cutoff, stopped__isnull=True)
 
 
-def advertised_listeners() -> tuple[list[Listener], bool]:
+def node_listeners(items: Iterable[dict[str, Any]]) -> list[Listener]:
+    """A node's reported listeners (`RelayNode.listeners`, JSON) as `Listener`s."""
+    return [Listener(item.get("host", ""), int(item["port"]), item.get("tls", "none"))
+            for item in items]
+
+
+def advertised_listeners(nodes: Iterable[RelayNode] | None = None) -> tuple[list[Listener], bool]:
     """(listeners, reported): the live relays' real ports, or the configured ones.
 
-    `reported` is False when no relay has sent a heartbeat in the last minute.
+    `reported` is False when no relay has sent a heartbeat in the last minute. `nodes`:
+    the live nodes when the caller has already loaded them.
     """
     found: set[Listener] = set()
-    for node in alive_nodes():
-        for item in node.listeners:
-            found.add(Listener(item.get("host", ""), int(item["port"]), item.get("tls", "none")))
+    for node in alive_nodes() if nodes is None else nodes:
+        found.update(node_listeners(node.listeners))
     if found:
         return sorted(found, key=lambda x: (x.port, x.host)), True
     return configured_listeners(), False
@@ -107,3 +117,16 @@ def compact_ports(ports: list[int]) -> str:
         parts.append(str(ports[i]) if i == j else f"{ports[i]}-{ports[j]}")
         i = j + 1
     return ", ".join(parts)
+
+
+def ports_by_tls(listeners: Iterable[Listener]) -> list[tuple[str, str]]:
+    """(TLS label, compact ports) per TLS mode, in `TLS_LABELS` order, hosts merged:
+    [("STARTTLS", "25, 587, 1025-5000"), ("implicit TLS", "465")]."""
+    by_tls: dict[str, list[int]] = {}
+    for x in listeners:
+        by_tls.setdefault(x.tls, []).append(x.port)
+    order = list(TLS_LABELS)
+    return [
+        (TLS_LABELS.get(tls, tls), compact_ports(by_tls[tls]))
+        for tls in sorted(by_tls, key=lambda t: (order.index(t) if t in order else len(order), t))
+    ]

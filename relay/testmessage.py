@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.models import SmtpUser
-from relay.listen import Listener, advertised_listeners
+from relay.listen import TLS_LABELS, Listener, advertised_listeners
 
 MASK = "********"
 TIMEOUT = 15.0
@@ -38,7 +38,7 @@ class Endpoint:
 
     @property
     def mode(self) -> str:
-        return {"implicit": "implicit TLS", "starttls": "STARTTLS"}.get(self.tls, "no TLS")
+        return TLS_LABELS.get(self.tls, TLS_LABELS["none"])
 
     @property
     def label(self) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db.models import Sum
 
 from accounts.models import SmtpUser
-from relay.listen import Listener, advertised_listeners, alive_nodes, compact_ports
+from relay.listen import Listener, advertised_listeners, alive_nodes, compact_ports, ports_by_tls
 from relay.models import ConnectionStat, RelayEvent, RelayNode
 from relay.troubleshooter import NODATA, OK, PROBLEM, WINDOW, CheckResult, Fix, when
 
@@ -37,15 +37,8 @@ def check_relay_running(user: SmtpUser, now: datetime) -> CheckResult:
 
 
 # --- 4./5. ports -----------------------------------------------------------------------
-TLS_LABELS = {"starttls": "STARTTLS", "implicit": "implicit TLS (SSL)", "none": "no TLS"}
-
-
 def listeners_text(listeners: list[Listener]) -> str:
-    by_mode: dict[str, list[int]] = {}
-    for x in listeners:
-        by_mode.setdefault(x.tls, []).append(x.port)
-    return "; ".join(f"{compact_ports(ports)} ({TLS_LABELS.get(mode, mode)})"
-                     for mode, ports in sorted(by_mode.items(), key=lambda kv: min(kv[1])))
+    return "; ".join(f"{ports} ({label})" for label, ports in ports_by_tls(listeners))
 
 
 def suggest_port(listeners: list[Listener]) -> int | None:

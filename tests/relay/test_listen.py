@@ -1,6 +1,6 @@
 import pytest
 
-from relay.listen import ListenSpecError, compact_ports, parse_listen
+from relay.listen import Listener, ListenSpecError, compact_ports, parse_listen, ports_by_tls
 
 
 def test_it_parses_the_seed_port_list_with_ranges():
@@ -21,3 +21,12 @@ def test_it_rejects_bad_specs_with_a_message(spec):
 
 def test_compact_ports_prints_ranges():
     assert compact_ports([587, 25, 1025, 1026, 1027, 2525]) == "25, 587, 1025-1027, 2525"
+
+
+def test_ports_by_tls_merges_hosts_and_lists_starttls_then_plain_then_implicit():
+    listeners = [Listener("::", 465, "implicit"), Listener("0.0.0.0", 2525, "none"),
+                 Listener("0.0.0.0", 587, "starttls"), Listener("::", 587, "starttls"),
+                 Listener("0.0.0.0", 25, "starttls")]
+    assert ports_by_tls(listeners) == [
+        ("STARTTLS", "25, 587"), ("no TLS", "2525"), ("implicit TLS", "465"),
+    ]
