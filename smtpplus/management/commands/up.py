@@ -38,8 +38,9 @@ class Command(BaseCommand):
         }
         if not opts["no_relay"]:
             parts["relay"] = [python, manage, "runrelay"]
-        procs = {name: subprocess.Popen(cmd) for name, cmd in parts.items()}  # noqa: S603
-        self.stdout.write(f"SMTP+ console: http://{opts['bind']}/  (Ctrl-C stops everything)")
+        procs = {name: subprocess.Popen(cmd) for name, cmd in parts.items()}
+        # bootstrap has printed the console's address.
+        self.stdout.write(f"SMTP+ is starting: {' and '.join(procs)} (Ctrl-C stops everything)")
 
         stopping = False
 
