@@ -83,8 +83,8 @@ class RelaySession(Session):
         self.hourly_limit: int | None = None
         self.policy: SenderPolicy | None = None
 
-    # aiosmtpd sets login_data on every successful AUTH and its property logs a
-    # deprecation warning each time (a log record per login, filtered out later).
+    # aiosmtpd sets login_data on every successful AUTH and its own property logs a
+    # deprecation warning each time (a log record per login): a plain attribute instead.
     @property
     def login_data(self) -> Any:
         return self._login_data
@@ -259,11 +259,9 @@ class RelayHandler:
     # --- DATA -------------------------------------------------------------------------
     async def handle_DATA(self, server: Any, session: RelaySession, envelope: Envelope) -> str:
         relay = self.relay
+        # No size check here: aiosmtpd refuses a message over data_size_limit
+        # (RELAY_MAX_MESSAGE_SIZE) before this hook, and RelaySMTP.push() records it.
         raw: bytes = envelope.original_content or b""
-        if relay.config.max_message_size and len(raw) > relay.config.max_message_size:
-            self._event(server, EventKind.SIZE_EXCEEDED, SIZE_EXCEEDED,
-                        address=envelope.mail_from or "", reason=f"{len(raw)} bytes")
-            return SIZE_EXCEEDED
         assert session.policy is not None and session.smtp_user_id is not None
         headers = accept.parse_headers(raw)
         if not headers.from_addresses:

@@ -41,19 +41,12 @@ _SIMPLE_PATH = re.compile(
 )
 
 
-class _DropDeprecationNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "deprecated" not in str(record.msg)
-
-
 def quiet_aiosmtpd_logs() -> None:
-    """aiosmtpd logs every command at INFO (client data, and a cost per line) and a
-    deprecation warning on every successful AUTH; keep its warnings and errors only."""
+    """aiosmtpd logs every command at INFO (client data, and a cost per line); keep its
+    warnings and errors only."""
     logger = logging.getLogger("mail.log")
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
-    if not any(isinstance(f, _DropDeprecationNoise) for f in logger.filters):
-        logger.addFilter(_DropDeprecationNoise())
 
 
 class RelaySMTP(SMTP):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import smtplib
 
 import pytest
@@ -26,6 +27,13 @@ def test_auth_plain_with_initial_response(relay, cast):
     replies = dialog(relay.host, relay.port, [b"EHLO client.test", b"AUTH PLAIN " + blob])
     assert "250-AUTH LOGIN PLAIN" in replies[1]
     assert replies[2] == "235 2.7.0 Authentication successful"
+
+
+def test_a_successful_login_leaves_no_warning_in_the_log(relay, cast, caplog):
+    blob = b64(f"\0{cast.acme_smtp.username}\0{cast.acme_smtp_password}")
+    replies = dialog(relay.host, relay.port, [b"EHLO client.test", b"AUTH PLAIN " + blob])
+    assert replies[2] == "235 2.7.0 Authentication successful"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_auth_plain_without_initial_response(relay, cast):
