@@ -3,10 +3,11 @@
 One SMTP transaction per message with all of its claimed recipients; the outcome is per
 recipient: 2xx delivered, 5xx failed, anything temporary (4xx, timeout, refused or lost
 connection, DNS trouble) deferred with a doubling backoff — until the message is older
-than DELIVERY_LIFETIME, then failed with fail_reason "expired". Every try is an Attempt.
+than DELIVERY_LIFETIME, then failed with fail_reason "expired". Every try is an Attempt,
+a try that raised included (as a 4.3.0 deferral, so it backs off and expires too).
 
-The database work is plain synchronous functions (`load_messages`, `record_outcomes`)
-that the asynchronous `deliver_claimed` runs on a thread pool.
+The database work is plain synchronous functions (`claim_batch`, `record_outcomes`) that
+the asynchronous `deliver_claimed` runs on a thread pool.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.utils import timezone
 
 from relay import queue
 from relay.dbjobs import prepare_db_connection
-from relay.models import Attempt, Message, Recipient, RecipientStatus
+from relay.models import Attempt, Message, RecipientStatus
 from relay.upstreams import Reply, Transport
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,14 @@ RunDb = Callable[..., Awaitable[Any]]
 
 @dataclass
 class Outcome:
-    recipient: Recipient
+    recipient: queue.Claimed
     message_created: datetime
     reply: Reply
     started: datetime
     duration_ms: int
+    # Delivery raised before the upstream answered: the try counts (attempts, backoff,
+    # lifetime) but the status stays as it was.
+    raised: bool = False
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -70,7 +74,7 @@ def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
     }
     result = reply.outcome
     if result == "delivered":
-        state.update(status=RecipientStatus.DELIVERED, finished_at=now, fail_reason="")
+        state.update(status=RecipientStatus.DELIVERED, finished_at=now)
         return state
     if result == "failed":
         state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=fail_reason(reply))
@@ -80,14 +84,16 @@ def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
         state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason="expired")
         return state
     # The last try is made at the expiry time, not after it.
-    next_at = min(now + retry_delay(outcome.recipient.attempts + 1), expires)
-    state.update(status=RecipientStatus.DEFERRED, next_attempt_at=next_at)
+    state["next_attempt_at"] = min(now + retry_delay(outcome.recipient.attempts + 1), expires)
+    if not outcome.raised:
+        state["status"] = RecipientStatus.DEFERRED
     return state
 
 
 def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
-    """Store the attempts and the recipients' new state; a recipient whose lease this
-    worker no longer holds is left as it is. Returns how many recipients were updated."""
+    """Store every attempt — one made by a worker whose lease ran out meanwhile too, as
+    it did happen — and the recipients' new state, where this worker still holds the
+    lease (the others are left as they are). Returns how many recipients were updated."""
     if not outcomes:
         return 0
     now = timezone.now()
@@ -132,25 +138,40 @@ def load_messages(ids: list[int]) -> dict[int, LoadedMessage]:
     }
 
 
+@dataclass
+class Batch:
+    recipients: list[queue.Claimed]
+    messages: dict[int, LoadedMessage]
+
+
+def claim_batch(owner: str, limit: int) -> Batch:
+    """Lease a batch and read its messages: one unit of database work, one thread hop."""
+    claimed = queue.claim(owner, limit)
+    if not claimed:
+        return Batch([], {})
+    return Batch(claimed, load_messages(list(dict.fromkeys(r.message_id for r in claimed))))
+
+
 async def deliver_claimed(
-    transport: Transport, owner: str, claimed: list[Recipient], run_db: RunDb
+    transport: Transport, owner: str, batch: Batch, run_db: RunDb
 ) -> list[Outcome]:
-    """Deliver claimed recipients, one transaction per message, and record the results.
+    """Deliver a claimed batch, one transaction per message, and record the results.
 
     `run_db(fn, *args)` runs a synchronous database function off the event loop. A
-    message whose delivery raises is pushed to a later attempt before the error is
-    re-raised; recipients not reached are released for another worker.
+    message whose delivery raises is recorded as a temporary failure of its recipients
+    (so it backs off and expires like any other) before the error is re-raised;
+    recipients not reached are released for another worker.
     """
-    by_message: dict[int, list[Recipient]] = defaultdict(list)
+    claimed = batch.recipients
+    by_message: dict[int, list[queue.Claimed]] = defaultdict(list)
     for rcpt in claimed:
         by_message[rcpt.message_id].append(rcpt)
-    messages: dict[int, LoadedMessage] = await run_db(load_messages, list(by_message))
     outcomes: list[Outcome] = []
     handled: set[int] = set()
     lease_left = time.monotonic() + settings.DELIVERY_LEASE_SECONDS
     try:
         for message_id, rcpts in by_message.items():
-            message = messages.get(message_id)
+            message = batch.messages.get(message_id)
             if message is None:  # deleted since the claim
                 handled.update(r.pk for r in rcpts)
                 continue
@@ -164,11 +185,20 @@ async def deliver_claimed(
                 rcpts = [r for r in rcpts if r.pk in held]
                 if not rcpts:
                     continue
+            started = timezone.now()
+            t0 = time.monotonic()
             try:
                 outcomes += await deliver_message(transport, message, rcpts)
-            except Exception:
+            except Exception as exc:
                 log.exception("delivering message %s raised", message.queue_id)
-                await run_db(queue.push_later, owner, [r.pk for r in rcpts])
+                reply = Reply(
+                    None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label
+                )
+                duration = int((time.monotonic() - t0) * 1000)
+                outcomes += [
+                    Outcome(r, message.created, reply, started, duration, raised=True)
+                    for r in rcpts
+                ]
                 handled.update(r.pk for r in rcpts)
                 raise
             handled.update(r.pk for r in rcpts)
@@ -182,7 +212,7 @@ async def deliver_claimed(
 
 
 async def deliver_message(
-    transport: Transport, message: LoadedMessage, rcpts: list[Recipient]
+    transport: Transport, message: LoadedMessage, rcpts: list[queue.Claimed]
 ) -> list[Outcome]:
     started = timezone.now()
     t0 = time.monotonic()

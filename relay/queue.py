@@ -21,7 +21,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -35,17 +35,29 @@ from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
 MAX_SIBLINGS = 100
 
 
+class Claimed(NamedTuple):
+    """A leased recipient: what delivery needs of it, read without building a model."""
+
+    pk: int
+    message_id: int
+    address: str
+    attempts: int
+
+
 def new_worker_id() -> str:
     """Unique per worker instance: host, pid and a random part (pids are reused)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def not_leased(now: datetime) -> Q:
+    """Rows no live lease holds: no worker is delivering them right now."""
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
 def due(now: datetime) -> QuerySet[Recipient]:
     """Pending recipients whose time has come and that no live lease holds."""
     return Recipient.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
-        status__in=PENDING_STATUSES,
-        next_attempt_at__lte=now,
+        not_leased(now), status__in=PENDING_STATUSES, next_attempt_at__lte=now
     )
 
 
@@ -95,15 +107,14 @@ def _pick(
     return [row[0] for row in cursor.fetchall()]
 
 
-def claim(owner: str, limit: int, *, lease_seconds: int | None = None) -> list[Recipient]:
+def claim(owner: str, limit: int, *, lease_seconds: int | None = None) -> list[Claimed]:
     """Lease up to `limit` due recipients (plus the other due recipients of the same
-    messages, so a message goes out in one transaction) and return them."""
+    messages, so a message goes out in one transaction) and return them, by message."""
     now = timezone.now()
     seconds = lease_seconds if lease_seconds is not None else settings.DELIVERY_LEASE_SECONDS
     until = connection.ops.adapt_datetimefield_value(now + timedelta(seconds=seconds))
     at = connection.ops.adapt_datetimefield_value(now)
     reserve = limit // 4  # the share of a batch kept for retries
-    qn = connection.ops.quote_name
     with transaction.atomic(), connection.cursor() as cursor:
         ids = _pick(cursor, at, limit - reserve, status=RecipientStatus.QUEUED)
         more_fresh = len(ids) == limit - reserve
@@ -112,15 +123,32 @@ def claim(owner: str, limit: int, *, lease_seconds: int | None = None) -> list[R
             ids += _pick(cursor, at, limit - len(ids), status=RecipientStatus.QUEUED, exclude=ids)
         if not ids:
             return []
-        ids += _pick(cursor, at, MAX_SIBLINGS, exclude=ids, messages_of=ids)
-        sql = (
-            f"UPDATE {qn(Recipient._meta.db_table)} SET {qn('lease_owner')} = %s, "  # noqa: S608
-            f"{qn('lease_until')} = %s WHERE {qn('id')} IN ({_placeholders(ids)})"
-        )
-        cursor.execute(sql, [owner, until, *ids])
-    return list(
-        Recipient.objects.filter(pk__in=ids, lease_owner=owner).order_by("message_id", "id")
+        # A short batch holds every due row the picks could take, siblings included: only
+        # a full one can have left some of its messages' recipients behind.
+        if len(ids) == limit:
+            ids += _pick(cursor, at, MAX_SIBLINGS, exclude=ids, messages_of=ids)
+        rows = _lease(cursor, owner, until, ids)
+    return sorted((Claimed(*row) for row in rows), key=lambda r: (r.message_id, r.pk))
+
+
+def _lease(cursor: Any, owner: str, until: Any, ids: list[int]) -> list[tuple[Any, ...]]:
+    """Write the lease on rows picked (and locked) in this transaction; return their
+    (id, message_id, address, attempts)."""
+    qn = connection.ops.quote_name
+    table = qn(Recipient._meta.db_table)
+    columns = ", ".join(qn(c) for c in ("id", "message_id", "address", "attempts"))
+    where = f"{qn('id')} IN ({_placeholders(ids)})"
+    sql = (
+        f"UPDATE {table} SET {qn('lease_owner')} = %s, {qn('lease_until')} = %s "  # noqa: S608
+        f"WHERE {where}"
     )
+    # PostgreSQL and SQLite 3.35+ return the rows from the UPDATE itself.
+    returning = connection.features.can_return_columns_from_insert
+    cursor.execute(sql + (f" RETURNING {columns}" if returning else ""), [owner, until, *ids])
+    if returning:
+        return list(cursor.fetchall())
+    cursor.execute(f"SELECT {columns} FROM {table} WHERE {where}", ids)  # noqa: S608
+    return list(cursor.fetchall())
 
 
 def renew(owner: str, ids: list[int], *, lease_seconds: int | None = None) -> set[int]:
@@ -140,16 +168,6 @@ def release(owner: str, ids: list[int]) -> int:
         return 0
     return Recipient.objects.filter(pk__in=ids, lease_owner=owner).update(
         lease_owner="", lease_until=None
-    )
-
-
-def push_later(owner: str, ids: list[int], seconds: int | None = None) -> int:
-    """Move rows that made the worker raise out of the way, so they cannot crash-loop it."""
-    delay = seconds if seconds is not None else settings.DELIVERY_RETRY_FIRST
-    return Recipient.objects.filter(pk__in=ids, lease_owner=owner).update(
-        lease_owner="",
-        lease_until=None,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
     )
 
 

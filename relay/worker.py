@@ -4,10 +4,10 @@ Each task repeats one unit — "claim a batch, deliver it, record it; return Tru
 may be more" — and sleeps briefly when the queue has nothing due. The database work runs
 on a thread pool (one connection per thread); the network talk on the event loop, with
 smarthost connections shared and reused by all tasks. A batch that raises is logged and
-the task goes on (the message concerned was pushed to a later attempt first).
+the task goes on (the try was recorded first, so the message concerned waits for its next
+attempt).
 
-Entry points: `manage.py deliver` (`run_until_signal`), `runrelay` (`run_delivery` on
-its own event loop), tests (`deliver_due`).
+Entry points: `manage.py deliver` (`run_until_signal`), tests (`deliver_due`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connections
 
 from relay import queue
-from relay.delivery import deliver_claimed, run_sync
+from relay.delivery import claim_batch, deliver_claimed, run_sync
 from relay.upstreams import Transport, build_transport
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 ALERTS_INTERVAL = 10.0
 ONCE_MAX_FAILURES = 3
 GATHER_SECONDS = 0.05
+# Recipients each task claims at a time.
+BATCH_SIZE = 20
 
 
 class DeliveryWorker:
@@ -42,7 +44,7 @@ class DeliveryWorker:
         concurrency: int | None = None,
         *,
         once: bool = False,
-        batch_size: int = 20,
+        batch_size: int = BATCH_SIZE,
         upstream: str | None = None,
         poll_interval: float = 1.0,
         alerts_interval: float | None = ALERTS_INTERVAL,
@@ -65,13 +67,13 @@ class DeliveryWorker:
     async def deliver_one_batch(self) -> bool:
         """One unit of work. True if there may be more due right now."""
         assert self.transport is not None
-        claimed = await self.db(queue.claim, self.owner, self.batch_size)
-        if not claimed:
+        batch = await self.db(claim_batch, self.owner, self.batch_size)
+        if not batch.recipients:
             return False
-        outcomes = await deliver_claimed(self.transport, self.owner, claimed, self.db)
+        outcomes = await deliver_claimed(self.transport, self.owner, batch, self.db)
         self.stats.update(o.reply.outcome for o in outcomes)
         self.stats["batches"] += 1
-        if len(claimed) < self.batch_size and not self.once:
+        if len(batch.recipients) < self.batch_size and not self.once:
             # The queue is nearly drained: let a little mail gather rather than
             # claiming it a message or two at a time (each claim is a transaction).
             await self._sleep(GATHER_SECONDS)
@@ -166,13 +168,8 @@ def _alerts_run_once() -> Callable[[], Any] | None:
     return getattr(module, "run_once", None)
 
 
-async def run_delivery(stop: asyncio.Event, concurrency: int | None = None) -> Counter[str]:
-    """Run delivery on the caller's event loop until `stop` is set (used by runrelay)."""
-    return await DeliveryWorker(concurrency).run(stop)
-
-
 def run_until_signal(
-    concurrency: int | None = None, *, once: bool = False, batch_size: int = 20
+    concurrency: int | None = None, *, once: bool = False, batch_size: int = BATCH_SIZE
 ) -> Counter[str]:
     """Run until SIGTERM/SIGINT (or, with `once`, until nothing is due)."""
 
@@ -187,6 +184,6 @@ def run_until_signal(
 
 
 def deliver_due(concurrency: int = 1, upstream: str | None = None, **kwargs: Any) -> Counter[str]:
-    """Deliver everything due now, then return the counts (tests, `deliver --once`)."""
+    """Deliver everything due now, then return the counts (tests)."""
     worker = DeliveryWorker(concurrency, once=True, upstream=upstream, **kwargs)
     return asyncio.run(worker.run())

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from relay import actions, queue
+from relay import actions, delivery, queue
 from relay.delivery import Outcome, record_outcomes
 from relay.models import Recipient, RecipientStatus
 from relay.upstreams import Reply
@@ -143,6 +143,61 @@ def test_a_message_that_keeps_raising_is_pushed_later_and_the_worker_goes_on(cas
     assert stuck.status == RecipientStatus.QUEUED
     assert stuck.lease_owner == ""
     assert stuck.next_attempt_at > timezone.now() + timedelta(seconds=200)
+
+
+@pytest.fixture
+def breaking_bodies(monkeypatch) -> set[int]:
+    """Ids of messages whose stored body makes delivery raise (as a bug would)."""
+    broken: set[int] = set()
+    original = delivery.load_messages
+
+    def load(ids):
+        loaded = original(ids)
+        for pk in broken & set(loaded):
+            loaded[pk].raw = "not bytes"  # type: ignore[assignment]
+        return loaded
+
+    monkeypatch.setattr(delivery, "load_messages", load)
+    return broken
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_try_that_raises_is_recorded_and_backs_off_like_a_deferral(
+    cast, upstream, breaking_bodies, settings
+):
+    bad = queue_message(cast.acme_smtp, ["bad@example.net"])
+    breaking_bodies.add(bad.pk)
+
+    for tries in (1, 2):
+        before = timezone.now()
+        assert deliver_due(upstream=upstream.url())["errors"] == 1
+        stuck = rcpt_of(bad)
+        assert stuck.attempts == tries
+        wait = timedelta(seconds=settings.DELIVERY_RETRY_FIRST * 2 ** (tries - 1))
+        assert before + wait <= stuck.next_attempt_at <= timezone.now() + wait
+        Recipient.objects.filter(pk=stuck.pk).update(next_attempt_at=timezone.now())
+
+    attempts = list(stuck.attempt_set.all())
+    assert len(attempts) == 2
+    assert {(a.outcome, a.enhanced) for a in attempts} == {("deferred", "4.3.0")}
+    assert all(a.text.startswith("Delivery raised") for a in attempts)
+    assert upstream.received == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_that_keeps_raising_fails_as_expired_after_the_lifetime(
+    cast, upstream, breaking_bodies, settings
+):
+    old = timezone.now() - timedelta(seconds=settings.DELIVERY_LIFETIME + 60)
+    bad = queue_message(cast.acme_smtp, ["bad@example.net"], created=old)
+    breaking_bodies.add(bad.pk)
+
+    deliver_due(upstream=upstream.url())
+
+    stuck = rcpt_of(bad)
+    assert stuck.status == RecipientStatus.FAILED
+    assert stuck.fail_reason == "expired"
+    assert stuck.last_enhanced == "4.3.0"
 
 
 def test_retry_now_makes_deferred_mail_due_and_requeues_failed_mail(cast):

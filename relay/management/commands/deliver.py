@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from relay.upstreams import UpstreamConfigError, parse_upstream
-from relay.worker import run_until_signal
+from relay.worker import BATCH_SIZE, run_until_signal
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch",
             type=int,
-            default=20,
+            default=BATCH_SIZE,
             help="Recipients each task claims at a time (default %(default)s).",
         )
         parser.add_argument(
