@@ -15,22 +15,29 @@ from collections import defaultdict
 import aiosmtplib
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.rdatatype
 import dns.resolver
-import idna
 from django.conf import settings
 
+from accounts.senders import split_address
 from relay.upstreams import Reply, UpstreamSpec, network_error, smtp_transaction
 
-_TEMPORARY_DNS = (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout)
+# A name DNS cannot even ask about: no later try can succeed.
+_BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)
 
 
-def _domain_of(address: str) -> str:
-    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError:
-        return domain
+def _domain_of(address: str) -> str | None:
+    """The A-label domain of a recipient address, or None if it is not a usable domain."""
+    parts = split_address(address)
+    return parts[1] if parts else None
+
+
+def _dns_trouble(name: str, exc: dns.exception.DNSException) -> Reply:
+    if isinstance(exc, _BAD_NAME):
+        return Reply(None, "5.1.2", f"{name} is not a valid domain name ({exc})", name)
+    # Timeouts, SERVFAIL (no nameserver answered) and the rest: the next try may work.
+    return Reply(None, "4.4.3", f"DNS lookup for {name} failed: {exc}", name)
 
 
 class MxTransport:
@@ -39,6 +46,8 @@ class MxTransport:
         self.timeout = timeout
         self.label = "mx"
         self.resolver = dns.asyncresolver.Resolver()
+        # Without a cache every message would ask again for the same few domains.
+        self.resolver.cache = dns.resolver.LRUCache()
         if spec.nameserver:
             host, _, port = spec.nameserver.rpartition(":")
             self.resolver.nameservers = [host or spec.nameserver]
@@ -46,77 +55,87 @@ class MxTransport:
                 self.resolver.port = int(port)
         self.resolver.lifetime = min(timeout, 30.0)
 
-    async def _addresses(self, host: str) -> list[str]:
+    async def _addresses(self, host: str) -> tuple[list[str], Reply | None]:
+        """A mail host's IPv6 and IPv4 addresses, and the DNS trouble met, if any."""
         found: list[str] = []
+        trouble: Reply | None = None
         for rdtype in ("AAAA", "A"):
             try:
                 answer = await self.resolver.resolve(host, rdtype)
             except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
                 continue
+            except dns.exception.DNSException as exc:
+                # Temporary even for a bad name: the other hosts may just be down today.
+                trouble = Reply(None, "4.4.3", f"DNS lookup for {host} failed: {exc}", host)
+                continue
             found += [r.to_text() for r in answer]
-        return found
+        return found, trouble
 
-    async def resolve(self, domain: str) -> list[tuple[str, str]] | Reply:
-        """[(MX host name, IP address), …] in the order to try, or the reply to give."""
+    async def resolve(self, domain: str) -> list[str] | Reply:
+        """The mail hosts of `domain` in the order to try, or the reply to give."""
         try:
-            try:
-                answer = await self.resolver.resolve(domain, "MX")
-            except dns.resolver.NoAnswer:
-                hosts = [domain]
-            else:
-                records = sorted(answer, key=lambda r: (r.preference, random.random()))
-                if len(records) == 1 and records[0].exchange.to_text() == ".":
-                    return Reply(
-                        None, "5.1.10",
-                        f"Domain {domain} does not accept mail (null MX, RFC 7505)", domain,
-                    )
-                hosts = [r.exchange.to_text().rstrip(".") for r in records]
-            pairs = [(host, ip) for host in hosts for ip in await self._addresses(host)]
+            answer = await self.resolver.resolve(domain, "MX")
+        except dns.resolver.NoAnswer:
+            return [domain]
         except dns.resolver.NXDOMAIN:
             return Reply(None, "5.1.2", f"Domain {domain} does not exist (DNS NXDOMAIN)", domain)
-        except _TEMPORARY_DNS as exc:
-            return Reply(None, "4.4.3", f"DNS lookup for {domain} failed: {exc}", domain)
-        if not pairs:
-            return Reply(None, "4.4.4", f"No address found for the mail hosts of {domain}", domain)
-        return pairs
+        except dns.exception.DNSException as exc:
+            return _dns_trouble(domain, exc)
+        records = sorted(answer, key=lambda r: (r.preference, random.random()))
+        if len(records) == 1 and records[0].exchange.to_text() == ".":
+            return Reply(
+                None, "5.1.10", f"Domain {domain} does not accept mail (null MX, RFC 7505)", domain
+            )
+        return [r.exchange.to_text().rstrip(".") for r in records]
 
     async def _send_domain(
         self, domain: str, sender: str, recipients: list[str], raw: bytes
     ) -> dict[str, Reply]:
-        targets = await self.resolve(domain)
-        if isinstance(targets, Reply):
-            return {r: targets for r in recipients}
-        last = Reply(None, "4.4.1", f"No mail host of {domain} answered", domain)
-        for host, ip in targets:
-            label = f"{host}[{ip}]:{self.spec.mx_port}"
-            # With certificate checks on, connect by name so the name can be verified.
-            smtp = aiosmtplib.SMTP(
-                hostname=host if self.spec.verify else ip,
-                port=self.spec.mx_port,
-                timeout=self.timeout,
-                start_tls=None,
-                validate_certs=self.spec.verify,
-                local_hostname=settings.RELAY_HOSTNAME,
-            )
-            try:
-                await smtp.connect()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                last = network_error(exc, label, "connect to")
-                continue
-            result = await smtp_transaction(smtp, label, sender, recipients, raw)
-            try:
-                await smtp.quit(timeout=5)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                smtp.close()
-            return result.replies
+        hosts = await self.resolve(domain)
+        if isinstance(hosts, Reply):
+            return {r: hosts for r in recipients}
+        last: Reply | None = None
+        for host in hosts:
+            # Host by host: DNS trouble with a backup host does not hold up the primary.
+            ips, trouble = await self._addresses(host)
+            last = last or trouble
+            for ip in ips:
+                label = f"{host}[{ip}]:{self.spec.mx_port}"
+                # With certificate checks on, connect by name so the name can be verified.
+                smtp = aiosmtplib.SMTP(
+                    hostname=host if self.spec.verify else ip,
+                    port=self.spec.mx_port,
+                    timeout=self.timeout,
+                    start_tls=None,
+                    validate_certs=self.spec.verify,
+                    local_hostname=settings.RELAY_HOSTNAME,
+                )
+                try:
+                    await smtp.connect()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                    last = network_error(exc, label, "connect to")
+                    continue
+                result = await smtp_transaction(smtp, label, sender, recipients, raw)
+                try:
+                    await smtp.quit(timeout=5)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    smtp.close()
+                return result.replies
+        if last is None:
+            last = Reply(None, "4.4.4", f"No address found for the mail hosts of {domain}", domain)
         return {r: last for r in recipients}
 
     async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
-        by_domain: dict[str, list[str]] = defaultdict(list)
+        by_domain: dict[str | None, list[str]] = defaultdict(list)
         for rcpt in recipients:
             by_domain[_domain_of(rcpt)].append(rcpt)
         replies: dict[str, Reply] = {}
         for domain, rcpts in by_domain.items():
+            if domain is None:
+                replies.update(
+                    {r: Reply(None, "5.1.2", f"{r} has no valid domain name", "mx") for r in rcpts}
+                )
+                continue
             replies.update(await self._send_domain(domain, sender, rcpts, raw))
         return replies
 

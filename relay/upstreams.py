@@ -161,7 +161,7 @@ class Reply:
 def network_error(exc: BaseException, host: str, doing: str) -> Reply:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return Reply.from_smtp(exc.code, exc.message, host, force_temporary=True)
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return Reply(None, "4.4.2", f"Timed out {doing} {host}", host)
     detail = str(exc) or type(exc).__name__
     return Reply(None, "4.4.1", f"Could not {doing} {host}: {detail}", host)

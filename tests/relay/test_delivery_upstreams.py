@@ -77,6 +77,7 @@ class LoopbackDns:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.nxdomain: set[str] = set()
         self.servfail: set[str] = set()
+        self.queries: list[tuple[str, str]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -94,6 +95,7 @@ class LoopbackDns:
             question = query.question[0]
             name = question.name.to_text().rstrip(".").lower()
             rdtype = dns.rdatatype.to_text(question.rdtype)
+            self.queries.append((name, rdtype))
             if name in self.servfail:
                 response.set_rcode(dns.rcode.SERVFAIL)
             elif name in self.nxdomain:
@@ -169,3 +171,62 @@ def test_a_null_mx_or_missing_domain_fails_at_once_and_dns_trouble_defers(
     assert got["c@broken.example"].status == "deferred"
     assert got["c@broken.example"].last_enhanced == "4.4.3"
     assert upstream.received == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_address_whose_domain_is_not_a_valid_name_fails_at_once(
+    cast, upstream, dns_server, mx_url
+):
+    message = queue_message(cast.acme_smtp, ["x@a..com", f"y@{'a' * 64}.com"])
+
+    stats = deliver_due(upstream=mx_url)
+
+    assert stats["errors"] == 0
+    for rcpt in message.recipients.all():
+        assert rcpt.status == RecipientStatus.FAILED
+        assert rcpt.last_enhanced == "5.1.2"
+        assert rcpt.fail_reason == "no_such_domain"
+        assert rcpt.attempts == 1
+    assert dns_server.queries == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dns_trouble_with_a_backup_mail_host_does_not_hold_up_the_primary(
+    cast, upstream, dns_server, mx_url
+):
+    dns_server.records[("example.net", "MX")] = ["10 mx1.example.net.", "20 mx2.example.net."]
+    dns_server.records[("mx1.example.net", "A")] = ["127.0.0.1"]
+    dns_server.servfail.add("mx2.example.net")
+    message = queue_message(cast.acme_smtp, ["bob@example.net"])
+
+    deliver_due(upstream=mx_url)
+
+    assert message.recipients.get().status == RecipientStatus.DELIVERED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dns_trouble_with_every_mail_host_defers(cast, upstream, dns_server, mx_url):
+    dns_server.records[("example.net", "MX")] = ["10 mx1.example.net."]
+    dns_server.servfail.add("mx1.example.net")
+    message = queue_message(cast.acme_smtp, ["bob@example.net"])
+
+    deliver_due(upstream=mx_url)
+
+    rcpt = message.recipients.get()
+    assert rcpt.status == RecipientStatus.DEFERRED
+    assert rcpt.last_enhanced == "4.4.3"
+    assert "mx1.example.net" in rcpt.last_text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dns_answers_are_remembered_between_messages(cast, upstream, dns_server, mx_url):
+    dns_server.records[("example.org", "A")] = ["127.0.0.1"]
+    first = queue_message(cast.acme_smtp, ["eve@example.org"])
+    second = queue_message(cast.acme_smtp, ["ann@example.org"])
+
+    deliver_due(upstream=mx_url)
+
+    assert first.recipients.get().status == RecipientStatus.DELIVERED
+    assert second.recipients.get().status == RecipientStatus.DELIVERED
+    assert dns_server.queries.count(("example.org", "MX")) == 1
+    assert dns_server.queries.count(("example.org", "A")) == 1
