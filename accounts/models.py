@@ -158,6 +158,12 @@ class AuthorizedEmail(models.Model):
     def __str__(self) -> str:
         return self.email
 
+    @property
+    def display(self) -> str:
+        from accounts.sender_changes import display_email
+
+        return display_email(self.email)
+
 
 class AuditEvent(models.Model):
     """Who did what to which object, from where. Written by `accounts.audit.record`."""

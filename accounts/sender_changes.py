@@ -13,7 +13,7 @@ from django.http import HttpRequest
 
 from accounts import audit
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
-from accounts.senders import domain_to_unicode, parse_domains, parse_emails
+from accounts.senders import ParsedSenders, domain_to_unicode, parse_domains, parse_emails
 
 
 def display_email(email: str) -> str:
@@ -60,18 +60,12 @@ class AddResult:
         return [(e, display_email(e)) for e in self.emails_in_domain_box]
 
 
-def validate_senders(domains_text: str = "", emails_text: str = "") -> AddResult:
-    """Parse both boxes without saving anything (the CLI refuses a call with errors)."""
-    domains = parse_domains(domains_text)
-    emails = parse_emails(emails_text)
-    return AddResult(
-        added_domains=domains.valid,
-        added_emails=emails.valid,
-        domain_errors=domains.errors,
-        email_errors=emails.errors,
-        warnings=domains.warnings,
-        emails_in_domain_box=domains.emails_in_domain_box,
-    )
+def validate_senders(
+    domains_text: str = "", emails_text: str = ""
+) -> tuple[ParsedSenders, ParsedSenders]:
+    """Parse both boxes without saving anything (the CLI refuses a call with errors):
+    (domains, emails)."""
+    return parse_domains(domains_text), parse_emails(emails_text)
 
 
 @transaction.atomic
@@ -87,17 +81,17 @@ def add_senders(
 
     `include_subdomains` applies to the domains added by this call only.
     """
-    parsed = validate_senders(domains_text, emails_text)
+    domains, emails = validate_senders(domains_text, emails_text)
     result = AddResult(
-        domain_errors=parsed.domain_errors,
-        email_errors=parsed.email_errors,
-        warnings=parsed.warnings,
-        emails_in_domain_box=parsed.emails_in_domain_box,
+        domain_errors=domains.errors,
+        email_errors=emails.errors,
+        warnings=domains.warnings,
+        emails_in_domain_box=domains.emails_in_domain_box,
     )
     existing_domains = set(
         AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list("domain", flat=True)
     )
-    for domain in parsed.added_domains:
+    for domain in domains.valid:
         if domain in existing_domains:
             result.unchanged.append(domain_to_unicode(domain))
             continue
@@ -110,7 +104,7 @@ def add_senders(
         e.lower()
         for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list("email", flat=True)
     }
-    for email in parsed.added_emails:
+    for email in emails.valid:
         if email.lower() in existing_emails:
             result.unchanged.append(display_email(email))
             continue
@@ -132,25 +126,24 @@ def add_senders(
 
 
 @transaction.atomic
-def remove_domain(entry: AuthorizedDomain, request: HttpRequest | None = None) -> None:
+def remove_sender(
+    entry: AuthorizedDomain | AuthorizedEmail, request: HttpRequest | None = None
+) -> None:
+    """Remove one authorized domain or address of its user."""
     smtp_user = entry.smtp_user
+    if isinstance(entry, AuthorizedDomain):
+        details = {"removed_domains": [entry.domain]}
+    else:
+        details = {"removed_emails": [entry.email]}
     audit.record(
         "smtpuser.senders_remove", account=smtp_user.account, request=request,
-        target=smtp_user, target_label=smtp_user.username,
-        details={"removed_domains": [entry.domain]},
+        target=smtp_user, target_label=smtp_user.username, details=details,
     )
     entry.delete()
 
 
-@transaction.atomic
-def remove_email(entry: AuthorizedEmail, request: HttpRequest | None = None) -> None:
-    smtp_user = entry.smtp_user
-    audit.record(
-        "smtpuser.senders_remove", account=smtp_user.account, request=request,
-        target=smtp_user, target_label=smtp_user.username,
-        details={"removed_emails": [entry.email]},
-    )
-    entry.delete()
+# The name callers removing a domain have used.
+remove_domain = remove_sender
 
 
 @transaction.atomic

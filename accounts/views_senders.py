@@ -8,10 +8,15 @@ from django.shortcuts import get_object_or_404, redirect
 
 from accounts import sender_changes
 from accounts.forms import SendAsForm, SendersForm
-from accounts.models import AuthorizedDomain, AuthorizedEmail, Role
+from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import can_send_as
 from accounts.tenancy import AccountRequest, member_required
 from accounts.views_users import post_required, render_detail, scoped_user
+
+
+def senders_section(smtp_user: SmtpUser) -> HttpResponse:
+    """Back to the senders section of the user's page."""
+    return redirect(f"{smtp_user.get_absolute_url()}#senders")
 
 
 @member_required(Role.ADMIN)
@@ -43,24 +48,36 @@ def senders_add(request: AccountRequest, pk: int) -> HttpResponse:
         messages.success(request, "Authorized: " + ", ".join(result.added_display) + ".")
     if result.unchanged:
         messages.info(request, "Already authorized: " + ", ".join(result.unchanged) + ".")
-    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+    return senders_section(smtp_user)
+
+
+def _remove(request: AccountRequest, entry: AuthorizedDomain | AuthorizedEmail) -> HttpResponse:
+    """Remove an entry found through its user's related manager (so `entry.smtp_user` is
+    that user, with its account, and costs no query)."""
+    if not_allowed := post_required(request):
+        return not_allowed
+    sender_changes.remove_sender(entry, request=request)
+    noun = "Domain" if isinstance(entry, AuthorizedDomain) else "Address"
+    messages.success(request, f"{noun} {entry.display} is no longer authorized.")
+    return senders_section(entry.smtp_user)
 
 
 @member_required(Role.ADMIN)
 def domain_remove(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
-    entry = get_object_or_404(AuthorizedDomain, pk=entry_pk, smtp_user=smtp_user)
-    if not_allowed := post_required(request):
-        return not_allowed
-    sender_changes.remove_domain(entry, request=request)
-    messages.success(request, f"Domain {entry.display} is no longer authorized.")
-    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+    return _remove(request, get_object_or_404(smtp_user.authorized_domains, pk=entry_pk))
+
+
+@member_required(Role.ADMIN)
+def email_remove(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
+    smtp_user = scoped_user(request, pk)
+    return _remove(request, get_object_or_404(smtp_user.authorized_emails, pk=entry_pk))
 
 
 @member_required(Role.ADMIN)
 def domain_subdomains(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
-    entry = get_object_or_404(AuthorizedDomain, pk=entry_pk, smtp_user=smtp_user)
+    entry = get_object_or_404(smtp_user.authorized_domains, pk=entry_pk)
     if not_allowed := post_required(request):
         return not_allowed
     include = request.POST.get("include_subdomains") == "1"
@@ -70,20 +87,7 @@ def domain_subdomains(request: AccountRequest, pk: int, entry_pk: int) -> HttpRe
             f"Subdomains of {entry.display} are now authorized too." if include
             else f"Only {entry.display} itself is authorized now, not its subdomains.",
         )
-    return redirect(f"{smtp_user.get_absolute_url()}#senders")
-
-
-@member_required(Role.ADMIN)
-def email_remove(request: AccountRequest, pk: int, entry_pk: int) -> HttpResponse:
-    smtp_user = scoped_user(request, pk)
-    entry = get_object_or_404(AuthorizedEmail, pk=entry_pk, smtp_user=smtp_user)
-    if not_allowed := post_required(request):
-        return not_allowed
-    sender_changes.remove_email(entry, request=request)
-    messages.success(
-        request, f"Address {sender_changes.display_email(entry.email)} is no longer authorized."
-    )
-    return redirect(f"{smtp_user.get_absolute_url()}#senders")
+    return senders_section(smtp_user)
 
 
 @member_required()

@@ -20,8 +20,7 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts import services
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
-from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
-from accounts.sender_changes import display_email
+from accounts.models import Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
 
@@ -73,7 +72,9 @@ def _recommended(listeners: list[Listener]) -> Listener | None:
 
 def scoped_user(request: AccountRequest, pk: int) -> SmtpUser:
     """The SMTP+ user `pk` of the current account; any other account's is a 404."""
-    return get_object_or_404(SmtpUser, pk=pk, account=request.account)
+    # Through the account's related manager: `smtp_user.account` is `request.account`,
+    # not another query in every audit call.
+    return get_object_or_404(request.account.smtp_users, pk=pk)
 
 
 def post_required(request: HttpRequest) -> HttpResponse | None:
@@ -97,16 +98,13 @@ def render_detail(
     decision: Any = None,
 ) -> HttpResponse:
     """The user's page. A response that carries a password is never cached."""
-    emails = [
-        {"obj": e, "display": display_email(e.email)} for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user)
-    ]
     context = {
         "smtp_user": smtp_user,
         "conn": connection_settings(),
         "password": password,
         "password_note": password_note,
-        "domains": list(AuthorizedDomain.objects.filter(smtp_user=smtp_user)),
-        "emails": emails,
+        "domains": list(smtp_user.authorized_domains.all()),
+        "emails": list(smtp_user.authorized_emails.all()),
         "senders_form": senders_form or SendersForm(),
         "add_result": add_result,
         "send_as_form": send_as_form or SendAsForm(),
@@ -208,7 +206,7 @@ def smtpuser_delete(request: AccountRequest, pk: int) -> HttpResponse:
         request, "accounts/smtpuser_confirm_delete.html",
         {
             "smtp_user": smtp_user,
-            "n_senders": AuthorizedDomain.objects.filter(smtp_user=smtp_user).count()
-            + AuthorizedEmail.objects.filter(smtp_user=smtp_user).count(),
+            "n_senders": smtp_user.authorized_domains.count()
+            + smtp_user.authorized_emails.count(),
         },
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts import sender_changes
@@ -152,6 +154,35 @@ def test_removing_an_address_is_one_post_and_audited(alice_client, cast):
     assert not AuthorizedEmail.objects.filter(pk=email.pk).exists()
     assert AuditEvent.objects.get(action="smtpuser.senders_remove").details == {
         "removed_emails": ["news@acme.test"]}
+
+
+def test_an_internationalized_address_is_shown_and_removed_by_its_unicode_name(alice_client, cast):
+    email = cast.acme_smtp.authorized_emails.create(email="ann@xn--bcher-kva.test")
+    assert email.display == "ann@bücher.test"
+    page = alice_client.get(cast.acme_smtp.get_absolute_url()).content.decode()
+    remove = reverse("accounts:smtpuser_email_remove", args=[cast.acme_smtp.pk, email.pk])
+    assert f'action="{remove}"' in page and 'aria-label="Remove ann@bücher.test"' in page
+    response = alice_client.post(remove, follow=True)
+    assert "Address ann@bücher.test is no longer authorized." in response.content.decode()
+
+
+def test_sender_changes_read_the_user_and_its_account_once(alice_client, cast):
+    domain = cast.acme_smtp.authorized_domains.get()
+    email = cast.acme_smtp.authorized_emails.create(email="news@acme.test")
+    posts = [
+        (reverse("accounts:smtpuser_domain_subdomains", args=[cast.acme_smtp.pk, domain.pk]),
+         {"include_subdomains": "1"}),
+        (reverse("accounts:smtpuser_email_remove", args=[cast.acme_smtp.pk, email.pk]), {}),
+        (reverse("accounts:smtpuser_domain_remove", args=[cast.acme_smtp.pk, domain.pk]), {}),
+    ]
+    for url, data in posts:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.post(url, data).status_code == 302
+        sql = [q["sql"] for q in queries.captured_queries]
+        # The account comes with the membership; the entry's user is the one looked up.
+        assert not [q for q in sql if 'FROM "accounts_account"' in q], sql
+        assert len([q for q in sql if 'FROM "accounts_smtpuser"' in q]) == 1, sql
+    assert AuditEvent.objects.filter(action__startswith="smtpuser.senders_").count() == 3
 
 
 def test_include_subdomains_can_be_toggled_per_domain(alice_client, cast):

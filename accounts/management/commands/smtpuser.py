@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts import sender_changes, services
-from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.models import Account, SmtpUser
 from accounts.senders import domain_to_unicode
 
 
@@ -90,12 +90,12 @@ class Command(BaseCommand):
         domains, emails = options["domains"], options["emails"]
         if required and not (domains.strip() or emails.strip()):
             raise CommandError("nothing to authorize: give --domains and/or --emails")
-        parsed = sender_changes.validate_senders(domains, emails)
-        problems = [f"invalid domain {e!r}: {r}" for e, r in parsed.domain_errors]
-        problems += [f"invalid email {e!r}: {r}" for e, r in parsed.email_errors]
+        parsed_domains, parsed_emails = sender_changes.validate_senders(domains, emails)
+        problems = [f"invalid domain {e!r}: {r}" for e, r in parsed_domains.errors]
+        problems += [f"invalid email {e!r}: {r}" for e, r in parsed_emails.errors]
         problems += [
             f"{sender_changes.display_email(e)!r} is an email address: give it with --emails"
-            for e in parsed.emails_in_domain_box
+            for e in parsed_domains.emails_in_domain_box
         ]
         if problems:
             raise CommandError("; ".join(problems) + " (nothing was changed)")
@@ -135,7 +135,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def show(smtp_user: SmtpUser, reveal: bool) -> dict[str, Any]:
-        domains = list(AuthorizedDomain.objects.filter(smtp_user=smtp_user))
+        domains = list(smtp_user.authorized_domains.all())
         data: dict[str, Any] = {
             "username": smtp_user.username,
             "name": smtp_user.name,
@@ -145,9 +145,7 @@ class Command(BaseCommand):
             "hourly_limit": smtp_user.hourly_limit,
             "domains": [d.display for d in domains],
             "domains_with_subdomains": [d.display for d in domains if d.include_subdomains],
-            "emails": [
-                sender_changes.display_email(e.email) for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user)
-            ],
+            "emails": [e.display for e in smtp_user.authorized_emails.all()],
             "last_login_at": smtp_user.last_login_at.isoformat()
             if smtp_user.last_login_at else None,
             "last_login_ip": smtp_user.last_login_ip,
