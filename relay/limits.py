@@ -42,9 +42,6 @@ class ConnectionLimiter:
         else:
             self._open.pop(ip, None)
 
-    def open_connections(self, ip: str) -> int:
-        return self._open.get(ip, 0)
-
 
 class LoginFailures:
     """`limit` failed logins from one IP within `window` seconds → refused for `cooloff`."""
@@ -119,8 +116,8 @@ class HourlyLimits:
         window = self._users.get(user_id)
         return window is None or self.clock() - window.loaded_at > HOURLY_RELOAD_SECONDS
 
-    def load(self, user_id: int, db_count: int, loaded_at: float | None = None) -> None:
-        self._users[user_id] = _UserWindow(db_count, self.clock() if loaded_at is None else loaded_at)
+    def load(self, user_id: int, db_count: int) -> None:
+        self._users[user_id] = _UserWindow(db_count, self.clock())
 
     def count(self, user_id: int) -> int:
         window = self._users.get(user_id)
