@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
-from django.db import connections
+from django.db import DataError, IntegrityError, connections
 
 from relay import asyncdb, nodes
 from relay.accept import Submission, store_messages
@@ -110,27 +111,31 @@ def _db_job(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+# What one message of a group can cause (a value the database refuses), as Django and,
+# on the event-loop path, psycopg raise it.
+_BAD_MESSAGE = (IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError)
+
+
 class GroupCommit:
     """Stores messages with as few transactions as the load allows.
 
-    A message is written at once if a writer is free; messages that finish DATA while
-    the writers are busy wait and go into the next transaction together. Each client
-    still gets its 250 only after the transaction holding its message has committed.
+    A message is written at once if no transaction is under way; messages that finish
+    DATA during one wait and go into the next transaction together. Each client still
+    gets its 250 only after the transaction holding its message has committed.
     """
 
     MAX_BATCH = 100
 
-    def __init__(self, relay: RelayServer, writers: int = 1) -> None:
+    def __init__(self, relay: RelayServer) -> None:
         self.relay = relay
-        self.writers = writers
-        self.running = 0
+        self.writing = False
         self.pending: list[tuple[Submission, asyncio.Future[str]]] = []
 
     def submit(self, submission: Submission) -> asyncio.Future[str]:
         future: asyncio.Future[str] = self.relay.loop.create_future()
         self.pending.append((submission, future))
-        if self.running < self.writers:
-            self.running += 1
+        if not self.writing:
+            self.writing = True
             self.relay.loop.create_task(self._write())
         return future
 
@@ -143,8 +148,11 @@ class GroupCommit:
                 try:
                     ids = await self.relay.store_now([s for s, _ in batch], hostname)
                 except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc=exc)
+                    if len(batch) == 1 or not isinstance(exc, _BAD_MESSAGE):
+                        # The database itself failed (down, full, …): one attempt per
+                        # message would only hammer it, every client gets its 451 now.
+                        for _, future in batch:
+                            _settle(future, exc=exc)
                         continue
                     # One bad message must not fail the others: retry them one by one.
                     for submission, future in batch:
@@ -158,7 +166,7 @@ class GroupCommit:
                 for (_, future), queue_id in zip(batch, ids, strict=True):
                     _settle(future, queue_id)
         finally:
-            self.running -= 1
+            self.writing = False
 
 
 def _settle(future: asyncio.Future[str], result: str = "", exc: BaseException | None = None) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
+from types import SimpleNamespace
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, OperationalError, connection
 
 from relay.models import Message
+from relay.server import GroupCommit
 from tests.smtp_relay import message
 
 
@@ -56,3 +59,44 @@ def test_a_lost_database_connection_answers_451_then_recovers(relay, cast):
         assert not Message.objects.exists()
         assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
     assert Message.objects.count() == 1
+
+
+class FakeStore:
+    """The relay's store_now() for a group commit: records each group it is given."""
+
+    def __init__(self, error: Exception, bad: object = None) -> None:
+        self.error, self.bad, self.groups = error, bad, []
+        self.config = SimpleNamespace(hostname="relay.test")
+
+    async def store_now(self, subs: list[object], hostname: str) -> list[str]:
+        self.groups.append(len(subs))
+        if self.bad is None or self.bad in subs:
+            raise self.error
+        return [f"Q{id(s)}" for s in subs]
+
+
+def commit_group(relay: FakeStore, subs: list[object]) -> list[object]:
+    async def run() -> list[object]:
+        relay.loop = asyncio.get_running_loop()
+        commit = GroupCommit(relay)
+        futures = [commit.submit(sub) for sub in subs]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    return asyncio.run(run())
+
+
+def test_a_database_that_is_down_fails_the_whole_group_in_one_attempt():
+    relay = FakeStore(OperationalError("connection refused"))
+    results = commit_group(relay, [object() for _ in range(5)])
+    assert relay.groups == [5]
+    assert all(isinstance(r, OperationalError) for r in results)
+
+
+def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_group_is_stored():
+    bad = object()
+    relay = FakeStore(IntegrityError("duplicate key"), bad=bad)
+    subs = [object(), bad, object()]
+    results = commit_group(relay, subs)
+    assert relay.groups == [3, 1, 1, 1]
+    assert isinstance(results[1], IntegrityError)
+    assert results[0] == f"Q{id(subs[0])}" and results[2] == f"Q{id(subs[2])}"
