@@ -28,6 +28,8 @@ class ConsoleRequest(HttpRequest):
 
     membership: Membership | None
     account: Account | None
+    # Every membership of the user, by account name (the account switcher's list).
+    memberships: list[Membership]
 
 
 class AccountRequest(HttpRequest):
@@ -43,7 +45,8 @@ class AccountRequest(HttpRequest):
 
 
 class CurrentAccountMiddleware:
-    """Sets `request.membership` and `request.account` (or None) for logged-in users."""
+    """Sets `request.membership` and `request.account` (or None) for logged-in users, and
+    `request.memberships`: all of them, read in one query per request."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -52,14 +55,18 @@ class CurrentAccountMiddleware:
         request = cast(ConsoleRequest, http_request)
         request.membership = None
         request.account = None
+        request.memberships = []
         if request.user.is_authenticated:
-            memberships = Membership.objects.filter(user=request.user).select_related("account")
+            request.memberships = list(
+                Membership.objects.filter(user=request.user)
+                .select_related("account")
+                .order_by("account__name", "account_id")
+            )
             chosen = request.session.get(SESSION_KEY)
-            membership = None
-            if chosen is not None:
-                membership = memberships.filter(account_id=chosen).first()
-            if membership is None:
-                membership = memberships.order_by("account__name").first()
+            membership = next(
+                (m for m in request.memberships if m.account_id == chosen),
+                request.memberships[0] if request.memberships else None,
+            )
             if membership is not None:
                 request.membership = membership
                 request.account = membership.account
@@ -70,17 +77,16 @@ def switch_account(request: HttpRequest, account: Account) -> None:
     request.session[SESSION_KEY] = account.pk
 
 
-def account_context(request: HttpRequest) -> dict[str, Any]:
+def account_context(http_request: HttpRequest) -> dict[str, Any]:
+    request = cast(ConsoleRequest, http_request)
     membership = getattr(request, "membership", None)
-    # A membership is only ever set for a logged-in user.
+    # A membership is only ever set for a logged-in user, with the list it came from.
     if membership is None or not request.user.is_authenticated:
         return {}
     return {
         "account": membership.account,
         "membership": membership,
-        "all_memberships": Membership.objects.filter(user=request.user)
-        .select_related("account")
-        .order_by("account__name"),
+        "all_memberships": request.memberships,
     }
 
 

@@ -6,7 +6,9 @@ import re
 
 from django.contrib.auth.models import User
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -246,6 +248,22 @@ def test_a_member_of_two_accounts_switches_between_them(client, cast):
     page = client.get(reverse("dashboard"))
     assert page.wsgi_request.account == cast.globex
     assert page.wsgi_request.membership.role == Role.VIEWER
+
+
+def test_a_page_reads_the_users_memberships_once_for_the_account_and_the_switcher(
+    client, cast
+):
+    Membership.objects.create(account=cast.globex, user=cast.bob, role=Role.VIEWER)
+    login(client, cast.bob)
+    client.post(reverse("accounts:switch"), {"account": cast.globex.slug})
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("accounts:smtpuser_list"))
+    html = page.content.decode()
+    assert page.wsgi_request.account == cast.globex
+    # Both accounts in the switcher, by name, the current one selected.
+    assert re.search(r'<option value="acme">Acme</option><option value="globex" selected>Globex', html)
+    reads = [q["sql"] for q in queries.captured_queries if 'FROM "accounts_membership"' in q["sql"]]
+    assert len(reads) == 1, reads
 
 
 def test_switching_to_an_account_one_is_not_a_member_of_is_not_found(alice_client, cast):
