@@ -3,7 +3,9 @@
 Each check is a plain function of one SMTP+ user returning a `CheckResult`: a verdict
 ("ok", "problem" or "nodata"), the facts it is based on (from the last 24 hours), and the
 fix, with a button or a link where the console can do it. Every query is bounded: counts
-are aggregated in the database (`values().annotate()`), lists are sliced.
+are aggregated in the database (`values().annotate()`), lists are sliced. What several
+checks read (the user's senders, its rejected senders, the live relays and their ports)
+is loaded once per page, in a `Facts` the checks share.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from functools import cached_property
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
@@ -20,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
-from accounts.sender_changes import add_senders, set_include_subdomains
+from accounts.sender_changes import add_senders, display_email, set_include_subdomains
 from accounts.senders import (
     InvalidEntry,
     SenderPolicy,
@@ -30,7 +33,8 @@ from accounts.senders import (
     split_address,
     split_entries,
 )
-from relay.models import ConnectionStat, EventKind, Message, Recipient, RelayEvent
+from relay.listen import Listener, advertised_listeners, alive_nodes
+from relay.models import ConnectionStat, EventKind, Message, Recipient, RelayEvent, RelayNode
 
 WINDOW = timedelta(hours=24)
 OK, PROBLEM, NODATA = "ok", "problem", "nodata"
@@ -61,6 +65,45 @@ class CheckResult:
     title: str
     evidence: list[str] = field(default_factory=list)
     fix: Fix | None = None
+
+
+class Facts:
+    """What several checks of one SMTP+ user read, each loaded on first use, then shared.
+
+    A check run on its own builds its own; the page builds one for all of them.
+    """
+
+    def __init__(self, user: SmtpUser, now: datetime) -> None:
+        self.user = user
+        self.now = now
+
+    @cached_property
+    def nodes(self) -> list[RelayNode]:
+        """The live relay processes, latest heartbeat first."""
+        return list(alive_nodes().order_by("-heartbeat"))
+
+    @cached_property
+    def listeners(self) -> tuple[list[Listener], bool]:
+        """`advertised_listeners()` of the live relays."""
+        return advertised_listeners(self.nodes)
+
+    @cached_property
+    def domains(self) -> list[tuple[str, bool]]:
+        """The user's authorized domains (A-label, include_subdomains), by name."""
+        return list(AuthorizedDomain.objects.filter(smtp_user=self.user)
+                    .values_list("domain", "include_subdomains"))
+
+    @cached_property
+    def emails(self) -> list[str]:
+        """The user's authorized addresses, by address."""
+        return list(AuthorizedEmail.objects.filter(smtp_user=self.user)
+                    .values_list("email", flat=True))
+
+    @cached_property
+    def rejections(self) -> tuple[list[Rejection], int]:
+        """`sender_rejections()` of the user."""
+        policy = SenderPolicy.from_entries(self.user.username, self.domains, self.emails)
+        return sender_rejections(self.user, self.now, policy)
 
 
 def when(dt: datetime | None) -> str:
@@ -116,7 +159,7 @@ def last_login(user: SmtpUser) -> datetime | None:
     return max((t for t in (user.last_login_at, stat) if t), default=None)
 
 
-def check_credentials(user: SmtpUser, now: datetime) -> CheckResult:
+def check_credentials(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     since = now - WINDOW
     failures = RelayEvent.objects.filter(
         Q(smtp_user=user) | Q(username__iexact=user.username)
@@ -177,9 +220,11 @@ class Rejection:
     kinds: dict[str, int]
 
 
-def sender_rejections(user: SmtpUser, now: datetime) -> tuple[list[Rejection], int]:
+def sender_rejections(
+    user: SmtpUser, now: datetime, policy: SenderPolicy | None = None
+) -> tuple[list[Rejection], int]:
     """Rejected senders of the last 24 h that are still not authorized; and how many
-    rejections are now authorized (fixed since)."""
+    rejections are now authorized (fixed since). `policy`: the user's, if already loaded."""
     rows = (
         RelayEvent.objects.filter(
             smtp_user=user, kind__in=(EventKind.SENDER_REJECTED, EventKind.FROM_REJECTED),
@@ -188,7 +233,7 @@ def sender_rejections(user: SmtpUser, now: datetime) -> tuple[list[Rejection], i
         .values("address", "kind").annotate(n=Sum("count"), last=Max("last_seen"))
         .order_by("-n")[:MAX_ROWS]
     )
-    policy = SenderPolicy.load(user)
+    policy = policy or SenderPolicy.load(user)
     found: dict[str, Rejection] = {}
     fixed = 0
     for row in rows:
@@ -206,11 +251,6 @@ def sender_rejections(user: SmtpUser, now: datetime) -> tuple[list[Rejection], i
         rej.last = max(rej.last, row["last"])
         rej.kinds[row["kind"]] = rej.kinds.get(row["kind"], 0) + row["n"]
     return sorted(found.values(), key=lambda r: (-r.count, r.address)), fixed
-
-
-def display_address(address: str) -> str:
-    local, _, domain = address.rpartition("@")
-    return f"{local}@{domain_to_unicode(domain)}"
 
 
 def _authorize(user: SmtpUser, label: str, kind: str, value: str, *, subdomains: bool = False,
@@ -233,12 +273,15 @@ def _fixed_note(fixed: int) -> list[str]:
             "now pass: those senders have been authorized since. Resend those messages."]
 
 
-def check_sender_domains(user: SmtpUser, now: datetime) -> CheckResult:
-    rejections, fixed = sender_rejections(user, now)
+def _nothing_rejected(key: str, what: str, fixed: int) -> CheckResult:
+    return CheckResult(key, OK, f"No sender {what} was rejected", _fixed_note(fixed) or [
+        "No message was rejected for its sender in the last 24 h."])
+
+
+def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    rejections, fixed = (facts or Facts(user, now)).rejections
     if not rejections:
-        return CheckResult("sender_domain", OK, "No sender domain was rejected",
-                           _fixed_note(fixed) or ["No message was rejected for its sender in "
-                                                  "the last 24 h."])
+        return _nothing_rejected("sender_domain", "domain", fixed)
     domains: dict[str, list[Rejection]] = {}
     for r in rejections:
         domains.setdefault(r.domain, []).append(r)
@@ -247,7 +290,7 @@ def check_sender_domains(user: SmtpUser, now: datetime) -> CheckResult:
     actions: list[Action] = []
     for domain, rejs in ordered:
         shown = domain_to_unicode(domain)
-        addresses = ", ".join(display_address(r.address) for r in rejs[:3])
+        addresses = ", ".join(display_email(r.address) for r in rejs[:3])
         more = f" and {len(rejs) - 3} more" if len(rejs) > 3 else ""
         total = sum(r.count for r in rejs)
         evidence.append(f"{shown}: {total} rejected, last at "
@@ -272,19 +315,17 @@ def check_sender_domains(user: SmtpUser, now: datetime) -> CheckResult:
             "resend: rejected messages were not stored.", actions))
 
 
-def check_sender_emails(user: SmtpUser, now: datetime) -> CheckResult:
-    rejections, fixed = sender_rejections(user, now)
+def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    rejections, fixed = (facts or Facts(user, now)).rejections
     if not rejections:
-        return CheckResult("sender_email", OK, "No sender address was rejected",
-                           _fixed_note(fixed) or ["No message was rejected for its sender in "
-                                                  "the last 24 h."])
+        return _nothing_rejected("sender_email", "address", fixed)
     evidence = [
-        f"{display_address(r.address)}: {r.count} rejected ({_kinds_text(r.kinds)}), "
+        f"{display_email(r.address)}: {r.count} rejected ({_kinds_text(r.kinds)}), "
         f"last at {when(r.last)}" for r in rejections[:MAX_SHOWN * 2]
     ]
     if len(rejections) > MAX_SHOWN * 2:
         evidence.append(f"… and {len(rejections) - MAX_SHOWN * 2} more addresses")
-    actions = [_authorize(user, f"Authorize {display_address(r.address)}", "email", r.address)
+    actions = [_authorize(user, f"Authorize {display_email(r.address)}", "email", r.address)
                for r in rejections[:MAX_SHOWN]]
     return CheckResult(
         "sender_email", PROBLEM, "Sender email not authorized", evidence + _fixed_note(fixed),
@@ -293,24 +334,22 @@ def check_sender_emails(user: SmtpUser, now: datetime) -> CheckResult:
 
 
 # --- 6. other reasons ------------------------------------------------------------------
-def check_has_senders(user: SmtpUser, now: datetime) -> CheckResult:
-    domains = list(AuthorizedDomain.objects.filter(smtp_user=user)
-                   .values_list("domain", flat=True)[:6])
-    emails = list(AuthorizedEmail.objects.filter(smtp_user=user)
-                  .values_list("email", flat=True)[:6])
+def check_has_senders(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    facts = facts or Facts(user, now)
+    domains, emails = [domain for domain, _ in facts.domains], facts.emails
     if not domains and not emails:
         return CheckResult("has_senders", PROBLEM, "No authorized senders at all", [
             "This user has no authorized domain and no authorized address: every message "
             "is rejected."], Fix("Authorize the domain (or the addresses) the client sends "
                                  "from on the user's page.",
                                  [Action("Open the user's page", _user_page(user))]))
-    shown = [domain_to_unicode(d) for d in domains[:5]] + [display_address(e) for e in emails[:5]]
+    shown = [domain_to_unicode(d) for d in domains[:5]] + [display_email(e) for e in emails[:5]]
     more = " …" if len(domains) > 5 or len(emails) > 5 else ""
     return CheckResult("has_senders", OK, "The user has authorized senders",
                        [f"Authorized: {', '.join(shown)}{more}"])
 
 
-def check_hourly_limit(user: SmtpUser, now: datetime) -> CheckResult:
+def check_hourly_limit(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     hits = RelayEvent.objects.filter(smtp_user=user, kind=EventKind.RATE_LIMITED,
                                      last_seen__gte=now - WINDOW).aggregate(
         n=Sum("count"), last=Max("last_seen"))
@@ -332,7 +371,7 @@ def check_hourly_limit(user: SmtpUser, now: datetime) -> CheckResult:
     return CheckResult("hourly_limit", OK, "Within the hourly limit", evidence)
 
 
-def check_size(user: SmtpUser, now: datetime) -> CheckResult:
+def check_size(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     limit_mb = settings.RELAY_MAX_MESSAGE_SIZE / (1024 * 1024)
     rows = list(RelayEvent.objects.filter(smtp_user=user, kind=EventKind.SIZE_EXCEEDED,
                                           last_seen__gte=now - WINDOW)
@@ -351,7 +390,7 @@ def check_size(user: SmtpUser, now: datetime) -> CheckResult:
         "can raise RELAY_MAX_MESSAGE_SIZE."))
 
 
-def check_upstream(user: SmtpUser, now: datetime) -> CheckResult:
+def check_upstream(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     since = now - WINDOW
     counts = {r["status"]: r["n"] for r in Recipient.objects.filter(
         smtp_user=user, created__gte=since).values("status").annotate(n=Count("id")).order_by()}
@@ -378,7 +417,10 @@ def check_upstream(user: SmtpUser, now: datetime) -> CheckResult:
     return CheckResult("upstream", OK, "No delivery failed upstream", evidence)
 
 
-def all_checks() -> list[Callable[[SmtpUser, datetime], CheckResult]]:
+Check = Callable[[SmtpUser, datetime, Facts | None], CheckResult]
+
+
+def all_checks() -> list[Check]:
     """The checks in the order the page shows them: the relay itself first."""
     from relay.troubleshooter_relay import (
         check_port_open,
@@ -400,9 +442,12 @@ def all_checks() -> list[Callable[[SmtpUser, datetime], CheckResult]]:
     ]
 
 
-def run_checks(user: SmtpUser, now: datetime | None = None) -> list[CheckResult]:
-    now = now or timezone.now()
-    return [check(user, now) for check in all_checks()]
+def run_checks(
+    user: SmtpUser, now: datetime | None = None, facts: Facts | None = None
+) -> list[CheckResult]:
+    """Every check, sharing what they read: `facts` if the page has loaded some already."""
+    facts = facts or Facts(user, now or timezone.now())
+    return [check(user, facts.now, facts) for check in all_checks()]
 
 
 # --- one-click fixes -------------------------------------------------------------------
@@ -437,5 +482,5 @@ def authorize_sender(
     email = normalize_email(value)
     result = add_senders(user, emails_text=email, request=request)
     if not result.added_emails:
-        return f"{display_address(email)} was already authorized."
-    return f"{display_address(email)} is now authorized."
+        return f"{display_email(email)} was already authorized."
+    return f"{display_email(email)} is now authorized."

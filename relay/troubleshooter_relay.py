@@ -10,14 +10,14 @@ from datetime import datetime
 from django.db.models import Sum
 
 from accounts.models import SmtpUser
-from relay.listen import Listener, advertised_listeners, alive_nodes, compact_ports, ports_by_tls
+from relay.listen import Listener, compact_ports, ports_by_tls
 from relay.models import ConnectionStat, RelayEvent, RelayNode
-from relay.troubleshooter import NODATA, OK, PROBLEM, WINDOW, CheckResult, Fix, when
+from relay.troubleshooter import NODATA, OK, PROBLEM, WINDOW, CheckResult, Facts, Fix, when
 
 
 # --- 0. relay running ------------------------------------------------------------------
-def check_relay_running(user: SmtpUser, now: datetime) -> CheckResult:
-    nodes = list(alive_nodes().order_by("-heartbeat")[:20])
+def check_relay_running(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    nodes = (facts or Facts(user, now)).nodes[:20]
     if nodes:
         return CheckResult("relay", OK, "The relay is running", [
             f"{n.hostname} ({n.node_id}): last heartbeat {when(n.heartbeat)}, "
@@ -70,8 +70,8 @@ def last_contact(user: SmtpUser) -> tuple[datetime | None, int | None]:
     return max(candidates, key=lambda c: c[0])
 
 
-def check_port_open(user: SmtpUser, now: datetime) -> CheckResult:
-    listeners, reported = advertised_listeners()
+def check_port_open(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    listeners, reported = (facts or Facts(user, now)).listeners
     since = max(now - WINDOW, user.created)
     seen, port = last_contact(user)
     evidence = [_listening_fact(listeners, reported)]
@@ -97,8 +97,8 @@ def check_port_open(user: SmtpUser, now: datetime) -> CheckResult:
                        Fix(text))
 
 
-def check_port_supported(user: SmtpUser, now: datetime) -> CheckResult:
-    listeners, reported = advertised_listeners()
+def check_port_supported(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    listeners, reported = (facts or Facts(user, now)).listeners
     listening = {x.port for x in listeners}
     since = now - WINDOW
     hour = since.replace(minute=0, second=0, microsecond=0)

@@ -9,13 +9,15 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
+from accounts.models import Role, SmtpUser
+from accounts.sender_changes import display_email
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
 from relay.testmessage import Endpoint, TestOutcome, default_endpoint, endpoints, send_test_message
-from relay.troubleshooter import PROBLEM, authorize_sender, display_address, run_checks
+from relay.troubleshooter import PROBLEM, Facts, authorize_sender, run_checks
 
 
 class TestMessageForm(forms.Form):
@@ -34,25 +36,24 @@ class TestMessageForm(forms.Form):
         return self.options[self.cleaned_data["port"]]
 
 
-def _default_sender(user: SmtpUser) -> str:
-    email = AuthorizedEmail.objects.filter(smtp_user=user).values_list("email", flat=True).first()
-    if email:
-        return display_address(email)
-    domain = AuthorizedDomain.objects.filter(smtp_user=user).values_list("domain", flat=True).first()
-    return f"test@{domain_to_unicode(domain)}" if domain else ""
+def _default_sender(facts: Facts) -> str:
+    if facts.emails:
+        return display_email(facts.emails[0])
+    return f"test@{domain_to_unicode(facts.domains[0][0])}" if facts.domains else ""
 
 
-def _page(request: AccountRequest, user: SmtpUser, form: TestMessageForm | None = None,
+def _page(request: AccountRequest, facts: Facts, form: TestMessageForm | None = None,
           outcome: TestOutcome | None = None) -> HttpResponse:
-    options = endpoints()
+    user = facts.user
     if form is None:
+        options = endpoints(facts.listeners[0])
         default = default_endpoint(options)
         form = TestMessageForm(options=options, initial={
-            "sender": _default_sender(user),
+            "sender": _default_sender(facts),
             "recipient": request.user.email,
             "port": default.port if default else None,
         })
-    checks = run_checks(user)
+    checks = run_checks(user, facts=facts)
     context = {
         "smtp_user": user,
         "checks": checks,
@@ -70,7 +71,7 @@ def _page(request: AccountRequest, user: SmtpUser, form: TestMessageForm | None 
 @member_required()
 def troubleshoot(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
-    return _page(request, user)
+    return _page(request, Facts(user, timezone.now()))
 
 
 @require_POST
@@ -95,9 +96,10 @@ def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
 @member_required(Role.ADMIN)
 def test_message(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
-    form = TestMessageForm(request.POST, options=endpoints())
+    facts = Facts(user, timezone.now())
+    form = TestMessageForm(request.POST, options=endpoints(facts.listeners[0]))
     if not form.is_valid():
-        return _page(request, user, form=form)
+        return _page(request, facts, form=form)
     outcome = send_test_message(user, form.cleaned_data["sender"],
                                 form.cleaned_data["recipient"], form.endpoint, request=request)
-    return _page(request, user, form=form, outcome=outcome)
+    return _page(request, facts, form=form, outcome=outcome)

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -387,6 +389,17 @@ def test_the_page_shows_each_check_with_its_verdict_and_buttons(relay, cast, cli
     assert ">Authorize example.org</button>" in html
     assert reverse("subject_tool") in html
     assert reverse("accounts:smtpuser_detail", args=[cast.acme_smtp.pk]) in html
+
+
+def test_the_page_reads_the_senders_and_the_live_relays_once(relay, cast, client):
+    send(relay, cast.acme_smtp, cast.acme_smtp_password, "info@example.org")
+    relay.flush()
+    client.force_login(cast.alice)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(page_url(cast.acme_smtp)).status_code == 200
+    for table in ("accounts_authorizeddomain", "accounts_authorizedemail", "relay_relaynode"):
+        reads = [q["sql"] for q in queries if f'FROM "{table}"' in q["sql"]]
+        assert len(reads) == 1, reads
 
 
 def test_one_click_authorize_over_http_then_a_resend_succeeds(relay, cast, client):
