@@ -363,11 +363,7 @@ class RelayServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         self._closed = True
-        if self._event_flush is not None:
-            with contextlib.suppress(Exception):
-                await self._event_flush
-        await self.flush_events()
-        await self._beat()
+        await self.flush()
         try:
             await self.run_db(nodes.mark_stopped, self.node_id)
         except Exception:
