@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import audit
 from accounts.models import Account
-from relay.models import Recipient, RecipientStatus
+from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
+from relay.queue import not_leased
 
 RecipientsArg = QuerySet[Recipient] | Iterable[Recipient | int]
+
+# The statuses each action applies to; other recipients are left alone.
+_REQUEUE_STATUSES: tuple[str, ...] = (RecipientStatus.FAILED, RecipientStatus.CANCELLED)
+RETRY_STATUSES: tuple[str, ...] = (RecipientStatus.DEFERRED, *_REQUEUE_STATUSES)
+CANCEL_STATUSES: tuple[str, ...] = PENDING_STATUSES
 
 # Ids listed in an audit row; the count is always exact.
 AUDIT_ID_LIMIT = 100
@@ -36,10 +42,6 @@ def _queryset(recipients: RecipientsArg, account: Account | None) -> QuerySet[Re
     if account is not None:
         qs = qs.filter(account=account)
     return qs
-
-
-def _not_in_flight(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
 
 
 def _audit(
@@ -76,6 +78,33 @@ def _scope(request: HttpRequest | None, account: Account | None) -> Account | No
     return account
 
 
+def _transition(
+    recipients: RecipientsArg,
+    request: HttpRequest | None,
+    account: Account | None,
+    action: str,
+    changes: dict[tuple[str, ...], dict[str, Any]],
+) -> int:
+    """Apply `changes[statuses]` to the recipients in those statuses that no worker holds,
+    with one audit row per account touched. Returns how many changed."""
+    now = timezone.now()
+    qs = _queryset(recipients, _scope(request, account))
+    statuses = [status for group in changes for status in group]
+    with transaction.atomic():
+        eligible = qs.filter(not_leased(now), status__in=statuses)
+        changed = list(eligible.values_list("pk", "account_id", "address"))
+        if not changed:
+            return 0
+        ids = [pk for pk, _, _ in changed]
+        count = 0
+        for group, fields in changes.items():
+            # The conditions again, not just the ids: a worker may have claimed a row since.
+            rows = Recipient.objects.filter(not_leased(now), pk__in=ids, status__in=group)
+            count += rows.update(**fields)
+        _audit(action, changed, request)
+    return count
+
+
 def retry_now(
     recipients: RecipientsArg,
     *,
@@ -85,34 +114,19 @@ def retry_now(
     """Make recipients due now: deferred ones keep their history; failed and cancelled
     ones go back to the queue. Returns how many changed."""
     now = timezone.now()
-    qs = _queryset(recipients, _scope(request, account))
-    with transaction.atomic():
-        deferred = qs.filter(_not_in_flight(now), status=RecipientStatus.DEFERRED)
-        finished = qs.filter(
-            _not_in_flight(now), status__in=[RecipientStatus.FAILED, RecipientStatus.CANCELLED]
-        )
-        changed = list(deferred.values_list("pk", "account_id", "address"))
-        changed += list(finished.values_list("pk", "account_id", "address"))
-        if not changed:
-            return 0
-        ids = [pk for pk, _, _ in changed]
-        count = Recipient.objects.filter(
-            _not_in_flight(now), pk__in=ids, status=RecipientStatus.DEFERRED
-        ).update(next_attempt_at=now)
-        count += Recipient.objects.filter(
-            _not_in_flight(now),
-            pk__in=ids,
-            status__in=[RecipientStatus.FAILED, RecipientStatus.CANCELLED],
-        ).update(
-            status=RecipientStatus.QUEUED,
-            next_attempt_at=now,
-            finished_at=None,
-            fail_reason="",
-            lease_owner="",
-            lease_until=None,
-        )
-        _audit("queue.retry", changed, request)
-    return count
+    requeue: dict[str, Any] = {
+        "status": RecipientStatus.QUEUED,
+        "next_attempt_at": now,
+        "finished_at": None,
+        "fail_reason": "",
+        "lease_owner": "",
+        "lease_until": None,
+    }
+    changes: dict[tuple[str, ...], dict[str, Any]] = {
+        (RecipientStatus.DEFERRED,): {"next_attempt_at": now},
+        _REQUEUE_STATUSES: requeue,
+    }
+    return _transition(recipients, request, account, "queue.retry", changes)
 
 
 def cancel(
@@ -122,25 +136,11 @@ def cancel(
     account: Account | None = None,
 ) -> int:
     """Stop delivering queued and deferred recipients. Returns how many changed."""
-    now = timezone.now()
-    qs = _queryset(recipients, _scope(request, account))
-    with transaction.atomic():
-        pending = qs.filter(
-            _not_in_flight(now), status__in=[RecipientStatus.QUEUED, RecipientStatus.DEFERRED]
-        )
-        changed = list(pending.values_list("pk", "account_id", "address"))
-        if not changed:
-            return 0
-        count = Recipient.objects.filter(
-            _not_in_flight(now),
-            pk__in=[pk for pk, _, _ in changed],
-            status__in=[RecipientStatus.QUEUED, RecipientStatus.DEFERRED],
-        ).update(
-            status=RecipientStatus.CANCELLED,
-            finished_at=now,
-            fail_reason="cancelled",
-            lease_owner="",
-            lease_until=None,
-        )
-        _audit("queue.cancel", changed, request)
-    return count
+    stop: dict[str, Any] = {
+        "status": RecipientStatus.CANCELLED,
+        "finished_at": timezone.now(),
+        "fail_reason": "cancelled",
+        "lease_owner": "",
+        "lease_until": None,
+    }
+    return _transition(recipients, request, account, "queue.cancel", {CANCEL_STATUSES: stop})
