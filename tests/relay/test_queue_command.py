@@ -148,6 +148,27 @@ def test_bad_ids_are_a_clear_error(queue_state, args, says):
     assert Recipient.objects.filter(status=RecipientStatus.CANCELLED).count() == 0
 
 
+def test_every_unknown_id_is_named_in_one_error(queue_state):
+    m, ok, busy, new = queue_state
+
+    with pytest.raises(CommandError) as exc:
+        run("cancel", str(new.pk), "999998", "999999")
+
+    assert "No recipient or message with id 999998, 999999" in str(exc.value)
+    assert Recipient.objects.get(pk=new.pk).status == RecipientStatus.QUEUED
+
+
+def test_list_does_not_read_message_bodies(queue_state):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        out = run("list", "--status", "all")
+
+    assert "-- 3 recipient(s)" in out
+    assert not any("raw" in q["sql"] for q in queries.captured_queries)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_from_the_command_line_a_bad_id_exits_1_with_the_error_on_stderr(cast):
     import os

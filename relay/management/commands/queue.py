@@ -30,6 +30,7 @@ from relay.models import (
     Recipient,
     RecipientStatus,
 )
+from relay.upstreams import Reply
 
 ID_HELP = (
     "recipient ids (numbers, as `queue list` prints them) or message queue ids "
@@ -49,7 +50,8 @@ def resolve_ids(ids: list[str]) -> QuerySet[Recipient]:
             queue_ids.append(value.upper())
         else:
             raise CommandError(f"{raw!r} is neither a recipient id nor a message queue id")
-    unknown = [str(i) for i in recipient_ids if not Recipient.objects.filter(pk=i).exists()]
+    found_ids = set(Recipient.objects.filter(pk__in=recipient_ids).values_list("pk", flat=True))
+    unknown = [str(i) for i in recipient_ids if i not in found_ids]
     found_queue_ids = set(
         Message.objects.filter(queue_id__in=queue_ids).values_list("queue_id", flat=True)
     )
@@ -82,7 +84,7 @@ def recipient_json(r: Recipient) -> dict[str, Any]:
 
 
 def _reply(code: int | None, enhanced: str, text: str) -> str:
-    return " ".join(str(p) for p in (code, enhanced, text) if p) or "-"
+    return str(Reply(code, enhanced, text)) or "-"
 
 
 class Command(BaseCommand):
@@ -115,8 +117,10 @@ class Command(BaseCommand):
 
     # --- list -------------------------------------------------------------------------
     def do_list(self, options: dict[str, Any]) -> None:
-        qs = Recipient.objects.select_related("message", "smtp_user", "account").order_by(
-            "priority", "next_attempt_at", "id"
+        qs = (
+            Recipient.objects.select_related("message", "smtp_user", "account")
+            .defer("message__raw")
+            .order_by("priority", "next_attempt_at", "id")
         )
         status = options["status"]
         if status == "pending":
