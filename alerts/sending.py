@@ -20,12 +20,12 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Min, Model, Q, QuerySet
 from django.utils import timezone
 
 from alerts.channels import BaseChannel, ChannelError, EmailChannel, WebhookChannel
 from alerts.collect import collect_rule
-from alerts.content import build_context, event_view, render_alert, subject_for
+from alerts.content import AlertContent, build_context, event_view, render_alert, subject_for
 from alerts.models import (
     Alert,
     AlertEvent,
@@ -43,15 +43,26 @@ IN_FLIGHT = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
 
 
 def coalesce_seconds() -> int:
-    return int(getattr(settings, "ALERTS_COALESCE_SECONDS", 30))
+    return int(settings.ALERTS_COALESCE_SECONDS)
 
 
 def retry_delays() -> list[float]:
-    return list(getattr(settings, "ALERTS_RETRY_DELAYS", [60, 300, 1800]))
+    return list(settings.ALERTS_RETRY_DELAYS)
 
 
 def send_lease() -> timedelta:
-    return timedelta(seconds=getattr(settings, "ALERTS_SEND_LEASE_SECONDS", 300))
+    return timedelta(seconds=settings.ALERTS_SEND_LEASE_SECONDS)
+
+
+def _clock(start: datetime) -> datetime:
+    """The time now, in a pass that started at `start`.
+
+    Sending may take minutes (slow mail servers, webhooks that time out): leases and
+    retries are counted from the moment of each claim, not from the start of the pass,
+    or a lease could be expired before the notification is sent and another process
+    would send it again. A pass run for a moment ahead of the clock keeps that moment.
+    """
+    return max(start, timezone.now())
 
 
 _M = TypeVar("_M", bound=Model)
@@ -67,16 +78,19 @@ def _lock(qs: QuerySet[_M]) -> QuerySet[_M]:
 # --- Building alerts ------------------------------------------------------------------
 
 
-def _due(rule: AlertRule, pending: list[AlertEvent], now: datetime) -> bool:
-    if not pending:
-        return False
+def _due(rule: AlertRule, pending: QuerySet[AlertEvent], now: datetime) -> bool:
+    """Is an alert of the rule's pending events due? Asks the database only what it must:
+    a digest before its time does not look at its events at all."""
     if rule.frequency == Frequency.AS_NEEDED:
         # The window opens with the first event (when it happened, or when it was noticed
         # if its clock is ahead): events of the same window go out together.
-        opened = min(min(e.occurred_at, e.created) for e in pending)
-        return opened <= now - timedelta(seconds=coalesce_seconds())
+        first = pending.aggregate(occurred=Min("occurred_at"), noticed=Min("created"))
+        if first["occurred"] is None:
+            return False
+        opened = min(first["occurred"], first["noticed"])
+        return bool(opened <= now - timedelta(seconds=coalesce_seconds()))
     start = rule.last_alert_at or rule.watch_since
-    return now >= start + timedelta(seconds=rule.digest_period_seconds())
+    return now >= start + timedelta(seconds=rule.digest_period_seconds()) and pending.exists()
 
 
 def create_notifications(
@@ -123,11 +137,13 @@ def process_rule(rule_id: int, now: datetime) -> Alert | None:
         if rule is None:
             return None  # disabled, deleted, or another process has it right now
         collect_rule(rule, now)
-        pending = list(rule.alert_events.filter(alert__isnull=True).order_by("occurred_at", "id"))
+        pending = rule.alert_events.filter(alert__isnull=True)
         if not _due(rule, pending, now):
             return None
-        alert = build_alert(rule, pending, now)
-        AlertEvent.objects.filter(pk__in=[e.pk for e in pending], alert__isnull=True).update(alert=alert)
+        events = list(pending.order_by("occurred_at", "id"))
+        alert = build_alert(rule, events, now)
+        # The rule row is ours: no other process adds pending events to it meanwhile.
+        pending.filter(pk__lte=max(e.pk for e in events)).update(alert=alert)
         create_notifications(alert, rule, now)
         rule.last_alert_at = now
         rule.save(update_fields=["last_alert_at"])
@@ -149,7 +165,9 @@ def process_rules(now: datetime) -> int:
 # --- Sending notifications ------------------------------------------------------------
 
 
-def claim_next(now: datetime) -> Notification | None:
+def claim_next(start: datetime) -> Notification | None:
+    """Lease the next due notification (of a pass that started at `start`)."""
+    now = _clock(start)
     with transaction.atomic():
         qs = Notification.objects.filter(
             Q(status__in=IN_FLIGHT, next_attempt_at__lte=now)
@@ -176,17 +194,28 @@ def channel_for(n: Notification) -> BaseChannel:
     return EmailChannel(n.target)
 
 
-def deliver(n: Notification, now: datetime, *, max_attempts: int | None = None) -> bool:
-    """Send one claimed notification and record the outcome. True if it was sent."""
+def deliver(
+    n: Notification, start: datetime, *, max_attempts: int | None = None,
+    rendered: dict[int, AlertContent] | None = None,
+) -> bool:
+    """Send one claimed notification and record the outcome. True if it was sent.
+
+    `start`: when the pass began (see `_clock`). `rendered`: the content of alerts
+    already rendered in this pass, by alert id (the notifications of one alert say the
+    same thing to each target).
+    """
     error, permanent = "", False
+    rendered = {} if rendered is None else rendered
     try:
-        channel_for(n).notify(render_alert(n.alert))
+        if n.alert_id not in rendered:
+            rendered[n.alert_id] = render_alert(n.alert)
+        channel_for(n).notify(rendered[n.alert_id])
     except ChannelError as exc:
         error, permanent = str(exc), exc.permanent
     except Exception as exc:
         logger.exception("alert notification %s failed unexpectedly", n.pk)
         error = f"internal error: {exc.__class__.__name__}"
-    finished = timezone.now()
+    finished = _clock(start)
     delays = retry_delays()
     limit = max_attempts if max_attempts is not None else len(delays) + 1
     fields: dict[str, object] = {"lease_until": None, "error": error[:2000]}
@@ -197,7 +226,7 @@ def deliver(n: Notification, now: datetime, *, max_attempts: int | None = None) 
         logger.warning("alert notification %s to %s failed: %s", n.pk, n.target_display, error)
     else:
         delay = delays[min(n.attempts - 1, len(delays) - 1)] if delays else 0
-        fields.update(status=NotificationStatus.RETRYING, next_attempt_at=now + timedelta(seconds=delay))
+        fields.update(status=NotificationStatus.RETRYING, next_attempt_at=finished + timedelta(seconds=delay))
         logger.info("alert notification %s to %s will be retried: %s", n.pk, n.target_display, error)
     # Only the holder of this attempt may write its result.
     Notification.objects.filter(pk=n.pk, status=NotificationStatus.SENDING, attempts=n.attempts).update(**fields)
@@ -206,13 +235,14 @@ def deliver(n: Notification, now: datetime, *, max_attempts: int | None = None) 
     return not error
 
 
-def send_due(now: datetime, limit: int = 500) -> int:
+def send_due(start: datetime, limit: int = 500) -> int:
+    rendered: dict[int, AlertContent] = {}
     sent = 0
     while sent < limit:
-        n = claim_next(now)
+        n = claim_next(start)
         if n is None:
             break
-        deliver(n, now)
+        deliver(n, start, rendered=rendered)
         sent += 1
     return sent
 

@@ -7,11 +7,14 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from alerts import sending
 from alerts.models import Alert, AlertEvent, Notification
 from alerts.rules import set_enabled
-from alerts.sending import run_once
+from alerts.sending import claim_next, deliver, process_rule, process_rules, run_once, send_lease
 from relay.models import Recipient, RecipientStatus
 from tests.alerts.conftest import failed_message, later, make_rule
 
@@ -282,3 +285,60 @@ def test_alerts_older_than_the_retention_are_pruned_with_their_events_and_notifi
     assert prune(timezone.now() + timedelta(days=29)) == 0
     assert prune(timezone.now() + timedelta(days=31)) == 3  # event, alert, notification
     assert (AlertEvent.objects.count(), Alert.objects.count(), Notification.objects.count()) == (0, 0, 0)
+
+
+def _due_notification(cast, since):
+    make_rule(cast.acme)
+    failed_message(cast.acme_smtp, ["ghost@example.net"])
+    process_rules(later())
+    Notification.objects.update(next_attempt_at=since)
+
+
+def test_a_notification_claimed_late_in_a_long_pass_is_leased_from_the_claim(cast):
+    started = timezone.now() - timedelta(minutes=10)  # a pass that has been sending for ten minutes
+    _due_notification(cast, started)
+    before = timezone.now()
+    n = claim_next(started)
+    assert n is not None and n.lease_until >= before + send_lease()
+    # Another process does not take it over while this one is still sending it.
+    assert claim_next(timezone.now()) is None
+
+
+def test_a_retry_is_scheduled_from_the_failed_attempt_not_from_the_start_of_the_pass(cast, broken_email):
+    broken_email.ALERTS_RETRY_DELAYS = [60]
+    started = timezone.now() - timedelta(minutes=10)
+    _due_notification(cast, started)
+    before = timezone.now()
+    n = claim_next(started)
+    assert n is not None and not deliver(n, started)
+    n.refresh_from_db()
+    assert n.status == "retrying" and n.next_attempt_at >= before + timedelta(seconds=60)
+
+
+def test_an_alert_to_several_recipients_is_rendered_once(cast, monkeypatch):
+    rendered = []
+
+    def render(alert):
+        rendered.append(alert.pk)
+        return real_render(alert)
+
+    real_render = sending.render_alert
+    monkeypatch.setattr(sending, "render_alert", render)
+    make_rule(cast.acme, email_recipients="ops@acme.test\ncto@acme.test\nnoc@acme.test")
+    failed_message(cast.acme_smtp, ["ghost@example.net"])
+    assert run_once(now=later()) == 3
+    assert len(mail.outbox) == 3 and len({m.body for m in mail.outbox}) == 1
+    assert len(rendered) == 1
+
+
+def test_a_digest_before_its_time_does_not_load_its_pending_events(cast):
+    rule = make_rule(cast.acme, frequency="hourly")
+    failed_message(cast.acme_smtp, ["one@example.net"])
+    process_rule(rule.pk, rule.last_alert_at + timedelta(minutes=10))
+    assert AlertEvent.objects.filter(rule=rule, alert__isnull=True).count() == 1
+    with CaptureQueriesContext(connection) as queries:
+        assert process_rule(rule.pk, rule.last_alert_at + timedelta(minutes=20)) is None
+    event_data = connection.ops.quote_name("data")
+    loaded = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and event_data in q["sql"]
+              and "alerts_alertevent" in q["sql"]]
+    assert loaded == []
