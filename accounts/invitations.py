@@ -111,19 +111,23 @@ class State(Enum):
     EXPIRED = "expired"
 
 
+def _state(invitation: Invitation | None) -> State:
+    if invitation is None:
+        return State.UNKNOWN
+    if invitation.accepted is not None:
+        return State.USED
+    if invitation.expires <= timezone.now():
+        return State.EXPIRED
+    return State.VALID
+
+
 def lookup(token: str) -> tuple[State, Invitation | None]:
     invitation = (
         Invitation.objects.select_related("account", "invited_by")
         .filter(token_digest=token_digest(token))
         .first()
     )
-    if invitation is None:
-        return State.UNKNOWN, None
-    if invitation.accepted is not None:
-        return State.USED, invitation
-    if invitation.expires <= timezone.now():
-        return State.EXPIRED, invitation
-    return State.VALID, invitation
+    return _state(invitation), invitation
 
 
 class InvitationUnusable(Exception):
@@ -155,18 +159,8 @@ def accept(
         pk=invitation.pk, accepted__isnull=True, expires__gt=now
     ).update(accepted=now)
     if not claimed:
-        state, _ = lookup_by_pk(invitation.pk)
-        raise InvitationUnusable(state)
+        raise InvitationUnusable(_state(Invitation.objects.filter(pk=invitation.pk).first()))
     return join(invitation.account, user, invitation.role, request=request)
-
-
-def lookup_by_pk(pk: int) -> tuple[State, Invitation | None]:
-    invitation = Invitation.objects.filter(pk=pk).first()
-    if invitation is None:
-        return State.UNKNOWN, None
-    if invitation.accepted is not None:
-        return State.USED, invitation
-    return State.EXPIRED, invitation
 
 
 @transaction.atomic

@@ -40,9 +40,9 @@ def join(
     user: User,
     role: str,
     request: HttpRequest | None = None,
-    via: str = "invitation",
 ) -> tuple[Membership, bool]:
-    """Make `user` a member of `account` with `role`. Returns (membership, created).
+    """Make `user` a member of `account` with `role` through an invitation. Returns
+    (membership, created).
 
     A user who is already a member keeps their current role.
     """
@@ -54,7 +54,7 @@ def join(
         audit.record(
             "member.join", account=account, request=request, actor_label=user.get_username(),
             target=membership, target_label=user.get_username(),
-            details={"role": role, "via": via},
+            details={"role": role, "via": "invitation"},
         )
     return membership, created
 

@@ -116,9 +116,6 @@ class SmtpUser(models.Model):
 
         return decrypt_password(self.password_encrypted)
 
-    def has_senders(self) -> bool:
-        return self.authorized_domains.exists() or self.authorized_emails.exists()
-
 
 class AuthorizedDomain(models.Model):
     smtp_user = models.ForeignKey(SmtpUser, models.CASCADE, related_name="authorized_domains")

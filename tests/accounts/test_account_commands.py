@@ -15,9 +15,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from accounts.credentials import check_credentials, generate_password
+from accounts.credentials import generate_password
 from accounts.models import Account, AuditEvent, Membership, Role, SmtpUser
 from accounts.services import create_smtp_user
+from relay.login import log_in
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +128,7 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     new_key = Fernet.generate_key().decode()
     settings.SMTPPLUS_CREDENTIAL_KEYS = [new_key, old_key]
     # Before rotating, logins still work: digests under the older key are accepted.
-    assert check_credentials(users[0][0].username, users[0][1]).ok
+    assert log_in(users[0][0].username, users[0][1], None).result.ok
 
     result = json.loads(run("rotatecredentials", "--batch-size", "2"))
 
@@ -138,9 +139,9 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     for smtp_user, password in users:
         smtp_user.refresh_from_db()
         assert only_new.decrypt(smtp_user.password_encrypted.encode()).decode() == password
-        assert check_credentials(smtp_user.username, password).ok
+        assert log_in(smtp_user.username, password, None).result.ok
     settings.SMTPPLUS_CREDENTIAL_KEYS = [new_key]  # the old key can now be dropped
-    assert all(check_credentials(u.username, p).ok for u, p in users)
+    assert all(log_in(u.username, p, None).result.ok for u, p in users)
     (event,) = AuditEvent.objects.filter(action="credentials.rotate")
     assert event.account is None and event.details == {
         "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0
@@ -159,7 +160,7 @@ def test_rotatecredentials_names_passwords_no_key_can_decrypt(cast, old_key, set
         call_command("rotatecredentials", stdout=out)
     assert json.loads(out.getvalue())["failed_usernames"] == [lost.username]
     assert json.loads(out.getvalue())["reencrypted"] == 1
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
     with pytest.raises(InvalidToken):
         SmtpUser.objects.get(pk=lost.pk).get_password()
 

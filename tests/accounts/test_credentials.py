@@ -1,17 +1,17 @@
-from accounts.credentials import check_credentials
 from accounts.services import reset_password, set_active
+from relay.login import log_in
 
 
 def test_it_accepts_the_right_password(cast):
-    result = check_credentials(cast.acme_smtp.username, cast.acme_smtp_password)
+    result = log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result
     assert result.ok and result.smtp_user == cast.acme_smtp
 
 
 def test_it_refuses_a_wrong_password_an_unknown_user_and_a_disabled_user(cast):
-    assert check_credentials(cast.acme_smtp.username, "nope").reason == "wrong password"
-    assert check_credentials("smtp-nobody", cast.acme_smtp_password).reason == "unknown user"
+    assert log_in(cast.acme_smtp.username, "nope", None).result.reason == "wrong password"
+    assert log_in("smtp-nobody", cast.acme_smtp_password, None).result.reason == "unknown user"
     set_active(cast.acme_smtp, False)
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).reason == "user disabled"
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.reason == "user disabled"
 
 
 def test_the_password_is_stored_encrypted_and_retrievable(cast):
@@ -22,8 +22,8 @@ def test_the_password_is_stored_encrypted_and_retrievable(cast):
 
 def test_reset_password_invalidates_the_old_one_at_once(cast):
     new = reset_password(cast.acme_smtp)
-    assert not check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
-    assert check_credentials(cast.acme_smtp.username, new).ok
+    assert not log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
+    assert log_in(cast.acme_smtp.username, new, None).result.ok
 
 
 def test_logins_keep_working_when_a_new_key_is_added_before_rotation(cast, settings):
@@ -34,6 +34,6 @@ def test_logins_keep_working_when_a_new_key_is_added_before_rotation(cast, setti
     old = credential_keys()[0].decode()
     settings.SMTPPLUS_CREDENTIAL_KEYS = [Fernet.generate_key().decode(), old]
     cast.acme_smtp.refresh_from_db()
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
     assert cast.acme_smtp.get_password() == cast.acme_smtp_password
-    assert not check_credentials(cast.acme_smtp.username, "wrong").ok
+    assert not log_in(cast.acme_smtp.username, "wrong", None).result.ok

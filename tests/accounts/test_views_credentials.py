@@ -11,9 +11,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from accounts.credentials import check_credentials
 from accounts.models import AuditEvent
 from accounts.views_credentials import REAUTH_SESSION_KEY
+from relay.login import log_in
 from tests.conftest import PASSWORD, login
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_a_viewer_cannot_reveal_or_reset_even_after_confirming(client, cast):
     assert viewer.post(reset_url(cast.acme_smtp)).status_code == 403
     html = viewer.get(cast.acme_smtp.get_absolute_url()).content.decode()
     assert 'id="reveal-password"' not in html and 'id="reset-password"' not in html
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
     assert reveals() == 0
 
 
@@ -139,7 +139,7 @@ def test_reset_requires_reauthentication_too(alice_client, cast):
     response = alice_client.post(reset_url(cast.acme_smtp))
     assert response.status_code == 303
     assert parse_qs(urlsplit(response["Location"]).query)["next"] == [reset_url(cast.acme_smtp)]
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
 
 
 def test_reset_shows_the_new_password_once_and_the_old_one_stops_working(alice_client, cast):
@@ -154,8 +154,8 @@ def test_reset_shows_the_new_password_once_and_the_old_one_stops_working(alice_c
     assert f'<code id="cred-password">{new}</code>' in html
     assert "The old one no longer works" in html
     assert "no-store" in response["Cache-Control"]
-    assert not check_credentials(cast.acme_smtp.username, old).ok
-    assert check_credentials(cast.acme_smtp.username, new).ok
+    assert not log_in(cast.acme_smtp.username, old, None).result.ok
+    assert log_in(cast.acme_smtp.username, new, None).result.ok
     assert AuditEvent.objects.filter(action="smtpuser.reset_password", actor=cast.alice).count() == 1
 
 
@@ -205,7 +205,7 @@ def test_reveal_and_reset_need_a_csrf_token(cast):
     assert client.post(reset_url(cast.acme_smtp)).status_code == 403
     assert client.post(CONFIRM, {"password": PASSWORD}).status_code == 403
     assert reveals() == 0
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
 
 
 def test_the_confirm_page_stops_checking_passwords_after_too_many_wrong_ones(

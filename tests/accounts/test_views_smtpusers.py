@@ -9,9 +9,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.credentials import check_credentials
 from accounts.models import AuditEvent, SmtpUser
 from accounts.services import create_smtp_user
+from relay.login import log_in
 from relay.models import RelayNode
 from tests.conftest import login
 
@@ -94,7 +94,7 @@ def test_creating_a_user_shows_its_password_once_on_the_spot(alice_client, cast)
     assert f'<code id="cred-password">{user.get_password()}</code>' in html
     assert f'<code id="cred-username">{user.username}</code>' in html
     assert "no-store" in response["Cache-Control"]
-    assert check_credentials(user.username, user.get_password()).ok
+    assert log_in(user.username, user.get_password(), None).result.ok
     event = AuditEvent.objects.get(action="smtpuser.create", target_id=str(user.pk))
     assert event.actor == cast.alice and event.account == cast.acme
     # The detail page, later, does not show it any more.
@@ -223,7 +223,7 @@ def test_unticking_active_in_the_edit_form_disables_the_user(alice_client, cast)
     user.refresh_from_db()
     assert not user.active
     assert AuditEvent.objects.filter(action="smtpuser.disable", target_id=str(user.pk)).exists()
-    assert not check_credentials(user.username, cast.acme_smtp_password).ok
+    assert not log_in(user.username, cast.acme_smtp_password, None).result.ok
 
 
 def test_the_edit_form_shows_the_current_values(alice_client, cast):
@@ -238,7 +238,7 @@ def test_disable_and_enable_are_posts_and_audited(alice_client, cast):
     alice_client.post(url("smtpuser_set_active", user.pk), {"active": "0"})
     user.refresh_from_db()
     assert not user.active
-    assert check_credentials(user.username, cast.acme_smtp_password).reason == "user disabled"
+    assert log_in(user.username, cast.acme_smtp_password, None).result.reason == "user disabled"
     alice_client.post(url("smtpuser_set_active", user.pk), {"active": "1"})
     user.refresh_from_db()
     assert user.active
@@ -271,7 +271,7 @@ def test_delete_asks_for_confirmation_then_deletes_on_post(alice_client, cast):
     event = AuditEvent.objects.get(action="smtpuser.delete")
     assert event.target_id == str(user.pk) and user.username in event.target_label
     assert event.details["domains"] == ["acme.test"]
-    assert not check_credentials(user.username, cast.acme_smtp_password).ok
+    assert not log_in(user.username, cast.acme_smtp_password, None).result.ok
 
 
 def test_a_viewer_cannot_delete(client, cast):
