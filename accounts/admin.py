@@ -62,12 +62,27 @@ class InvitationAdmin(admin.ModelAdmin):
         return False
 
 
-class AuthorizedDomainInline(admin.TabularInline):
+class ReadOnly:
+    """No add, change or delete, for operators too: a change made here would skip the
+    console's checks (domains stored as lower-case A-labels, or the relay never matches
+    them) and write no audit row."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class AuthorizedDomainInline(ReadOnly, admin.TabularInline):
     model = AuthorizedDomain
     extra = 0
 
 
-class AuthorizedEmailInline(admin.TabularInline):
+class AuthorizedEmailInline(ReadOnly, admin.TabularInline):
     model = AuthorizedEmail
     extra = 0
 
@@ -76,34 +91,22 @@ SMTP_USER_SECRETS = ["password_encrypted", "password_digest"]
 
 
 @admin.register(SmtpUser)
-class SmtpUserAdmin(admin.ModelAdmin):
+class SmtpUserAdmin(ReadOnly, admin.ModelAdmin):
+    """Users and their senders are changed in the console or with `manage.py smtpuser`."""
+
     list_display = ["username", "name", "account", "active", "priority", "last_login_at"]
     list_filter = ["active"]
     search_fields = ["username", "name", "account__name"]
     exclude = SMTP_USER_SECRETS
-    readonly_fields = ["username", "last_login_at", "last_login_ip", "created", "changed"]
     raw_id_fields = ["account"]
     inlines = [AuthorizedDomainInline, AuthorizedEmailInline]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # Users get a generated password: create them in the console or with
-        # `manage.py smtpuser create`.
-        return False
-
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnly, admin.ModelAdmin):
+    """The audit log is evidence: read-only, even for operators."""
+
     list_display = ["created", "account", "actor_label", "action", "target_label", "ip"]
     list_filter = ["action"]
     search_fields = ["actor_label", "target_label", "action"]
     date_hierarchy = "created"
-
-    # The audit log is evidence: read-only, even for operators.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
