@@ -6,11 +6,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import audit
 from accounts.models import SmtpUser
+from alerts.content import AlertContent
 from alerts.models import AlertEvent, AlertRule, EventType, Notification
 from alerts.sending import build_alert, create_notifications, deliver
 
@@ -54,17 +56,20 @@ def send_test_alert(rule: AlertRule, request: HttpRequest | None = None) -> list
     """Build a test alert with one sample failed delivery and send it through every
     channel of the rule at once (no retries: the admin sees the result immediately)."""
     now = timezone.now()
-    event = AlertEvent.objects.create(
+    event = AlertEvent(
         account_id=rule.account_id, rule=rule, kind=EventType.DELIVERY_FAILED,
         source_key=f"test:{uuid.uuid4().hex}", occurred_at=now, created=now,
         data=sample_data(rule),
     )
-    alert = build_alert(rule, [event], now, is_test=True)
-    event.alert = alert
-    event.save(update_fields=["alert"])
-    notifications = create_notifications(alert, rule, now, claimed=True)
+    with transaction.atomic():
+        # The sample event is saved already part of its test alert: never pending, so the
+        # alert sender cannot take it into a real alert.
+        event.alert = build_alert(rule, [event], now, is_test=True)
+        event.save()
+        notifications = create_notifications(event.alert, rule, now, claimed=True)
+    rendered: dict[int, AlertContent] = {}
     for n in notifications:
-        deliver(n, now, max_attempts=1)
+        deliver(n, now, max_attempts=1, rendered=rendered)
     audit.record(
         "alert_rule.test", account=rule.account, request=request, target=rule,
         details={"sent": [n.target_display for n in notifications if not n.error],

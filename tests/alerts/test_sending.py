@@ -11,9 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from alerts import sending
+from alerts import sample, sending
 from alerts.models import Alert, AlertEvent, Notification
 from alerts.rules import set_enabled
+from alerts.sample import send_test_alert
 from alerts.sending import claim_next, deliver, process_rule, process_rules, run_once, send_lease
 from relay.models import Recipient, RecipientStatus
 from tests.alerts.conftest import failed_message, later, make_rule
@@ -342,3 +343,23 @@ def test_a_digest_before_its_time_does_not_load_its_pending_events(cast):
     loaded = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and event_data in q["sql"]
               and "alerts_alertevent" in q["sql"]]
     assert loaded == []
+
+
+def test_a_test_alert_that_cannot_be_built_leaves_no_event_to_go_out_as_a_real_alert(cast, monkeypatch):
+    def broken_build(*args, **kwargs):
+        raise RuntimeError("template missing")
+
+    rule = make_rule(cast.acme)
+    monkeypatch.setattr(sample, "build_alert", broken_build)
+    with pytest.raises(RuntimeError):
+        send_test_alert(rule)
+    assert not AlertEvent.objects.filter(rule=rule).exists()
+    assert run_once(now=later()) == 0 and mail.outbox == []
+
+
+def test_a_test_alerts_sample_event_is_never_pending(cast):
+    rule = make_rule(cast.acme)
+    send_test_alert(rule)
+    event = AlertEvent.objects.get(rule=rule)
+    assert event.alert is not None and event.alert.is_test
+    assert run_once(now=later()) == 0 and len(mail.outbox) == 1
