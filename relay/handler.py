@@ -102,16 +102,7 @@ class RelayHandler:
         # Scanned by aiosmtpd for handle_*/auth_* on every connection (see RelaySMTP).
         return _HANDLER_NAMES
 
-    # --- helpers ----------------------------------------------------------------------
-    def _event(self, server: Any, kind: str, reply: str, **fields: Any) -> None:
-        session: RelaySession = server.session
-        fields.setdefault("username", session.username or session.username_tried)
-        fields.setdefault("account_id", session.account_id)
-        fields.setdefault("smtp_user_id", session.smtp_user_id)
-        self.relay.record_event(
-            kind, client_ip=server.client_ip, port=server.listener.port, reply=reply, **fields
-        )
-
+    # --- helpers ---------------------------------------------------------------------
     async def _hourly_limit_reached(self, session: RelaySession) -> bool:
         """Whether the user has used up its hourly limit. Before saying so, a count older
         than a minute is read again: the hour moves on, and other relay processes'
@@ -181,17 +172,17 @@ class RelayHandler:
         result = outcome.result
         if not result.ok or result.smtp_user is None or outcome.policy is None:
             user = result.smtp_user
-            self._event(
-                server, EventKind.AUTH_FAILED, "535 5.7.8 Authentication credentials invalid",
+            server.record_event(
+                EventKind.AUTH_FAILED, "535 5.7.8 Authentication credentials invalid",
                 reason=result.reason,
                 account_id=user.account.pk if user else None,
                 smtp_user_id=user.pk if user else None,
             )
             if relay.failures.record_failure(server.client_ip):
                 reply = cooloff_reply(relay.failures.cooloff)
-                self._event(server, EventKind.AUTH_COOLOFF, reply,
-                            reason=f"{relay.failures.limit} failed logins within "
-                                   f"{int(relay.failures.window)} seconds")
+                server.record_event(EventKind.AUTH_COOLOFF, reply,
+                                    reason=f"{relay.failures.limit} failed logins within "
+                                           f"{int(relay.failures.window)} seconds")
                 await server.push(reply)
                 server.transport.close()
                 return AuthResult(success=False, handled=True)
@@ -214,24 +205,25 @@ class RelayHandler:
         mail_options: list[str],
     ) -> str:
         if not session.authenticated or session.policy is None:
-            self._event(server, EventKind.AUTH_REQUIRED, AUTH_REQUIRED, address=accept.printable(address))
+            server.record_event(EventKind.AUTH_REQUIRED, AUTH_REQUIRED,
+                                address=accept.printable(address))
             return AUTH_REQUIRED
         smtputf8 = "SMTPUTF8" in mail_options
         problem = accept.address_problem(address, smtputf8)
         if problem:
             reply = f"553 5.1.7 Sender address rejected: {problem}"
-            self._event(server, EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
-                        reason=f"sender address: {problem}")
+            server.record_event(EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
+                                reason=f"sender address: {problem}")
             return reply
         if await self._hourly_limit_reached(session):
-            self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED, address=address,
-                        reason=f"{session.hourly_limit} messages per hour")
+            server.record_event(EventKind.RATE_LIMITED, RATE_LIMITED, address=address,
+                                reason=f"{session.hourly_limit} messages per hour")
             return RATE_LIMITED
         decision = accept.check_sender(session.policy, address)
         if not decision.allowed:
             reply = not_authorized_reply(address, session.username)
-            self._event(server, EventKind.SENDER_REJECTED, reply, address=address,
-                        reason=decision.reason)
+            server.record_event(EventKind.SENDER_REJECTED, reply, address=address,
+                                reason=decision.reason)
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -244,13 +236,14 @@ class RelayHandler:
         problem = accept.address_problem(address, bool(envelope.smtp_utf8))
         if problem:
             reply = f"553 5.1.3 Recipient address rejected: {problem}"
-            self._event(server, EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
-                        reason=f"recipient address: {problem}")
+            server.record_event(EventKind.BAD_ADDRESS, reply, address=accept.printable(address),
+                                reason=f"recipient address: {problem}")
             return reply
         limit = self.relay.config.max_recipients
         if limit and len(envelope.rcpt_tos) >= limit:
-            self._event(server, EventKind.TOO_MANY_RECIPIENTS, TOO_MANY_RECIPIENTS,
-                        address=envelope.mail_from or "", reason=f"more than {limit} recipients")
+            server.record_event(EventKind.TOO_MANY_RECIPIENTS, TOO_MANY_RECIPIENTS,
+                                address=envelope.mail_from or "",
+                                reason=f"more than {limit} recipients")
             return TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -267,29 +260,29 @@ class RelayHandler:
         if not headers.from_addresses:
             # RFC 5322 requires a From: header, and without one there is no author
             # address to check against the user's authorized senders.
-            self._event(server, EventKind.FROM_REJECTED, NO_FROM_HEADER,
-                        address=envelope.mail_from or "", reason="no From: header")
+            server.record_event(EventKind.FROM_REJECTED, NO_FROM_HEADER,
+                                address=envelope.mail_from or "", reason="no From: header")
             return NO_FROM_HEADER
         for header, addresses in (("From:", headers.from_addresses),
                                   ("Sender:", headers.sender_addresses)):
             for address in addresses:
                 if split_address(address) is None:
                     reply = unparsable_header_reply(address, header)
-                    self._event(server, EventKind.FROM_REJECTED, reply,
-                                address=accept.printable(address, 998),
-                                reason=f"{header} header is not a valid address")
+                    server.record_event(EventKind.FROM_REJECTED, reply,
+                                        address=accept.printable(address, 998),
+                                        reason=f"{header} header is not a valid address")
                     return reply
                 decision = accept.check_sender(session.policy, address)
                 if not decision.allowed:
                     reply = not_authorized_reply(address, session.username, header)
-                    self._event(server, EventKind.FROM_REJECTED, reply,
-                                address=accept.printable(address, 998),
-                                reason=f"{header} {decision.reason}")
+                    server.record_event(EventKind.FROM_REJECTED, reply,
+                                        address=accept.printable(address, 998),
+                                        reason=f"{header} {decision.reason}")
                     return reply
         if await self._hourly_limit_reached(session):
-            self._event(server, EventKind.RATE_LIMITED, RATE_LIMITED,
-                        address=envelope.mail_from or "",
-                        reason=f"{session.hourly_limit} messages per hour")
+            server.record_event(EventKind.RATE_LIMITED, RATE_LIMITED,
+                                address=envelope.mail_from or "",
+                                reason=f"{session.hourly_limit} messages per hour")
             return RATE_LIMITED
         submission = accept.Submission(
             account_id=session.account_id or 0,
@@ -319,8 +312,8 @@ class RelayHandler:
             raise
         except Exception as exc:
             log.error("could not store a message from %s", session.username, exc_info=exc)
-            self._event(server, EventKind.STORE_FAILED, STORE_FAILED,
-                        address=envelope.mail_from or "", reason=type(exc).__name__)
+            server.record_event(EventKind.STORE_FAILED, STORE_FAILED,
+                                address=envelope.mail_from or "", reason=type(exc).__name__)
             return STORE_FAILED
         return f"250 2.0.0 Ok: queued as {queue_id}"
 

@@ -7,7 +7,7 @@ import functools
 import logging
 import re
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP
 
@@ -17,7 +17,6 @@ from relay.handler import (
     SIZE_EXCEEDED,
     TLS_REQUIRED,
     RelaySession,
-    cooloff_reply,
 )
 from relay.listen import Listener
 from relay.models import EventKind
@@ -86,6 +85,18 @@ class RelaySMTP(SMTP):
     def is_tls(self) -> bool:
         return self.listener.tls == "implicit" or self._tls_protocol is not None
 
+    def record_event(self, kind: str, reply: str, **fields: Any) -> None:
+        """Record an event of this connection; the username, account and SMTP+ user are
+        the session's (who logged in, or tried to) unless `fields` name them."""
+        session = self.session
+        if isinstance(session, RelaySession):
+            fields.setdefault("username", session.username or session.username_tried)
+            fields.setdefault("account_id", session.account_id)
+            fields.setdefault("smtp_user_id", session.smtp_user_id)
+        self.relay.record_event(
+            kind, client_ip=self.client_ip, port=self.listener.port, reply=reply, **fields
+        )
+
     def _create_session(self) -> RelaySession:
         return RelaySession(self.loop)
 
@@ -112,23 +123,17 @@ class RelaySMTP(SMTP):
             self.transport.close()
 
     async def smtp_AUTH(self, arg: str) -> None:
-        relay, ip = self.relay, self.client_ip or ""
-        left = relay.failures.remaining_cooloff(ip)
-        if left:
-            reply = cooloff_reply(left)
-            relay.record_event(EventKind.AUTH_COOLOFF, client_ip=ip, port=self.listener.port,
-                               reply=reply, reason="login attempt during cool-off")
-            await self.push(reply)
+        refusal = self.relay.cooloff_refusal(self.client_ip, self.listener.port,
+                                             "login attempt during cool-off")
+        if refusal is not None:
+            await self.push(refusal)
             if self.transport is not None:
                 self.transport.close()
             return
         assert self.session is not None
         if (self._auth_require_tls and not self._tls_protocol and self.session.host_name
                 and self.session.extended_smtp and arg):
-            relay.record_event(
-                EventKind.TLS_REQUIRED, client_ip=ip, port=self.listener.port,
-                reply=TLS_REQUIRED, reason="TLS required",
-            )
+            self.record_event(EventKind.TLS_REQUIRED, TLS_REQUIRED, reason="TLS required")
         await super().smtp_AUTH(arg)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -137,15 +142,13 @@ class RelaySMTP(SMTP):
             session = self.session
             assert isinstance(session, RelaySession)
             if session.host_name:
-                reply = NULL_SENDER if session.authenticated else AUTH_REQUIRED
-                self.relay.record_event(
-                    EventKind.SENDER_REJECTED if session.authenticated else EventKind.AUTH_REQUIRED,
-                    client_ip=self.client_ip, port=self.listener.port, reply=reply,
-                    reason="null sender" if session.authenticated else "",
-                    username=session.username, account_id=session.account_id,
-                    smtp_user_id=session.smtp_user_id,
-                )
-                await self.push(reply)
+                if session.authenticated:
+                    self.record_event(EventKind.SENDER_REJECTED, NULL_SENDER,
+                                      reason="null sender")
+                    await self.push(NULL_SENDER)
+                else:
+                    self.record_event(EventKind.AUTH_REQUIRED, AUTH_REQUIRED)
+                    await self.push(AUTH_REQUIRED)
                 return
         await super().smtp_MAIL(arg)
 
@@ -168,14 +171,8 @@ class RelaySMTP(SMTP):
             status = status.encode("utf-8", "replace")
         rewritten = _REWRITES.get(status)
         if rewritten is not None:
-            session = self.session
-            self.relay.record_event(
-                EventKind.SIZE_EXCEEDED, client_ip=self.client_ip, port=self.listener.port,
-                reply=SIZE_EXCEEDED, reason="over RELAY_MAX_MESSAGE_SIZE",
-                username=getattr(session, "username", ""),
-                account_id=getattr(session, "account_id", None),
-                smtp_user_id=getattr(session, "smtp_user_id", None),
-            )
+            self.record_event(EventKind.SIZE_EXCEEDED, SIZE_EXCEEDED,
+                              reason="over RELAY_MAX_MESSAGE_SIZE")
             status = rewritten
         await super().push(status)
 

@@ -226,13 +226,9 @@ class RelayServer:
         """Count a new connection; return a 421 reply if it must be refused."""
         ip = smtp.client_ip or ""
         self.stats.connection(smtp.listener.port)
-        left = self.failures.remaining_cooloff(ip)
-        if left:
-            reply = cooloff_reply(left)
-            self.record_event(EventKind.AUTH_COOLOFF, client_ip=ip or None,
-                              port=smtp.listener.port, reply=reply,
-                              reason="connection during cool-off")
-            return reply
+        refusal = self.cooloff_refusal(ip, smtp.listener.port, "connection during cool-off")
+        if refusal is not None:
+            return refusal
         if not self.connections.acquire(ip):
             self.record_event(EventKind.CONNECTION_LIMIT, client_ip=ip or None,
                               port=smtp.listener.port, reply=TOO_MANY_CONNECTIONS,
@@ -241,6 +237,16 @@ class RelayServer:
             return TOO_MANY_CONNECTIONS
         self._sessions.add(smtp)
         return None
+
+    def cooloff_refusal(self, ip: str | None, port: int, reason: str) -> str | None:
+        """The 421 reply (and its event) if `ip` is in the failed-login cool-off."""
+        left = self.failures.remaining_cooloff(ip or "")
+        if not left:
+            return None
+        reply = cooloff_reply(left)
+        self.record_event(EventKind.AUTH_COOLOFF, client_ip=ip or None, port=port, reply=reply,
+                          reason=reason)
+        return reply
 
     def connection_closed(self, smtp: RelaySMTP) -> None:
         self.connections.release(smtp.client_ip or "")
