@@ -17,14 +17,14 @@ from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 
 from alerts.models import AlertEvent, AlertRule, EventType
-from relay.models import EventKind, Recipient, RecipientStatus, RelayEvent
+from relay.models import PENDING_STATUSES, EventKind, Recipient, RecipientStatus, RelayEvent
 
-PENDING = (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
 SENDER_KINDS = (EventKind.SENDER_REJECTED, EventKind.FROM_REJECTED)
+FAILURE_KINDS = {EventType.DELIVERY_FAILED, EventType.DELIVERY_EXPIRED}
 
 
 def lookback() -> timedelta:
-    return timedelta(seconds=getattr(settings, "ALERTS_LOOKBACK_SECONDS", 900))
+    return timedelta(seconds=settings.ALERTS_LOOKBACK_SECONDS)
 
 
 def _iso(moment: datetime | None) -> str:
@@ -86,26 +86,31 @@ def _scoped(rule: AlertRule, qs: QuerySet[Any]) -> QuerySet[Any]:
     return qs.filter(smtp_user__in=rule.smtp_users.all())
 
 
-def _failed(rule: AlertRule, since: datetime, now: datetime, expired: bool) -> list[AlertEvent]:
-    qs = Recipient.objects.filter(account=rule.account, status=RecipientStatus.FAILED).filter(
+def _failed(rule: AlertRule, since: datetime, kinds: set[str]) -> list[AlertEvent]:
+    """Permanent failures and expiries (`kinds`: either or both), in one query. Cancelled
+    recipients have their own status and are never alerted."""
+    qs = Recipient.objects.filter(account_id=rule.account_id, status=RecipientStatus.FAILED).filter(
         Q(finished_at__gt=since) | Q(finished_at__isnull=True, created__gt=since)
     )
-    qs = qs.filter(fail_reason="expired") if expired else qs.exclude(fail_reason__in=["expired", "cancelled"])
-    kind = EventType.DELIVERY_EXPIRED if expired else EventType.DELIVERY_FAILED
-    return [
-        AlertEvent(
+    if EventType.DELIVERY_FAILED not in kinds:
+        qs = qs.filter(fail_reason="expired")
+    elif EventType.DELIVERY_EXPIRED not in kinds:
+        qs = qs.exclude(fail_reason="expired")
+    events = []
+    for r in _scoped(rule, qs).select_related("message", "smtp_user").order_by("id"):
+        kind = EventType.DELIVERY_EXPIRED if r.fail_reason == "expired" else EventType.DELIVERY_FAILED
+        events.append(AlertEvent(
             kind=kind, source_key=f"{kind}:rcpt:{r.pk}",
             occurred_at=r.finished_at or r.created, data=recipient_data(r),
-        )
-        for r in _scoped(rule, qs).select_related("message", "smtp_user").order_by("id")
-    ]
+        ))
+    return events
 
 
 def _delayed(rule: AlertRule, since: datetime, now: datetime) -> list[AlertEvent]:
     delay = timedelta(minutes=rule.delay_minutes)
     # Recipients whose age crossed the delay since the last pass (and the look-back).
     qs = Recipient.objects.filter(
-        account=rule.account, status__in=PENDING,
+        account_id=rule.account_id, status__in=PENDING_STATUSES,
         created__lte=now - delay, created__gt=since - delay,
     )
     events = []
@@ -126,7 +131,7 @@ def _hour(moment: datetime) -> str:
 def _relay_events(rule: AlertRule, since: datetime, kinds: Iterable[str], type_: str) -> list[AlertEvent]:
     """One alert event per SMTP+ user (and sender address) per hour: a client that keeps
     retrying would otherwise alert every minute."""
-    qs = RelayEvent.objects.filter(account=rule.account, kind__in=list(kinds), last_seen__gt=since)
+    qs = RelayEvent.objects.filter(account_id=rule.account_id, kind__in=list(kinds), last_seen__gt=since)
     events: dict[str, AlertEvent] = {}
     for ev in _scoped(rule, qs).select_related("smtp_user").order_by("created", "id"):
         who = ev.smtp_user_id or ev.username
@@ -143,7 +148,7 @@ def _login_failures(rule: AlertRule, now: datetime) -> list[AlertEvent]:
     window = timedelta(minutes=rule.login_window_minutes)
     start = max(now - window, rule.watch_since)
     qs = _scoped(rule, RelayEvent.objects.filter(
-        account=rule.account, kind=EventKind.AUTH_FAILED, last_seen__gt=start,
+        account_id=rule.account_id, kind=EventKind.AUTH_FAILED, last_seen__gt=start,
     ))
     recent = AlertEvent.objects.filter(
         rule=rule, kind=EventType.LOGIN_FAILURES, created__gt=now - window
@@ -190,10 +195,8 @@ def candidates(rule: AlertRule, now: datetime) -> list[AlertEvent]:
     since = max(rule.watch_since, mark - lookback())
     found: list[AlertEvent] = []
     kinds = set(rule.events)
-    if EventType.DELIVERY_FAILED in kinds:
-        found += _failed(rule, since, now, expired=False)
-    if EventType.DELIVERY_EXPIRED in kinds:
-        found += _failed(rule, since, now, expired=True)
+    if kinds & FAILURE_KINDS:
+        found += _failed(rule, since, kinds)
     if EventType.DELIVERY_DELAYED in kinds:
         found += _delayed(rule, max(rule.watch_since, mark) - lookback(), now)
     if EventType.SENDER_REJECTED in kinds:
@@ -205,10 +208,9 @@ def candidates(rule: AlertRule, now: datetime) -> list[AlertEvent]:
     return found
 
 
-def collect_rule(rule: AlertRule, now: datetime) -> int:
-    """Record the rule's new events; returns how many were new. Call with the rule locked."""
+def collect_rule(rule: AlertRule, now: datetime) -> None:
+    """Record the rule's new events. Call with the rule locked."""
     found = candidates(rule, now)
-    new = 0
     if found:
         keys = [e.source_key for e in found]
         existing: set[str] = set()
@@ -225,7 +227,5 @@ def collect_rule(rule: AlertRule, now: datetime) -> int:
         # ignore_conflicts: the unique constraint is the final word if another process
         # recorded the same source in the meantime.
         AlertEvent.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
-        new = len(fresh)
     rule.collected_until = now
     rule.save(update_fields=["collected_until"])
-    return new

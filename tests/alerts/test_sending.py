@@ -16,6 +16,7 @@ from alerts.models import Alert, AlertEvent, Notification
 from alerts.rules import set_enabled
 from alerts.sample import send_test_alert
 from alerts.sending import claim_next, deliver, process_rule, process_rules, run_once, send_lease
+from relay.actions import cancel
 from relay.models import Recipient, RecipientStatus
 from tests.alerts.conftest import failed_message, later, make_rule
 
@@ -363,3 +364,21 @@ def test_a_test_alerts_sample_event_is_never_pending(cast):
     event = AlertEvent.objects.get(rule=rule)
     assert event.alert is not None and event.alert.is_test
     assert run_once(now=later()) == 0 and len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize(("events", "kinds"), [
+    (["delivery_failed", "delivery_expired"], {"delivery_failed", "delivery_expired"}),
+    (["delivery_failed"], {"delivery_failed"}),
+    (["delivery_expired"], {"delivery_expired"}),
+])
+def test_a_rule_records_the_failures_and_expiries_it_asks_for_and_never_cancellations(cast, events, kinds):
+    rule = make_rule(cast.acme, events=events)
+    failed_message(cast.acme_smtp, ["ghost@example.net"])
+    failed_message(cast.acme_smtp, ["slow@example.net"], code=None, fail_reason="expired")
+    queued = failed_message(cast.acme_smtp, ["withdrawn@example.net"])
+    Recipient.objects.filter(message=queued).update(status=RecipientStatus.QUEUED, finished_at=None)
+    assert cancel(Recipient.objects.filter(message=queued), account=cast.acme) == 1
+    process_rule(rule.pk, later())
+    recorded = {e.data["recipient"]: e.kind for e in AlertEvent.objects.filter(rule=rule)}
+    expected = {"ghost@example.net": "delivery_failed", "slow@example.net": "delivery_expired"}
+    assert recorded == {a: k for a, k in expected.items() if k in kinds}
