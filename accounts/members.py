@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 
 from accounts import audit
@@ -22,12 +23,25 @@ LAST_OWNER_MESSAGE = (
 )
 
 
-def _lock_owners(account: Account) -> list[Membership]:
-    # Locks the owner rows (PostgreSQL) so that two owners demoting each other at the same
-    # time cannot leave the account without one; SQLite serialises writers anyway.
-    return list(
-        Membership.objects.select_for_update().filter(account=account, role=Role.OWNER)
+def _lock(membership: Membership) -> tuple[Membership, int]:
+    """`membership` read afresh, and the number of owners of its account.
+
+    Its row and every owner row are locked (PostgreSQL; SQLite serialises writers anyway)
+    in ONE statement, in primary-key order: two owners demoting or removing each other at
+    the same time then queue on the same first row instead of each holding the row the
+    other waits for (a deadlock), and the second sees the first's change, so the account
+    cannot be left without an owner.
+    """
+    rows = list(
+        Membership.objects.select_for_update(of=("self",))
+        .select_related("user", "account")
+        .filter(Q(pk=membership.pk) | Q(account_id=membership.account_id, role=Role.OWNER))
+        .order_by("pk")
     )
+    for row in rows:
+        if row.pk == membership.pk:
+            return row, sum(1 for r in rows if r.role == Role.OWNER)
+    raise Membership.DoesNotExist(f"membership {membership.pk} no longer exists")
 
 
 def _label(membership: Membership) -> str:
@@ -63,16 +77,12 @@ def join(
 def change_role(membership: Membership, role: str, request: HttpRequest | None = None) -> bool:
     """Give a member another role. Returns False if the role did not change."""
     role = Role(role)
-    membership = Membership.objects.select_for_update().select_related("user").get(
-        pk=membership.pk
-    )
+    membership, owners = _lock(membership)
     old = membership.role
     if old == role:
         return False
-    if old == Role.OWNER:
-        owners = _lock_owners(membership.account)
-        if len(owners) <= 1:
-            raise MemberError(LAST_OWNER_MESSAGE)
+    if old == Role.OWNER and owners <= 1:
+        raise MemberError(LAST_OWNER_MESSAGE)
     membership.role = role
     membership.save(update_fields=["role"])
     audit.record(
@@ -85,13 +95,9 @@ def change_role(membership: Membership, role: str, request: HttpRequest | None =
 @transaction.atomic
 def remove_member(membership: Membership, request: HttpRequest | None = None) -> None:
     """Take a user out of an account (the console user itself is kept)."""
-    membership = Membership.objects.select_for_update().select_related("user", "account").get(
-        pk=membership.pk
-    )
-    if membership.role == Role.OWNER:
-        owners = _lock_owners(membership.account)
-        if len(owners) <= 1:
-            raise MemberError(LAST_OWNER_MESSAGE)
+    membership, owners = _lock(membership)
+    if membership.role == Role.OWNER and owners <= 1:
+        raise MemberError(LAST_OWNER_MESSAGE)
     label = _label(membership)
     audit.record(
         "member.remove", account=membership.account, request=request, target=membership,
