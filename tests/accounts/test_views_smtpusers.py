@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,6 +38,23 @@ def test_the_list_shows_name_username_status_senders_and_last_login(alice_client
     assert 'badge active' in html
     assert "1 domain, 1 address" in html
     assert "198.51.100.7" in html
+
+
+def test_the_list_counts_each_users_domains_and_addresses_without_joining_them(
+    alice_client, cast
+):
+    for domain in ("shop.acme.test", "news.acme.test"):
+        cast.acme_smtp.authorized_domains.create(domain=domain)
+    for email in ("a@other.test", "b@other.test", "c@other.test", "d@other.test"):
+        cast.acme_smtp.authorized_emails.create(email=email)
+    with CaptureQueriesContext(connection) as queries:
+        html = alice_client.get(url("smtpuser_list")).content.decode()
+    assert "3 domains, 4 addresses" in html
+    listing = [q["sql"] for q in queries.captured_queries if 'FROM "accounts_smtpuser"' in q["sql"]]
+    # Counted per user in subqueries: no domains x addresses rows per user to count.
+    joined = [q for q in listing
+              if 'JOIN "accounts_authorizeddomain"' in q or 'JOIN "accounts_authorizedemail"' in q]
+    assert listing and not joined, listing
 
 
 def test_a_user_without_senders_is_flagged_in_red_on_the_list(alice_client, cast):
