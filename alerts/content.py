@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 
 from alerts import explain
-from alerts.models import Alert, AlertEvent, AlertRule, EventType
+from alerts.models import DELIVERY_EVENTS, Alert, AlertEvent, EventType
 
 # An alert about a burst lists this many events and counts the rest.
 MAX_LISTED = 100
@@ -53,7 +53,7 @@ def _events_path(data: dict[str, Any], kind: str) -> str:
 
 
 def reading_for(kind: str, data: dict[str, Any]) -> explain.Reading:
-    if kind in (EventType.DELIVERY_FAILED, EventType.DELIVERY_EXPIRED, EventType.DELIVERY_DELAYED):
+    if kind in DELIVERY_EVENTS:
         return explain.explain_delivery(
             data.get("code"), data.get("enhanced", ""), data.get("text", ""),
             data.get("fail_reason", ""),
@@ -123,9 +123,7 @@ class EventView:
 
 def event_view(ev: AlertEvent) -> EventView:
     data = ev.data or {}
-    is_delivery = ev.kind in (
-        EventType.DELIVERY_FAILED, EventType.DELIVERY_EXPIRED, EventType.DELIVERY_DELAYED,
-    )
+    is_delivery = ev.kind in DELIVERY_EVENTS
     if is_delivery:
         path = _messages_path(data)
     else:
@@ -203,16 +201,16 @@ def subject_for(context: dict[str, Any]) -> str:
 
 
 def render_alert(alert: Alert) -> AlertContent:
-    events = alert.events.order_by("occurred_at", "id")
-    total = alert.event_count or events.count()
-    views = [event_view(ev) for ev in events[:MAX_LISTED]]
-    rule: AlertRule | None = alert.rule
-    digest = bool(rule and rule.digest_period_seconds() and not alert.is_test)
+    total = alert.event_count
+    views = [event_view(ev) for ev in alert.events.order_by("occurred_at", "id")[:MAX_LISTED]]
+    # What the alert was when it was built (its rule may have changed or gone since):
+    # only a digest has a period.
     ctx = build_context(
         account_name=alert.account.name, rule_name=alert.rule_name, views=views, total=total,
-        is_test=alert.is_test, period_start=alert.period_start, digest=digest,
+        is_test=alert.is_test, period_start=alert.period_start,
+        digest=alert.period_start is not None,
     )
-    subject = alert.subject or subject_for(ctx)
+    subject = alert.subject
     payload = {
         "type": "smtpplus.alert",
         "test": alert.is_test,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from relay.models import EventKind
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -297,20 +299,20 @@ def sender_rejected(address: str, smtp_username: str = "", header: bool = False)
 
 
 def explain_relay_event(kind: str, reason: str = "", address: str = "", username: str = "") -> Reading:
-    """Reading of a relay event (relay.models.EventKind values)."""
-    if kind in ("auth_failed", "auth_cooloff"):
+    """Reading of a relay event (`kind`: an EventKind value)."""
+    if kind in (EventKind.AUTH_FAILED, EventKind.AUTH_COOLOFF):
         if "disabled" in reason.lower():
             return USER_DISABLED
         return WRONG_CREDENTIALS
-    if kind in ("sender_rejected", "from_rejected"):
-        return sender_rejected(address, username, header=(kind == "from_rejected"))
-    if kind == "rate_limited":
+    if kind in (EventKind.SENDER_REJECTED, EventKind.FROM_REJECTED):
+        return sender_rejected(address, username, header=(kind == EventKind.FROM_REJECTED))
+    if kind == EventKind.RATE_LIMITED:
         return RATE_LIMITED
-    if kind == "tls_required":
+    if kind == EventKind.TLS_REQUIRED:
         return TLS_REQUIRED
-    if kind == "auth_required":
+    if kind == EventKind.AUTH_REQUIRED:
         return AUTH_REQUIRED
-    if kind == "size_exceeded":
+    if kind == EventKind.SIZE_EXCEEDED:
         return Reading(
             TOO_LARGE.key, TOO_LARGE.summary,
             "The message is larger than SMTP+ accepts.",

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts import sample, sending
-from alerts.models import Alert, AlertEvent, Notification
+from alerts.models import Alert, AlertEvent, AlertRule, Notification
 from alerts.rules import set_enabled
 from alerts.sample import send_test_alert
 from alerts.sending import claim_next, deliver, process_rule, process_rules, run_once, send_lease
@@ -382,3 +382,13 @@ def test_a_rule_records_the_failures_and_expiries_it_asks_for_and_never_cancella
     recorded = {e.data["recipient"]: e.kind for e in AlertEvent.objects.filter(rule=rule)}
     expected = {"ghost@example.net": "delivery_failed", "slow@example.net": "delivery_expired"}
     assert recorded == {a: k for a, k in expected.items() if k in kinds}
+
+
+def test_a_digest_built_before_its_rule_changed_still_reads_as_a_digest(cast):
+    rule = make_rule(cast.acme, frequency="hourly")
+    failed_message(cast.acme_smtp, ["one@example.net"])
+    moment = rule.last_alert_at + timedelta(minutes=61)
+    assert process_rule(rule.pk, moment) is not None
+    AlertRule.objects.filter(pk=rule.pk).update(frequency="as_needed")
+    assert sending.send_due(moment) == 1
+    assert "Digest of the events since" in mail.outbox[0].body
