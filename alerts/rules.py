@@ -102,12 +102,8 @@ def update_rule(
     if not rule.webhook_url:
         rule.webhook_secret_encrypted = ""
     secret = _ensure_secret(rule)
-    if rule.enabled and not was_enabled:
-        _restart_watch(rule)
-    rule.save()
+    _save_switched(rule, was_enabled, [*RULE_FIELDS, "webhook_secret_encrypted"])
     rule.smtp_users.set([u for u in smtp_users if u.account_id == rule.account_id])
-    if not rule.enabled and was_enabled:
-        _drop_pending(rule)
     audit.record(
         "alert_rule.update", account=rule.account, request=request, target=rule,
         details=_summary(rule),
@@ -115,12 +111,20 @@ def update_rule(
     return secret
 
 
-def _restart_watch(rule: AlertRule) -> None:
-    # Events that happened while the rule was off are not alerted when it comes back on.
-    now = timezone.now()
-    rule.watch_since = now
-    rule.collected_until = now
-    rule.last_alert_at = now
+def _save_switched(rule: AlertRule, was_enabled: bool, fields: list[str]) -> None:
+    """Save `fields` of a rule that may just have been turned on or off.
+
+    Only the fields the console changes: the alert sender advances the rule's watermark
+    and last alert time meanwhile, and a save of the whole row would turn them back.
+    """
+    fields = [*fields, "changed"]
+    if rule.enabled and not was_enabled:
+        # Events that happened while the rule was off are not alerted when it comes back on.
+        rule.watch_since = rule.collected_until = rule.last_alert_at = timezone.now()
+        fields += ["watch_since", "collected_until", "last_alert_at"]
+    rule.save(update_fields=fields)
+    if was_enabled and not rule.enabled:
+        _drop_pending(rule)
 
 
 def _drop_pending(rule: AlertRule) -> None:
@@ -132,11 +136,7 @@ def set_enabled(rule: AlertRule, enabled: bool, request: HttpRequest | None = No
     if rule.enabled == enabled:
         return
     rule.enabled = enabled
-    if enabled:
-        _restart_watch(rule)
-    else:
-        _drop_pending(rule)
-    rule.save()
+    _save_switched(rule, not enabled, ["enabled"])
     audit.record(
         "alert_rule.enable" if enabled else "alert_rule.disable", account=rule.account,
         request=request, target=rule,

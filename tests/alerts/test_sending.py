@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from alerts import sample, sending
 from alerts.models import Alert, AlertEvent, AlertRule, Notification
-from alerts.rules import set_enabled
+from alerts.rules import set_enabled, update_rule
 from alerts.sample import send_test_alert
 from alerts.sending import claim_next, deliver, process_rule, process_rules, run_once, send_lease
 from relay.actions import cancel
@@ -392,3 +392,18 @@ def test_a_digest_built_before_its_rule_changed_still_reads_as_a_digest(cast):
     AlertRule.objects.filter(pk=rule.pk).update(frequency="as_needed")
     assert sending.send_due(moment) == 1
     assert "Digest of the events since" in mail.outbox[0].body
+
+
+@pytest.mark.parametrize("change", [
+    lambda rule: update_rule(rule, {"name": "Renamed"}),
+    lambda rule: set_enabled(rule, False),
+])
+def test_changing_a_rule_keeps_the_watermark_the_sender_advanced_meanwhile(cast, change):
+    rule = make_rule(cast.acme)
+    loaded = AlertRule.objects.get(pk=rule.pk)  # as the console loaded it, before the pass below
+    failed_message(cast.acme_smtp, ["ghost@example.net"])
+    run_once(now=later())
+    advanced = AlertRule.objects.values_list("collected_until", "last_alert_at").get(pk=rule.pk)
+    assert advanced[0] != loaded.collected_until and advanced[1] != loaded.last_alert_at
+    change(loaded)
+    assert AlertRule.objects.values_list("collected_until", "last_alert_at").get(pk=rule.pk) == advanced
