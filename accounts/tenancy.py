@@ -124,7 +124,7 @@ def client_ip(request: HttpRequest) -> str | None:
     entries come from the client and prove nothing). Without it, or when the header is
     missing or not an address, the peer address.
     """
-    if getattr(settings, "BEHIND_TLS_PROXY", False):
+    if settings.BEHIND_TLS_PROXY:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         last = forwarded.rsplit(",", 1)[-1].strip()
         try:
