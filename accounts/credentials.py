@@ -111,25 +111,9 @@ class LoginResult:
 _DUMMY_DIGEST = "0" * 64
 
 
-def check_credentials(username: str, password: str) -> LoginResult:
-    """Verify an SMTP+ username/password pair. Synchronous: call it off the event loop."""
-    from accounts.models import SmtpUser
-
-    user = (
-        SmtpUser.objects.select_related("account")
-        .only(
-            "id", "username", "password_digest", "active", "account_id", "account__slug",
-            "account__name", "hourly_limit", "priority", "name",
-        )
-        .filter(username=username.strip().lower())
-        .first()
-    )
-    return verify_login(user, password)
-
-
 def verify_login(user: SmtpUser | None, password: str) -> LoginResult:
-    """The decision of `check_credentials()` for a user row the caller has just read
-    (None: no such username). For callers that read the row with other data at once."""
+    """Verify an SMTP+ password for a user row the caller has just read (None: no such
+    username); `relay.login` reads the row together with the user's senders."""
     expected = user.password_digest if user else _DUMMY_DIGEST
     matches = digest_matches(password, expected)
     if user is None:

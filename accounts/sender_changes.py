@@ -142,10 +142,6 @@ def remove_sender(
     entry.delete()
 
 
-# The name callers removing a domain have used.
-remove_domain = remove_sender
-
-
 @transaction.atomic
 def set_include_subdomains(
     entry: AuthorizedDomain, include: bool, request: HttpRequest | None = None

@@ -3,7 +3,7 @@
 A client that opens a connection per message logs in once per message, so the login is
 on the per-message path. `log_in()` reads the user row, its account and all of its
 authorized domains and emails in ONE query (the senders aggregated as JSON by the
-database) and decides with the same function as `check_credentials()`. Nothing is
+database) and decides with `accounts.credentials.verify_login()`. Nothing is
 cached: a password reset, a disabled user or a sender change applies at the very next
 login, whoever wrote it and however.
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.credentials import check_credentials
 from accounts.models import AuditEvent, SmtpUser
+from relay.login import log_in
 from tests.fake_upstream import database_url_for_subprocess
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def test_create_prints_the_username_password_and_account(cast):
     assert data["account"] == "acme"
     user = SmtpUser.objects.get(username=data["username"])
     assert user.account == cast.acme and user.name == "Web shop"
-    assert check_credentials(data["username"], data["password"]).ok
+    assert log_in(data["username"], data["password"], None).result.ok
     event = AuditEvent.objects.get(action="smtpuser.create", target_id=str(user.pk))
     assert event.actor is None and event.actor_label.startswith("command line")
 
@@ -112,9 +112,10 @@ def test_authorize_needs_something_to_authorize(cast):
 
 def test_disable_and_enable(cast):
     assert run("disable", cast.acme_smtp.username) == {"username": cast.acme_smtp.username, "active": False}
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).reason == "user disabled"
+    outcome = log_in(cast.acme_smtp.username, cast.acme_smtp_password, None)
+    assert outcome.result.reason == "user disabled"
     assert run("enable", cast.acme_smtp.username)["active"] is True
-    assert check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
     actions = set(AuditEvent.objects.filter(target_id=str(cast.acme_smtp.pk)).values_list("action", flat=True))
     assert {"smtpuser.enable", "smtpuser.disable"} <= actions
 
@@ -122,8 +123,8 @@ def test_disable_and_enable(cast):
 def test_reset_password_prints_a_new_password_and_the_old_one_stops_working(cast):
     data = run("reset-password", cast.acme_smtp.username)
     assert data["password"] != cast.acme_smtp_password
-    assert check_credentials(cast.acme_smtp.username, data["password"]).ok
-    assert not check_credentials(cast.acme_smtp.username, cast.acme_smtp_password).ok
+    assert log_in(cast.acme_smtp.username, data["password"], None).result.ok
+    assert not log_in(cast.acme_smtp.username, cast.acme_smtp_password, None).result.ok
     assert AuditEvent.objects.filter(action="smtpuser.reset_password").count() == 1
 
 
