@@ -54,40 +54,33 @@ def _secret_page(request: HttpRequest, rule: AlertRule, secret: str, created: bo
 
 
 @member_required(Role.ADMIN)
-def rule_create(request: AccountRequest) -> HttpResponse:
+def rule_form(request: AccountRequest, pk: int | None = None) -> HttpResponse:
+    """Create a rule (no `pk`) or edit one."""
     account = request.account
+    rule = get_object_or_404(AlertRule, pk=pk, account=account) if pk is not None else None
     if request.method == "POST":
         form = AlertRuleForm(request.POST, account=account)
         if form.is_valid():
-            rule, secret = services.create_rule(
-                account, form.rule_data(), form.cleaned_data["smtp_users"], request=request
-            )
-            messages.success(request, f"Alert rule “{rule.name}” created.")
+            if rule is None:
+                rule, secret = services.create_rule(
+                    account, form.rule_data(), form.cleaned_data["smtp_users"], request=request
+                )
+                messages.success(request, f"Alert rule “{rule.name}” created.")
+            else:
+                secret = services.update_rule(
+                    rule, form.rule_data(), form.cleaned_data["smtp_users"], request=request
+                )
+                messages.success(request, f"Alert rule “{rule.name}” saved.")
             if secret:
                 return _secret_page(request, rule, secret, created=True)
             return redirect("alerts:rule_detail", pk=rule.pk)
-    else:
+    elif rule is None:
         default_email = getattr(request.user, "email", "") or request.user.get_username()
-        form = AlertRuleForm(account=account, initial={"email_recipients": default_email,
-                                                       "events": ["delivery_failed", "delivery_expired"]})
-    return render(request, "alerts/rule_form.html", {"form": form, "rule": None})
-
-
-@member_required(Role.ADMIN)
-def rule_edit(request: AccountRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
-    if request.method == "POST":
-        form = AlertRuleForm(request.POST, account=rule.account)
-        if form.is_valid():
-            secret = services.update_rule(
-                rule, form.rule_data(), form.cleaned_data["smtp_users"], request=request
-            )
-            messages.success(request, f"Alert rule “{rule.name}” saved.")
-            if secret:
-                return _secret_page(request, rule, secret, created=True)
-            return redirect("alerts:rule_detail", pk=rule.pk)
+        form = AlertRuleForm(account=account, initial={
+            "email_recipients": default_email, "events": list(services.DEFAULT_EVENTS),
+        })
     else:
-        form = AlertRuleForm(account=rule.account, initial=AlertRuleForm.initial_for(rule))
+        form = AlertRuleForm(account=account, initial=AlertRuleForm.initial_for(rule))
     return render(request, "alerts/rule_form.html", {"form": form, "rule": rule})
 
 
