@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.senders import Decision, SenderPolicy
 
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+HEADER_END = re.compile(rb"\r?\n\r?\n")
 _UNSAFE_FOR_HEADER = re.compile(r"[^\x21-\x7e]")
 _NUL_CR_LF = re.compile("[\x00\r\n]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -114,7 +114,7 @@ def _header_addresses(name: str, value: str) -> tuple[str, ...]:
 
 def parse_headers(raw: bytes) -> HeaderSummary:
     """The From:/Sender: addresses and display fields of a message (header block only)."""
-    match = _HEADER_END.search(raw)
+    match = HEADER_END.search(raw)
     head = raw[: match.start()] if match else raw
     message = _parser.parsestr(head.decode("utf-8", "surrogateescape"), headersonly=True)
     summary = HeaderSummary()

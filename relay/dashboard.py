@@ -13,6 +13,7 @@ from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
+from relay.headers import display_subject
 from relay.listen import alive_nodes, node_listeners, ports_by_tls
 from relay.models import (
     PENDING_STATUSES,
@@ -22,7 +23,6 @@ from relay.models import (
     RelayEvent,
     RelayNode,
 )
-from relay.views_log import display_subject
 
 PROBLEMS_SHOWN = 8
 

@@ -6,11 +6,8 @@ Everything is scoped to `request.account`; state changes go through `relay.actio
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from email import policy
-from email.parser import BytesHeaderParser
 from typing import Any
 
 from django.contrib import messages as flash
@@ -24,7 +21,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
 from relay import actions
-from relay.accept import decode_words
+from relay.headers import decoded_headers, display_subject
 from relay.logfilters import (
     MessageFilterForm,
     filter_messages,
@@ -34,50 +31,10 @@ from relay.logfilters import (
 )
 from relay.models import Message, Recipient, RecipientStatus
 
-# Which recipients each action touches.
-RETRY_STATUSES: tuple[str, ...] = (
-    RecipientStatus.DEFERRED, RecipientStatus.FAILED, RecipientStatus.CANCELLED,
-)
+# Which recipients each action touches (bulk retry leaves cancelled ones alone).
+RETRY_STATUSES, CANCEL_STATUSES = actions.RETRY_STATUSES, actions.CANCEL_STATUSES
 BULK_RETRY_STATUSES: tuple[str, ...] = (RecipientStatus.FAILED, RecipientStatus.DEFERRED)
-CANCEL_STATUSES: tuple[str, ...] = (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
 RECIPIENT_BADGES = 5  # badges shown per message in the log before "+N more"
-
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?.*?\?=")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-
-
-def display_subject(subject: str) -> str:
-    """The subject as people read it: leftover RFC 2047 encoded-words decoded.
-
-    The relay stores subjects decoded; this catches what it could not (or older rows),
-    e.g. the seed's `=?utf-8?Q?I love you =E2=99=A5?=` → "I love you ♥". The result is
-    plain text: templates escape it like any other user data.
-    """
-    if not _ENCODED_WORD.search(subject):
-        return subject
-    return decode_words(subject)
-
-
-def decoded_headers(raw: bytes | memoryview | None) -> list[tuple[str, str]]:
-    """(name, decoded value) for each header of a stored message, in order.
-
-    Only the header block is parsed: the body is never decoded, let alone rendered.
-    """
-    if raw is None:
-        return []
-    data = bytes(raw)
-    end = _HEADER_END.search(data)
-    head = data[: end.end()] if end else data
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(head)
-    result: list[tuple[str, str]] = []
-    for name, value in parsed.raw_items():
-        try:
-            text = str(policy.default.header_fetch_parse(name, value))
-        except Exception:  # a malformed header must not hide the others
-            text = display_subject(" ".join(str(value).split()))
-        result.append((name, text))
-    return result
-
 
 @dataclass(frozen=True)
 class QueueAction:

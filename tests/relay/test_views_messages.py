@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, SmtpUser
+from relay.headers import decoded_headers, display_subject
 from relay.logfilters import decode_cursor, encode_cursor
 from relay.models import Attempt, Message, Recipient, RecipientStatus
-from relay.views_log import decoded_headers, display_subject
 from tests.conftest import login
 
 SEED_SUBJECT = "=?utf-8?Q?I love you =E2=99=A5?="

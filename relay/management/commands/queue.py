@@ -14,7 +14,6 @@ that message's recipients.
 from __future__ import annotations
 
 import json
-from email import message_from_bytes, policy
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,7 +21,7 @@ from django.db.models import QuerySet
 
 from accounts.models import SmtpUser
 from relay import actions
-from relay.downgrade import split_message
+from relay.headers import decoded_headers
 from relay.models import (
     FINAL_STATUSES,
     PENDING_STATUSES,
@@ -170,10 +169,8 @@ class Command(BaseCommand):
             w(f"  From: {message.header_from}")
             w(f"  Subject: {message.subject}")
         else:
-            head, _, _ = split_message(bytes(message.raw))
-            parsed = message_from_bytes(head + b"\r\n\r\n", policy=policy.default)
-            for name, value in parsed.items():
-                w(f"  {name}: {' '.join(str(value).split())}")
+            for name, value in decoded_headers(message.raw):
+                w(f"  {name}: {' '.join(value.split())}")
         w("Recipients:")
         for r in message.recipients.prefetch_related("attempt_set").order_by("id"):
             line = f"  {r.pk} <{r.address}> {r.status}, {r.attempts} attempt(s)"
