@@ -219,6 +219,12 @@ class ConnectionStat(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["hour", "port", "smtp_user"], name="connstat_unique"
-            )
+            ),
+            # NULLs are distinct in the constraint above: the per-port row (no user yet)
+            # needs its own, or two relay processes could each create it.
+            models.UniqueConstraint(
+                fields=["hour", "port"], condition=models.Q(smtp_user__isnull=True),
+                name="connstat_unique_no_user",
+            ),
         ]
         indexes = [models.Index(fields=["smtp_user", "-hour"], name="connstat_user_hour")]
