@@ -23,7 +23,6 @@ import json
 import smtplib
 import socket
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
-from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -41,8 +40,6 @@ class ChannelError(Exception):
 
 
 class BaseChannel:
-    kind: ClassVar[str] = ""
-
     def __init__(self, target: str) -> None:
         self.target = target
 
@@ -51,13 +48,11 @@ class BaseChannel:
 
 
 class EmailChannel(BaseChannel):
-    kind = "email"
-
     def notify(self, content: AlertContent) -> None:
         msg = EmailMultiAlternatives(
             subject=content.subject,
             body=content.text,
-            from_email=getattr(settings, "ALERTS_FROM_EMAIL", settings.DEFAULT_FROM_EMAIL),
+            from_email=settings.ALERTS_FROM_EMAIL,
             to=[self.target],
             headers={
                 # RFC 3834: tells auto-responders and our own users' filters not to reply.
@@ -96,7 +91,7 @@ def encode_payload(payload: dict[str, object]) -> bytes:
 
 
 def _allow_private() -> bool:
-    return bool(getattr(settings, "ALERTS_WEBHOOK_ALLOW_PRIVATE", False))
+    return bool(settings.ALERTS_WEBHOOK_ALLOW_PRIVATE)
 
 
 # NAT64 (RFC 6052): the well-known prefix carries an IPv4 address in its last 32 bits; the
@@ -166,8 +161,6 @@ def _public_address(host: str, port: int) -> str:
 class WebhookChannel(BaseChannel):
     """POST the alert as JSON, signed with HMAC-SHA256 of the exact body bytes."""
 
-    kind = "webhook"
-
     def __init__(self, target: str, secret: str, *, delivery_id: str = "") -> None:
         super().__init__(target)
         self.secret = secret
@@ -186,7 +179,7 @@ class WebhookChannel(BaseChannel):
             # Stable across retries, so a receiver can drop duplicates.
             headers["X-SMTPPlus-Delivery"] = self.delivery_id
         parts = urlsplit(self.target)
-        timeout = getattr(settings, "ALERTS_WEBHOOK_TIMEOUT", 10)
+        timeout = settings.ALERTS_WEBHOOK_TIMEOUT
         conn_class = HTTPSConnection if parts.scheme.lower() == "https" else HTTPConnection
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if parts.username or parts.password:

@@ -27,9 +27,9 @@ def _relay_ports() -> set[int]:
 def check_alert_email_not_through_relay(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     if not settings.EMAIL_BACKEND.endswith("smtp.EmailBackend"):
         return []
-    host = (getattr(settings, "EMAIL_HOST", "") or "").lower().strip("[]")
+    host = (settings.EMAIL_HOST or "").lower().strip("[]")
     local = {*LOCAL_NAMES, settings.RELAY_HOSTNAME.lower(), socket.gethostname().lower()}
-    if host in local and getattr(settings, "EMAIL_PORT", 25) in _relay_ports():
+    if host in local and settings.EMAIL_PORT in _relay_ports():
         return [
             Warning(
                 f"EMAIL_URL points at this SMTP+ relay ({host}:{settings.EMAIL_PORT}): alert "

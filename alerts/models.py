@@ -205,7 +205,3 @@ class Notification(models.Model):
 
         return redacted_url(self.target) if self.channel == Channel.WEBHOOK else self.target
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in (NotificationStatus.SENT, NotificationStatus.FAILED)
-

@@ -18,7 +18,7 @@ _last_run: datetime | None = None
 
 def prune(now: datetime) -> int:
     """Delete what is older than the retention; returns how many rows went."""
-    cutoff = now - timedelta(days=getattr(settings, "RETENTION_DAYS", 30))
+    cutoff = now - timedelta(days=settings.RETENTION_DAYS)
     removed = 0
     for model in (AlertEvent, Alert):  # events first: they point at alerts
         while True:

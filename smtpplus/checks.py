@@ -65,7 +65,7 @@ def check_smtpplus_settings(app_configs: Any = None, **kwargs: Any) -> list[Warn
                 id="smtpplus.W007",
             )
         )
-    if getattr(settings, "ALERTS_WEBHOOK_ALLOW_PRIVATE", False):
+    if settings.ALERTS_WEBHOOK_ALLOW_PRIVATE:
         warnings.append(
             Warning(
                 "ALERTS_WEBHOOK_ALLOW_PRIVATE is on: any account's alert webhook can reach "
