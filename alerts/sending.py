@@ -141,6 +141,8 @@ def process_rule(rule_id: int, now: datetime) -> Alert | None:
         if not _due(rule, pending, now):
             return None
         events = list(pending.order_by("occurred_at", "id"))
+        if not events:
+            return None  # dropped meanwhile, with the rule being deleted
         alert = build_alert(rule, events, now)
         # The rule row is ours: no other process adds pending events to it meanwhile.
         pending.filter(pk__lte=max(e.pk for e in events)).update(alert=alert)
