@@ -18,6 +18,7 @@ from accounts.models import (
     Membership,
     SmtpUser,
 )
+from smtpplus.admin import ReadOnly
 
 
 def superuser_only(request: HttpRequest) -> bool:
@@ -59,21 +60,6 @@ class InvitationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # The link is shown only to whoever creates it: invitations come from the console.
-        return False
-
-
-class ReadOnly:
-    """No add, change or delete, for operators too: a change made here would skip the
-    console's checks (domains stored as lower-case A-labels, or the relay never matches
-    them) and write no audit row."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 

@@ -11,19 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from relay.models import Attempt, ConnectionStat, Message, Recipient, RelayEvent, RelayNode
-
-
-class ReadOnly:
-    """Nothing is added, changed or deleted here: queue changes go through the console."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from smtpplus.admin import ReadOnly
 
 
 class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
