@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 from django.utils import timezone
 
 
@@ -92,6 +93,10 @@ class SmtpUser(models.Model):
     last_login_ip = models.GenericIPAddressField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     changed = models.DateTimeField(auto_now=True)
+    # Bumped by every change a running relay must apply to sessions already logged in
+    # (`password_version` by a password reset only); see `mark_changed()`.
+    version = models.PositiveIntegerField(default=1)
+    password_version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["name", "username"]
@@ -115,6 +120,14 @@ class SmtpUser(models.Model):
         from accounts.credentials import decrypt_password
 
         return decrypt_password(self.password_encrypted)
+
+    def mark_changed(self, *, password: bool = False) -> None:
+        """Tell running relays that this user's sessions must re-check what they cached
+        at login (relay/revocation.py): call it in the transaction of the change."""
+        bump: dict[str, Any] = {"version": F("version") + 1}
+        if password:
+            bump["password_version"] = F("password_version") + 1
+        SmtpUser.objects.filter(pk=self.pk).update(**bump)
 
 
 class AuthorizedDomain(models.Model):

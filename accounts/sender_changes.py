@@ -1,7 +1,9 @@
 """Changes to an SMTP+ user's authorized senders, each with its audit row.
 
 One form submission (or one CLI call) is one function call here and at most one audit
-row listing what was added or removed. Parsing and validation are `accounts.senders`'.
+row listing what was added or removed, and bumps the user's version so that sessions
+already logged in to a relay are judged by the new senders. Parsing and validation are
+`accounts.senders`'.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def add_senders(
             details["include_subdomains"] = include_subdomains
         if result.added_emails:
             details["added_emails"] = result.added_emails
+        smtp_user.mark_changed()
         audit.record(
             "smtpuser.senders_add", account=smtp_user.account, request=request,
             target=smtp_user, target_label=smtp_user.username, details=details,
@@ -135,6 +138,7 @@ def remove_sender(
         details = {"removed_domains": [entry.domain]}
     else:
         details = {"removed_emails": [entry.email]}
+    smtp_user.mark_changed()
     audit.record(
         "smtpuser.senders_remove", account=smtp_user.account, request=request,
         target=smtp_user, target_label=smtp_user.username, details=details,
@@ -152,6 +156,7 @@ def set_include_subdomains(
     entry.include_subdomains = include
     entry.save(update_fields=["include_subdomains"])
     smtp_user = entry.smtp_user
+    smtp_user.mark_changed()
     audit.record(
         "smtpuser.senders_subdomains", account=smtp_user.account, request=request,
         target=smtp_user, target_label=smtp_user.username,

@@ -93,6 +93,7 @@ def reset_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> s
     password = generate_password()
     smtp_user.set_password(password)
     smtp_user.save(update_fields=["password_encrypted", "password_digest", "changed"])
+    smtp_user.mark_changed(password=True)
     audit.record(
         "smtpuser.reset_password", account=smtp_user.account, request=request, target=smtp_user,
         target_label=smtp_user.username,
@@ -104,6 +105,7 @@ def reset_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> s
 def set_active(smtp_user: SmtpUser, active: bool, request: HttpRequest | None = None) -> None:
     smtp_user.active = active
     smtp_user.save(update_fields=["active", "changed"])
+    smtp_user.mark_changed()
     audit.record(
         "smtpuser.enable" if active else "smtpuser.disable", account=smtp_user.account,
         request=request, target=smtp_user, target_label=smtp_user.username,
@@ -145,6 +147,7 @@ def update_smtp_user(
             setattr(smtp_user, field_name, new)
     if diff:
         smtp_user.save(update_fields=[*diff, "changed"])
+        smtp_user.mark_changed()  # priority and hourly limit apply to open sessions
         audit.record(
             "smtpuser.edit", account=smtp_user.account, request=request, target=smtp_user,
             target_label=smtp_user.username, details={"changed": diff},
@@ -157,7 +160,8 @@ def update_smtp_user(
 
 @transaction.atomic
 def delete_smtp_user(smtp_user: SmtpUser, request: HttpRequest | None = None) -> None:
-    """Delete an SMTP+ user and its authorized senders; its credentials stop working."""
+    """Delete an SMTP+ user and its authorized senders; its credentials stop working
+    (and its open relay sessions are closed: a relay sees the row gone)."""
     audit.record(
         "smtpuser.delete", account=smtp_user.account, request=request, target=smtp_user,
         target_label=f"{smtp_user.name} ({smtp_user.username})" if smtp_user.name
