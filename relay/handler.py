@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from accounts.senders import SenderPolicy, split_address
-from relay import accept
+from relay import accept, revocation
 from relay.limits import messages_last_hour
 from relay.login import log_in
 from relay.models import EventKind
@@ -82,6 +82,11 @@ class RelaySession(Session):
         self.priority = 3
         self.hourly_limit: int | None = None
         self.policy: SenderPolicy | None = None
+        # The user's versions read at login, and why the session may not go on (both
+        # kept by relay.revocation).
+        self.version = 0
+        self.password_version = 0
+        self.revoked: revocation.Revocation | None = None
 
     # aiosmtpd sets login_data on every successful AUTH and its own property logs a
     # deprecation warning each time (a log record per login): a plain attribute instead.
@@ -194,6 +199,9 @@ class RelayHandler:
         session.priority = user.priority
         session.hourly_limit = user.hourly_limit
         session.policy = outcome.policy
+        session.version = user.version
+        session.password_version = user.password_version
+        relay.session_watch.add(server)
         if outcome.hourly_count is not None:
             relay.hourly.load(user.pk, outcome.hourly_count)
         relay.stats.login(server.listener.port, user.pk)
@@ -255,6 +263,8 @@ class RelayHandler:
         # No size check here: aiosmtpd refuses a message over data_size_limit
         # (RELAY_MAX_MESSAGE_SIZE) before this hook, and RelaySMTP.push() records it.
         raw: bytes = envelope.original_content or b""
+        if session.revoked is not None:  # during the upload
+            return revocation.refuse(server)
         assert session.policy is not None and session.smtp_user_id is not None
         headers = accept.parse_headers(raw)
         if not headers.from_addresses:

@@ -4,8 +4,10 @@ A client that opens a connection per message logs in once per message, so the lo
 on the per-message path. `log_in()` reads the user row, its account and all of its
 authorized domains and emails in ONE query (the senders aggregated as JSON by the
 database) and decides with `accounts.credentials.verify_login()`. Nothing is
-cached: a password reset, a disabled user or a sender change applies at the very next
-login, whoever wrote it and however.
+cached across logins: a password reset, a disabled user or a sender change applies at the
+very next login, whoever wrote it and however. What a session caches at login (the sender
+policy, the limits) is checked against the user's `version`, read in the same query, by
+`relay.revocation` while the session stays open.
 
 Synchronous: the relay runs it on its own thread pool (on PostgreSQL, `relay.asyncdb`
 runs the same query on the event loop).
@@ -34,7 +36,7 @@ LAST_LOGIN_WRITE_SECONDS = 60.0
 # The SmtpUser fields the relay needs, in the order of the query's first columns.
 _USER_FIELDS = (
     "id", "username", "password_digest", "active", "account_id", "hourly_limit", "priority",
-    "name",
+    "name", "version", "password_version",
 )
 
 

@@ -140,6 +140,7 @@ class EventKind(models.TextChoices):
     RATE_LIMITED = "rate_limited", "Hourly limit reached"
     CONNECTION_LIMIT = "conn_limit", "Too many connections"
     STORE_FAILED = "store_failed", "Could not store message"
+    SESSION_REVOKED = "session_revoked", "Session closed after an admin change"
 
 
 class RelayEvent(models.Model):

@@ -20,6 +20,7 @@ from relay.handler import (
 )
 from relay.listen import Listener
 from relay.models import EventKind
+from relay.revocation import GuardedCommands
 
 if TYPE_CHECKING:
     from relay.server import RelayServer
@@ -74,6 +75,7 @@ class RelaySMTP(SMTP):
             command_call_limit={"AUTH": 10, "*": 1_000_000},
             loop=relay.loop,
         )
+        self._smtp_methods = GuardedCommands(self, self._smtp_methods)
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ scans dir(self) and inspect.getmembers(self) for smtp_* and

@@ -25,7 +25,7 @@ import psycopg
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections
 
-from relay import asyncdb, nodes
+from relay import asyncdb, nodes, revocation
 from relay.accept import Submission, store_messages
 from relay.dbjobs import prepare_db_connection
 from relay.events import EventBuffer, write_events
@@ -66,6 +66,8 @@ class RelayConfig:
     heartbeat_seconds: float = nodes.HEARTBEAT_SECONDS
     # Seconds that sessions in flight get to finish after a stop request.
     stop_grace: float = 10.0
+    # How often logged-in sessions are checked for admin changes (relay.revocation).
+    session_check_seconds: float = revocation.CHECK_SECONDS
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> RelayConfig:
@@ -197,6 +199,7 @@ class RelayServer:
         self.events = EventBuffer()
         self.stats = nodes.ConnectionCounter()
         self.logins_written: dict[int, float] = {}
+        self.session_watch = revocation.SessionWatch(self, config.session_check_seconds)
         self.listeners: list[Listener] = []
         self.node_id = nodes.node_id()
         self._servers: list[asyncio.Server] = []
@@ -251,6 +254,7 @@ class RelayServer:
     def connection_closed(self, smtp: RelaySMTP) -> None:
         self.connections.release(smtp.client_ip or "")
         self._sessions.discard(smtp)
+        self.session_watch.discard(smtp)
 
     # --- events -----------------------------------------------------------------------
     def record_event(self, kind: str, **fields: Any) -> None:
@@ -364,6 +368,7 @@ class RelayServer:
             if smtp.transport is not None:
                 smtp.transport.close()
         await asyncio.sleep(0)  # let closed sessions record their last events
+        await self.session_watch.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
