@@ -9,9 +9,11 @@ different authors, the message is refused instead of guessed:
 - the header block ends at the first empty line; every other line is a field
   (`name *WSP ":"`) or a continuation (it starts with a space or a tab); anything else,
   and a CR that does not end a line, makes the block unreadable;
-- an author field is found whatever the case of its name and with blanks before the
-  colon; its value is unfolded and parsed with the `email` package's RFC 5322 parser,
-  and any defect the parser reports, a group, or an incomplete address refuses it;
+- an author field is found whatever the case of its name, and also with blanks before
+  the colon, which refuses it (Postfix reads `From :` as From:, the `email` package and
+  Node's mailparser do not); its value is unfolded and parsed with the `email` package's
+  RFC 5322 parser, and any defect the parser reports, a group, or an incomplete address
+  refuses it;
 - From: and Sender: may appear once; Sender: and Resent-Sender: hold exactly one address.
 """
 
@@ -72,7 +74,7 @@ def read_header_block(raw: bytes) -> HeaderBlock:
     text = header_block(raw).decode("utf-8", "surrogateescape")
     if not text:
         return block
-    fields: list[tuple[str, list[str]]] = []
+    fields: list[tuple[str, bool, list[str]]] = []  # (name, blanks before the colon, lines)
     for number, line in enumerate(text.split("\n"), 1):
         line = line.removesuffix("\r")
         if "\r" in line:
@@ -85,7 +87,7 @@ def read_header_block(raw: bytes) -> HeaderBlock:
                 block.unreadable = Unreadable(
                     "", line, "the header block starts with a continuation line")
                 return block
-            fields[-1][1].append(line)
+            fields[-1][2].append(line)
             continue
         match = _FIELD_NAME.match(line)
         if match is None:
@@ -93,14 +95,20 @@ def read_header_block(raw: bytes) -> HeaderBlock:
                 "", line, f"line {number} is neither a header field (name: value) nor a "
                 "continuation line")
             return block
-        fields.append((match.group(1).lower(), [line[match.end():]]))
+        name = match.group(1)
+        fields.append((name.lower(), match.end() > len(name) + 1, [line[match.end():]]))
     seen: dict[str, int] = {}
-    for name, parts in fields:
+    for name, obsolete, parts in fields:
         value = "".join(parts)  # unfolded: RFC 5322 §2.2.3 removes only the line breaks
         block.first.setdefault(name, value.lstrip(" \t"))
         label = AUTHOR_FIELDS.get(name)
         if label is None:
             continue
+        if obsolete:
+            block.unreadable = Unreadable(label, value.strip(), (
+                "its name has blanks before the colon (obsolete syntax that readers "
+                "disagree on: some read it as that header, others as the start of the body)"))
+            return block
         seen[name] = seen.get(name, 0) + 1
         if name in _ONCE and seen[name] > 1:
             block.unreadable = Unreadable(
