@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import smtplib
 
+from alerts.explain import explain_relay_event
 from relay.models import EventKind, Message, RelayEvent
 from tests.relay.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
 from tests.relay.mail_readers import node_readings, python_authors
@@ -57,6 +58,10 @@ def test_it_refuses_an_address_as_an_unquoted_display_name_naming_the_header(rel
         "From: header cannot be read unambiguously: it does not parse cleanly: "
         "invalid address in address-list")
     assert event.smtp_user == cast.acme_smtp
+    # Alerts and the console explain it as unreadable, not as "authorize this address".
+    reading = explain_relay_event(event.kind, event.reason, event.address)
+    assert reading.key == "header_unreadable"
+    assert "one From: header with plain addresses" in reading.what_to_do
 
 
 def test_it_refuses_a_line_that_is_neither_a_field_nor_a_continuation(relay, cast):
