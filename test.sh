@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the test dependencies (into .venv, plus Debian's chromium for the browser
-# tests) and run the whole test suite. Set DATABASE_URL=postgres://... to run it on
-# PostgreSQL instead of SQLite. Extra arguments go to pytest.
+# tests and Node.js for the header tests) and run the whole test suite. Set
+# DATABASE_URL=postgres://... to run it on PostgreSQL instead of SQLite. Extra arguments
+# go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -19,6 +20,15 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "Browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+  fi
+fi
+# The header tests read messages with Node.js's mailparser too (npm installs it into
+# .venv/node on first use; it needs Node.js 20 or later).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "Header tests need Node.js 20+ and npm: sudo apt-get install nodejs npm" >&2
   fi
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -259,6 +259,20 @@ OTHER_RELAY = Reading(
     "Open the relay events page in the console for the details.",
 )
 
+# Matches the reasons relay.handler records for a header block it refuses to guess at.
+UNREADABLE_HEADER_REASON = "cannot be read unambiguously"
+UNREADABLE_HEADER = Reading(
+    "header_unreadable",
+    "unreadable From: header",
+    "SMTP+ refused the message because its From:/Sender: header (or its header block) can "
+    "be read in more than one way: mail readers and DMARC could see another author than "
+    "the one SMTP+ would check, e.g. an address written as the display name "
+    "(sales@example.com <other@example.net>), two From: headers or a malformed line.",
+    "Make the application write one From: header with plain addresses such as "
+    "name@your-authorized-domain or \"Name\" <name@your-authorized-domain>; the relay "
+    "events page shows the header and what is wrong with it.",
+)
+
 
 def _second_level(domain: str) -> str:
     d = domain.lower().rstrip(".")
@@ -304,6 +318,8 @@ def explain_relay_event(kind: str, reason: str = "", address: str = "", username
         if "disabled" in reason.lower():
             return USER_DISABLED
         return WRONG_CREDENTIALS
+    if kind == EventKind.FROM_REJECTED and UNREADABLE_HEADER_REASON in reason:
+        return UNREADABLE_HEADER
     if kind in (EventKind.SENDER_REJECTED, EventKind.FROM_REJECTED):
         return sender_rejected(address, username, header=(kind == EventKind.FROM_REJECTED))
     if kind == EventKind.RATE_LIMITED:

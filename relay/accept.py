@@ -7,7 +7,6 @@ own thread pool (and that tests call directly, without a socket).
 from __future__ import annotations
 
 import datetime
-import email.policy
 import functools
 import re
 import secrets
@@ -16,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from email.parser import HeaderParser
 from email.utils import format_datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.senders import Decision, SenderPolicy
+from relay.headerblock import Unreadable, read_header_block
 
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -30,12 +29,6 @@ _UNSAFE_FOR_HEADER = re.compile(r"[^\x21-\x7e]")
 _NUL_CR_LF = re.compile("[\x00\r\n]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\udc80-\udcff]")
-# Header block split with the cheap legacy policy; only From:/Sender: get the strict
-# address parser (the other headers are just displayed).
-_parser = HeaderParser(policy=email.policy.compat32)
-_address_headers = email.policy.SMTPUTF8.header_factory
-
-
 # --- Addresses ------------------------------------------------------------------------
 def address_problem(address: str, smtputf8: bool) -> str | None:
     """Why an envelope address is unacceptable, or None. The text goes to the client."""
@@ -84,55 +77,35 @@ def check_sender(policy: SenderPolicy, address: str) -> Decision:
 class HeaderSummary:
     from_addresses: list[str] = field(default_factory=list)
     sender_addresses: list[str] = field(default_factory=list)
+    # (header, address) for every address of every author field (From:, Sender:,
+    # Resent-From:, Resent-Sender:), in order: each must be authorized.
+    authors: list[tuple[str, str]] = field(default_factory=list)
+    # Set when the header block cannot be read unambiguously: the message is refused.
+    unreadable: Unreadable | None = None
     header_from: str = ""
     subject: str = ""
     message_id: str = ""
 
 
-def _addresses(name: str, values: list[str]) -> list[str]:
-    found: list[str] = []
-    for value in values:
-        found.extend(_header_addresses(name, _unfold(value)))
-    return found
-
-
-@functools.lru_cache(maxsize=4096)
-def _header_addresses(name: str, value: str) -> tuple[str, ...]:
-    # Cached: a pure function of the header text, and an application sends with the same
-    # From: line all day. The strict (modern) address parser, for the headers that
-    # decide; the legacy getaddresses() can be fooled (CVE-2023-27043).
-    try:
-        header = _address_headers(name, value)
-        parsed = [a.addr_spec for a in header.addresses]
-    except (AttributeError, HeaderParseError, IndexError, ValueError):
-        parsed = []
-    if any(parsed):
-        return tuple(a for a in parsed if a)
-    # An unparsable header is checked as written, so it is refused with its text.
-    return (value.strip(),)
-
-
 def parse_headers(raw: bytes) -> HeaderSummary:
-    """The From:/Sender: addresses and display fields of a message (header block only)."""
-    match = HEADER_END.search(raw)
-    head = raw[: match.start()] if match else raw
-    message = _parser.parsestr(head.decode("utf-8", "surrogateescape"), headersonly=True)
-    summary = HeaderSummary()
-    froms = [str(v) for v in message.get_all("From") or []]
-    summary.from_addresses = _addresses("From", froms)
-    summary.sender_addresses = _addresses("Sender", [str(v) for v in message.get_all("Sender") or []])
-    summary.header_from = printable(_unfold(froms[0]), 998) if froms else ""
-    subject = message.get("Subject")
-    if subject is not None:
-        summary.subject = printable(decode_words(_unfold(str(subject))), 998)
-    message_id = message.get("Message-ID")
-    if message_id is not None:
-        summary.message_id = printable(_unfold(str(message_id)).strip(), 998)
+    """The author addresses and display fields of a message (header block only), read as
+    `relay.headerblock` explains."""
+    block = read_header_block(raw)
+    summary = HeaderSummary(unreadable=block.unreadable)
+    for header, addresses in block.authors:
+        summary.authors.extend((header, address) for address in addresses)
+        if header == "From:":
+            summary.from_addresses.extend(addresses)
+        elif header == "Sender:":
+            summary.sender_addresses.extend(addresses)
+    first = block.first
+    if "from" in first:
+        summary.header_from = printable(first["from"], 998)
+    if "subject" in first:
+        summary.subject = printable(decode_words(first["subject"]), 998)
+    if "message-id" in first:
+        summary.message_id = printable(first["message-id"].strip(), 998)
     return summary
-
-
-def _unfold(value: str) -> str:
-    return re.sub(r"\r?\n(?=[ \t])", "", value)
 
 
 def decode_words(value: str) -> str:

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from accounts.senders import SenderPolicy, split_address
 from relay import accept, revocation
+from relay.headerblock import Unreadable
 from relay.limits import messages_last_hour
 from relay.login import log_in
 from relay.models import EventKind
@@ -67,6 +68,22 @@ def unparsable_header_reply(value: str, header: str) -> str:
     return (
         f"550 5.6.0 The {header} header {accept.printable(value, 200)!r} does not contain a "
         f"valid email address: use a plain address such as name@your-authorized-domain"
+    )
+
+
+def unreadable_header_reply(problem: Unreadable) -> str:
+    """The reply to a header block that cannot be read unambiguously: which header (or
+    line) and what is wrong with it."""
+    text = accept.printable(problem.text, 120)
+    if not problem.header:
+        return (
+            f"550 5.6.0 The message's header block is malformed: {problem.why}: {text!r}; "
+            "end every header line with CRLF and the header block with an empty line"
+        )
+    return (
+        f"550 5.6.0 The {problem.header} header {text!r} cannot be read unambiguously: "
+        f"{problem.why}; use plain addresses such as name@your-authorized-domain or "
+        f'"Name" <name@your-authorized-domain>'
     )
 
 
@@ -267,28 +284,34 @@ class RelayHandler:
             return revocation.refuse(server)
         assert session.policy is not None and session.smtp_user_id is not None
         headers = accept.parse_headers(raw)
+        if headers.unreadable is not None:
+            # Refused rather than guessed: another reader could see another author.
+            problem = headers.unreadable
+            reply = unreadable_header_reply(problem)
+            what = f"{problem.header} header" if problem.header else "header block"
+            server.record_event(EventKind.FROM_REJECTED, reply,
+                                reason=f"{what} cannot be read unambiguously: {problem.why}")
+            return reply
         if not headers.from_addresses:
             # RFC 5322 requires a From: header, and without one there is no author
             # address to check against the user's authorized senders.
             server.record_event(EventKind.FROM_REJECTED, NO_FROM_HEADER,
                                 address=envelope.mail_from or "", reason="no From: header")
             return NO_FROM_HEADER
-        for header, addresses in (("From:", headers.from_addresses),
-                                  ("Sender:", headers.sender_addresses)):
-            for address in addresses:
-                if split_address(address) is None:
-                    reply = unparsable_header_reply(address, header)
-                    server.record_event(EventKind.FROM_REJECTED, reply,
-                                        address=accept.printable(address, 998),
-                                        reason=f"{header} header is not a valid address")
-                    return reply
-                decision = accept.check_sender(session.policy, address)
-                if not decision.allowed:
-                    reply = not_authorized_reply(address, session.username, header)
-                    server.record_event(EventKind.FROM_REJECTED, reply,
-                                        address=accept.printable(address, 998),
-                                        reason=f"{header} {decision.reason}")
-                    return reply
+        for header, address in headers.authors:
+            if split_address(address) is None:
+                reply = unparsable_header_reply(address, header)
+                server.record_event(EventKind.FROM_REJECTED, reply,
+                                    address=accept.printable(address, 998),
+                                    reason=f"{header} header is not a valid address")
+                return reply
+            decision = accept.check_sender(session.policy, address)
+            if not decision.allowed:
+                reply = not_authorized_reply(address, session.username, header)
+                server.record_event(EventKind.FROM_REJECTED, reply,
+                                    address=accept.printable(address, 998),
+                                    reason=f"{header} {decision.reason}")
+                return reply
         if await self._hourly_limit_reached(session):
             server.record_event(EventKind.RATE_LIMITED, RATE_LIMITED,
                                 address=envelope.mail_from or "",

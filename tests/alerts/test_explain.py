@@ -61,3 +61,10 @@ def test_a_rejected_www_sender_is_told_to_authorize_the_second_level_domain():
 def test_a_plain_rejected_sender_offers_the_domain_or_the_address():
     todo = explain_relay_event("sender_rejected", address="info@mycompany.com").what_to_do
     assert "authorize the domain mycompany.com," in todo and "www." not in todo
+
+
+def test_an_unreadable_from_header_is_not_explained_as_an_unauthorized_sender():
+    reading = explain_relay_event(
+        "from_rejected", "From: header cannot be read unambiguously: it uses the group syntax")
+    assert reading.key == "header_unreadable"
+    assert "authorize" not in reading.what_to_do.lower().replace("authorized", "")
