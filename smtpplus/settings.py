@@ -143,6 +143,9 @@ SMTPPLUS_CREDENTIAL_KEYS = env.list("SMTPPLUS_CREDENTIAL_KEYS", default=[])
 # How long a console password re-entry allows revealing credentials.
 SMTPPLUS_REAUTH_SECONDS = env.int("SMTPPLUS_REAUTH_SECONDS", default=600)
 SMTPPLUS_INVITE_DAYS = env.int("SMTPPLUS_INVITE_DAYS", default=7)
+# Authorized domains and addresses together, per SMTP+ user: the user's page and every
+# login read them all.
+SMTPPLUS_MAX_SENDERS_PER_USER = env.int("SMTPPLUS_MAX_SENDERS_PER_USER", default=1000)
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 
