@@ -93,10 +93,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-# Console password guessing: failed logins allowed per client IP, and per IP and
-# username, within the window (seconds) before the login form refuses to check.
+# Console password guessing (smtpplus.login, counted in the database): failed logins
+# allowed per client network (IPv4 address, IPv6 /64), per network and username, and per
+# username from all networks, within the window (seconds) before the login form refuses
+# to check.
 CONSOLE_LOGIN_FAILURES_PER_IP = env.int("CONSOLE_LOGIN_FAILURES_PER_IP", default=20)
 CONSOLE_LOGIN_FAILURES_PER_USER = env.int("CONSOLE_LOGIN_FAILURES_PER_USER", default=5)
+CONSOLE_LOGIN_FAILURES_PER_USERNAME = env.int("CONSOLE_LOGIN_FAILURES_PER_USERNAME", default=50)
 CONSOLE_LOGIN_WINDOW = env.int("CONSOLE_LOGIN_WINDOW", default=900)
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
