@@ -200,3 +200,16 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.target_label}"
+
+
+class LoginFailureCount(models.Model):
+    """Failed console password checks under one key — a client network, a username, or
+    both — within a window that ends at `window_ends`. In the database so that every
+    console process counts on the same rows (`smtpplus.login`)."""
+
+    key = models.CharField(max_length=100, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_ends = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.failures}"

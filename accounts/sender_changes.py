@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 
 from accounts import audit
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
-from accounts.senders import ParsedSenders, domain_to_unicode, parse_domains, parse_emails
+from accounts.senders import (
+    InvalidEntry,
+    ParsedSenders,
+    domain_to_unicode,
+    parse_domains,
+    parse_emails,
+)
+
+
+class TooManySenders(InvalidEntry):
+    """Adding these senders would take the user past SMTPPLUS_MAX_SENDERS_PER_USER."""
 
 
 def display_email(email: str) -> str:
@@ -81,8 +92,13 @@ def add_senders(
 ) -> AddResult:
     """Save every valid entry of both boxes; duplicates and existing entries are skipped.
 
-    `include_subdomains` applies to the domains added by this call only.
+    `include_subdomains` applies to the domains added by this call only. Raises
+    `TooManySenders`, saving nothing, if the user would end up with more domains and
+    addresses together than SMTPPLUS_MAX_SENDERS_PER_USER: every way of adding senders
+    (console, troubleshooter, CLI) comes through here.
     """
+    # The row lock makes concurrent additions for one user count one after the other.
+    SmtpUser.objects.select_for_update().filter(pk=smtp_user.pk).first()
     domains, emails = validate_senders(domains_text, emails_text)
     result = AddResult(
         domain_errors=domains.errors,
@@ -93,6 +109,14 @@ def add_senders(
     existing_domains = set(
         AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list("domain", flat=True)
     )
+    existing_emails = {
+        e.lower()
+        for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list("email", flat=True)
+    }
+    new = {d for d in domains.valid if d not in existing_domains} | {
+        e.lower() for e in emails.valid if e.lower() not in existing_emails
+    }
+    _check_limit(smtp_user, len(existing_domains) + len(existing_emails), len(new))
     for domain in domains.valid:
         if domain in existing_domains:
             result.unchanged.append(domain_to_unicode(domain))
@@ -102,10 +126,6 @@ def add_senders(
         )
         existing_domains.add(domain)
         result.added_domains.append(domain)
-    existing_emails = {
-        e.lower()
-        for e in AuthorizedEmail.objects.filter(smtp_user=smtp_user).values_list("email", flat=True)
-    }
     for email in emails.valid:
         if email.lower() in existing_emails:
             result.unchanged.append(display_email(email))
@@ -126,6 +146,17 @@ def add_senders(
             target=smtp_user, target_label=smtp_user.username, details=details,
         )
     return result
+
+
+def _check_limit(smtp_user: SmtpUser, existing: int, adding: int) -> None:
+    limit = settings.SMTPPLUS_MAX_SENDERS_PER_USER
+    if adding and existing + adding > limit:
+        raise TooManySenders(
+            f"an SMTP+ user can have at most {limit:,} authorized senders (domains and "
+            f"addresses together); {smtp_user.username} has {existing:,} and this would add "
+            f"{adding:,}. Nothing was added: remove senders that are no longer used, or "
+            "authorize a domain instead of many of its addresses."
+        )
 
 
 @transaction.atomic

@@ -27,13 +27,17 @@ def senders_add(request: AccountRequest, pk: int) -> HttpResponse:
     form = SendersForm(request.POST)
     if not form.is_valid():
         return render_detail(request, smtp_user, senders_form=form, status=400)
-    result = sender_changes.add_senders(
-        smtp_user,
-        domains_text=form.cleaned_data["domains"],
-        emails_text=form.cleaned_data["emails"],
-        include_subdomains=form.cleaned_data["include_subdomains"],
-        request=request,
-    )
+    try:
+        result = sender_changes.add_senders(
+            smtp_user,
+            domains_text=form.cleaned_data["domains"],
+            emails_text=form.cleaned_data["emails"],
+            include_subdomains=form.cleaned_data["include_subdomains"],
+            request=request,
+        )
+    except sender_changes.TooManySenders as exc:
+        form.add_error(None, f"Not saved: {exc}")
+        return render_detail(request, smtp_user, senders_form=form, status=400)
     if result.needs_attention:
         # Keep only the entries that still need fixing in the boxes.
         retry = SendersForm(

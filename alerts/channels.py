@@ -94,30 +94,81 @@ def _allow_private() -> bool:
     return bool(settings.ALERTS_WEBHOOK_ALLOW_PRIVATE)
 
 
-# NAT64 (RFC 6052): the well-known prefix carries an IPv4 address in its last 32 bits; the
-# local-use prefix (RFC 8215) is translated to whatever the operator chose.
-NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv6 addresses that are another spelling of an IPv4 address (its last 32 bits): a
+# connection to one reaches, or is translated to, that IPv4 address.
+_IPV4_SPELLINGS = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped (RFC 4291)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible, deprecated (RFC 4291); :: and ::1 too
+)
+# The NAT64 local-use prefix (RFC 8215) is translated the way the operator chose (the
+# IPv4 address may sit at any of the RFC 6052 positions): never public.
 NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+TEREDO = ipaddress.IPv6Network("2001::/32")
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: its last 32 bits for the IPv4
+    spellings above and ISATAP interface identifiers (RFC 5214), bits 16-47 for 6to4
+    (RFC 3056), the server and the client for Teredo (RFC 4380)."""
+    value = int(ip)
+    found = []
+    if any(ip in net for net in _IPV4_SPELLINGS):
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if ip in SIX_TO_FOUR:
+        found.append(ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF))
+    if ip in TEREDO and ip.teredo:
+        found.extend(ip.teredo)
+    # ISATAP: 00-00-5E-FE or, with the universal/local bit, 02-00-5E-FE before the IPv4.
+    if (value >> 32) & 0xFDFFFFFF == 0x00005EFE:
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    return found
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not ip.is_multicast
 
 
 def is_public_address(value: str) -> bool:
     """Is `value` an IP address on the public internet (not loopback, private,
     link-local — cloud metadata lives there —, shared, reserved or multicast)?
 
-    An IPv6 address that wraps an IPv4 one (IPv4-mapped, 6to4, NAT64) is judged by the
-    IPv4 address it reaches."""
+    An IPv6 address that is only another spelling of an IPv4 address (IPv4-mapped,
+    -translated, -compatible, NAT64) is judged as that IPv4 address; one that tunnels to
+    IPv4 hosts (6to4, Teredo, ISATAP) must be public itself and so must every IPv4
+    address it carries."""
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(value.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in NAT64_LOCAL_USE:
-            return False
-        if ip in NAT64_PREFIX:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        else:
-            ip = ip.ipv4_mapped or ip.sixtofour or ip
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _is_public(ip)
+    if ip in NAT64_LOCAL_USE:
+        return False
+    inner = embedded_ipv4(ip)
+    if not all(_is_public(v4) for v4 in inner):
+        return False
+    if any(ip in net for net in _IPV4_SPELLINGS):
+        return True
+    return _is_public(ip)
+
+
+def _literal_addresses(host: str) -> list[str] | None:
+    """The addresses `host` stands for if it is an IP literal in any form the resolver
+    accepts (`127.1`, `0x7f000001`, `::127.0.0.1`, …), without asking DNS; None for a
+    name."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return [host]  # with a zone that may not exist here, which getaddrinfo refuses
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return None
+    return [str(info[4][0]) for info in infos]
 
 
 def webhook_host_problem(url: str) -> str:
@@ -129,11 +180,10 @@ def webhook_host_problem(url: str) -> str:
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return "a webhook on this machine (localhost) is not allowed"
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    addresses = _literal_addresses(host)
+    if addresses is None:
         return ""
-    if not is_public_address(host):
+    if not addresses or not all(is_public_address(a) for a in addresses):
         return f"{host} is a loopback, private or link-local address; use a public address"
     return ""
 

@@ -158,8 +158,18 @@ def headline(kinds: Counter[str], total: int) -> str:
     return f"{_plural(total, 'problem')} sending mail"
 
 
+# Line breaks and other control characters (C0, DEL, C1, Unicode line and paragraph
+# separators). In a name they would start fake lines in the text body or end a header.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def single_line(text: str) -> str:
+    """`text` with each run of control characters shown as one space."""
+    return CONTROL_CHARACTERS.sub(" ", text).strip()
+
+
 def one_line(text: str, limit: int = SUBJECT_MAX) -> str:
-    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+", " ", single_line(text)).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -179,8 +189,10 @@ def build_context(
     reasons = Counter(v.reading.summary for v in views)
     main_reason = reasons.most_common(1)[0][0] if reasons else ""
     return {
-        "account_name": account_name,
-        "rule_name": rule_name,
+        # Names are typed by people: the form refuses line breaks in a rule's name, and
+        # any that got in another way (older rows, the CLI) cannot forge lines here.
+        "account_name": single_line(account_name),
+        "rule_name": single_line(rule_name),
         "headline": headline(kinds, total),
         "main_reason": main_reason,
         "other_reasons": max(0, len(reasons) - 1),

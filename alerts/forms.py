@@ -9,6 +9,7 @@ from django.core.validators import URLValidator, validate_email
 
 from accounts.models import Account, SmtpUser
 from alerts.channels import webhook_host_problem
+from alerts.content import CONTROL_CHARACTERS
 from alerts.models import AlertRule, EventType, Frequency
 
 MAX_EMAIL_RECIPIENTS = 20
@@ -77,6 +78,15 @@ class AlertRuleForm(forms.Form):
             # the masked URL sent back unchanged keeps the stored one (rules.update_rule).
             "email_recipients": "\n".join(rule.email_list), "webhook_url": rule.webhook_display,
         }
+
+    def clean_name(self) -> str:
+        name = str(self.cleaned_data.get("name", ""))
+        if CONTROL_CHARACTERS.search(name):
+            raise ValidationError(
+                "The name must be one line: line breaks, tabs and other control characters "
+                "are not allowed."
+            )
+        return name
 
     def clean_email_recipients(self) -> str:
         addresses = split_addresses(self.cleaned_data.get("email_recipients", ""))

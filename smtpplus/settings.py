@@ -93,10 +93,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-# Console password guessing: failed logins allowed per client IP, and per IP and
-# username, within the window (seconds) before the login form refuses to check.
+# Console password guessing (smtpplus.login, counted in the database): failed logins
+# allowed per client network (IPv4 address, IPv6 /64), per network and username, and per
+# username from all networks, within the window (seconds) before the login form refuses
+# to check.
 CONSOLE_LOGIN_FAILURES_PER_IP = env.int("CONSOLE_LOGIN_FAILURES_PER_IP", default=20)
 CONSOLE_LOGIN_FAILURES_PER_USER = env.int("CONSOLE_LOGIN_FAILURES_PER_USER", default=5)
+CONSOLE_LOGIN_FAILURES_PER_USERNAME = env.int("CONSOLE_LOGIN_FAILURES_PER_USERNAME", default=50)
 CONSOLE_LOGIN_WINDOW = env.int("CONSOLE_LOGIN_WINDOW", default=900)
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -143,6 +146,9 @@ SMTPPLUS_CREDENTIAL_KEYS = env.list("SMTPPLUS_CREDENTIAL_KEYS", default=[])
 # How long a console password re-entry allows revealing credentials.
 SMTPPLUS_REAUTH_SECONDS = env.int("SMTPPLUS_REAUTH_SECONDS", default=600)
 SMTPPLUS_INVITE_DAYS = env.int("SMTPPLUS_INVITE_DAYS", default=7)
+# Authorized domains and addresses together, per SMTP+ user: the user's page and every
+# login read them all.
+SMTPPLUS_MAX_SENDERS_PER_USER = env.int("SMTPPLUS_MAX_SENDERS_PER_USER", default=1000)
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 

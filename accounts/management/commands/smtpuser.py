@@ -123,12 +123,15 @@ class Command(BaseCommand):
         }
 
     def add(self, smtp_user: SmtpUser, options: dict[str, Any]) -> sender_changes.AddResult:
-        result = sender_changes.add_senders(
-            smtp_user,
-            domains_text=options["domains"],
-            emails_text=options["emails"],
-            include_subdomains=options["include_subdomains"],
-        )
+        try:
+            result = sender_changes.add_senders(
+                smtp_user,
+                domains_text=options["domains"],
+                emails_text=options["emails"],
+                include_subdomains=options["include_subdomains"],
+            )
+        except sender_changes.TooManySenders as exc:
+            raise CommandError(f"{exc} (SMTPPLUS_MAX_SENDERS_PER_USER)") from exc
         for entry, advice in result.warnings:
             self.stderr.write(f"warning: {entry}: {advice}")
         return result
