@@ -140,6 +140,7 @@ class EventKind(models.TextChoices):
     RATE_LIMITED = "rate_limited", "Hourly limit reached"
     CONNECTION_LIMIT = "conn_limit", "Too many connections"
     STORE_FAILED = "store_failed", "Could not store message"
+    BAD_MESSAGE = "bad_message", "Malformed message"
 
 
 class RelayEvent(models.Model):
