@@ -376,7 +376,11 @@ def test_the_aiosmtpd_internals_the_relay_relies_on_still_exist():
         assert text in source, text
     assert issubclass(aiosmtpd_smtp.TLSSetupException, Exception)
     # The reader's line limit, and the TLS layer as aiosmtpd builds it for STARTTLS.
-    assert asyncio.StreamReader(limit=10)._limit == 10
+    loop = asyncio.new_event_loop()
+    try:
+        assert asyncio.StreamReader(limit=10, loop=loop)._limit == 10
+    finally:
+        loop.close()
     assert "_stream_reader" in dir(asyncio.StreamReaderProtocol)
     assert "ssl_handshake_timeout" in inspect.signature(sslproto.SSLProtocol).parameters
     assert "self._app_transport = " in inspect.getsource(sslproto.SSLProtocol)
