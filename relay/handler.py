@@ -14,7 +14,7 @@ import binascii
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _Missing
 
 from accounts.senders import SenderPolicy, split_address
 from relay import accept, revocation
@@ -146,33 +146,40 @@ class RelayHandler:
 
     # --- AUTH -------------------------------------------------------------------------
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob: bytes | _Missing | None
         if len(args) == 1:
             blob = await server.challenge_auth("")
             if blob is MISSING:
                 return AuthResult(success=False, handled=True)  # challenge_auth replied
         else:
-            try:
-                blob = base64.b64decode(args[1].encode(), validate=True)
-            except (binascii.Error, ValueError):
-                await server.push("501 5.5.2 Cannot decode base64")
+            blob = await _initial_response(server, args[1])
+            if blob is None:
                 return AuthResult(success=False, handled=True)
         assert isinstance(blob, bytes)
+        if not blob:
+            await server.push("501 5.5.2 Empty AUTH PLAIN response: send the user name and "
+                              "the password")
+            return AuthResult(success=False, handled=True)
         parts = blob.split(b"\x00")
         if len(parts) != 3:
             await server.push("501 5.5.2 Cannot split the AUTH PLAIN value")
             return AuthResult(success=False, handled=True)
-        return await self._log_in(server, parts[1], parts[2])
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            # RFC 4616: acting as another identity is refused, never silently ignored.
+            return await self._refuse_login(
+                server, "authorization identity differs from the user name", None)
+        return await self._log_in(server, login, password)
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login: bytes | _Missing | None
         if len(args) == 1:
             login = await server.challenge_auth("Username:")
             if login is MISSING:
                 return AuthResult(success=False, handled=True)
         else:
-            try:
-                login = base64.b64decode(args[1].encode(), validate=True)
-            except (binascii.Error, ValueError):
-                await server.push("501 5.5.2 Cannot decode base64")
+            login = await _initial_response(server, args[1])
+            if login is None:
                 return AuthResult(success=False, handled=True)
         password = await server.challenge_auth("Password:")
         if password is MISSING:
@@ -193,22 +200,7 @@ class RelayHandler:
             outcome = await relay.run_db(log_in, *args)
         result = outcome.result
         if not result.ok or result.smtp_user is None or outcome.policy is None:
-            user = result.smtp_user
-            server.record_event(
-                EventKind.AUTH_FAILED, "535 5.7.8 Authentication credentials invalid",
-                reason=result.reason,
-                account_id=user.account.pk if user else None,
-                smtp_user_id=user.pk if user else None,
-            )
-            if relay.failures.record_failure(server.client_ip):
-                reply = cooloff_reply(relay.failures.cooloff)
-                server.record_event(EventKind.AUTH_COOLOFF, reply,
-                                    reason=f"{relay.failures.limit} failed logins within "
-                                           f"{int(relay.failures.window)} seconds")
-                await server.push(reply)
-                server.transport.close()
-                return AuthResult(success=False, handled=True)
-            return AuthResult(success=False, handled=False)
+            return await self._refuse_login(server, result.reason, result.smtp_user)
         user = result.smtp_user
         session.username = user.username
         session.smtp_user_id = user.pk
@@ -223,6 +215,24 @@ class RelayHandler:
             relay.hourly.load(user.pk, outcome.hourly_count)
         relay.stats.login(server.listener.port, user.pk)
         return AuthResult(success=True, auth_data=user.username, message=AUTH_OK)
+
+    async def _refuse_login(self, server: Any, reason: str, user: Any) -> AuthResult:
+        relay = self.relay
+        server.record_event(
+            EventKind.AUTH_FAILED, "535 5.7.8 Authentication credentials invalid",
+            reason=reason,
+            account_id=user.account.pk if user else None,
+            smtp_user_id=user.pk if user else None,
+        )
+        if relay.failures.record_failure(server.client_ip):
+            reply = cooloff_reply(relay.failures.cooloff)
+            server.record_event(EventKind.AUTH_COOLOFF, reply,
+                                reason=f"{relay.failures.limit} failed logins within "
+                                       f"{int(relay.failures.window)} seconds")
+            await server.push(reply)
+            server.transport.close()
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
 
     # --- envelope ---------------------------------------------------------------------
     async def handle_MAIL(
@@ -349,6 +359,18 @@ class RelayHandler:
                                 address=envelope.mail_from or "", reason=type(exc).__name__)
             return STORE_FAILED
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+async def _initial_response(server: SMTP, text: str) -> bytes | None:
+    """The decoded initial response of AUTH ("=" is an empty one, RFC 4954 section 4), or
+    None once the client is told it cannot be decoded."""
+    if text == "=":
+        return b""
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        await server.push("501 5.5.2 Cannot decode base64")
+        return None
 
 
 _HANDLER_NAMES = [n for n in dir(RelayHandler) if n.startswith(("handle_", "auth_"))]

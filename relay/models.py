@@ -141,6 +141,7 @@ class EventKind(models.TextChoices):
     CONNECTION_LIMIT = "conn_limit", "Too many connections"
     STORE_FAILED = "store_failed", "Could not store message"
     SESSION_REVOKED = "session_revoked", "Session closed after an admin change"
+    BAD_MESSAGE = "bad_message", "Malformed message"
 
 
 class RelayEvent(models.Model):

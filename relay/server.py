@@ -33,7 +33,7 @@ from relay.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
 from relay.limits import ConnectionLimiter, HourlyLimits, LoginFailures
 from relay.listen import Listener, parse_listen
 from relay.models import EventKind
-from relay.protocol import RelaySMTP, quiet_aiosmtpd_logs
+from relay.protocol import ImplicitTLS, RelaySMTP, quiet_aiosmtpd_logs
 from relay.tlsutil import server_context
 
 log = logging.getLogger("relay.server")
@@ -55,6 +55,7 @@ class RelayConfig:
     max_message_size: int
     max_recipients: int
     idle_timeout: int
+    tls_handshake_timeout: float
     max_connections_per_ip: int
     auth_failure_limit: int
     auth_failure_window: int
@@ -318,10 +319,17 @@ class RelayServer:
         def factory() -> RelaySMTP:
             return RelaySMTP(self, actual, self._tls)
 
+        def implicit_tls() -> ImplicitTLS:
+            assert self._tls is not None
+            return ImplicitTLS(factory(), self._tls)
+
         try:
+            # Implicit TLS: not create_server(ssl=…), which hands over a connection only
+            # after its handshake, so that a connection counts against its client's limit
+            # from the start.
             server = await self.loop.create_server(
-                factory, listener.host, listener.port,
-                ssl=self._tls if listener.tls == "implicit" else None,
+                implicit_tls if listener.tls == "implicit" else factory,
+                listener.host, listener.port,
                 reuse_address=True, reuse_port=self.config.reuse_port or None,
                 backlog=512,
             )
@@ -365,8 +373,7 @@ class RelayServer:
         while self._sessions and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for smtp in list(self._sessions):
-            if smtp.transport is not None:
-                smtp.transport.close()
+            smtp.hang_up()
         await asyncio.sleep(0)  # let closed sessions record their last events
         await self.session_watch.stop()
         if self._heartbeat is not None:
