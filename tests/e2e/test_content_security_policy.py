@@ -192,3 +192,23 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
     page.wait_for_function("window.__cspViolations.length > 0")
     assert page.evaluate("window.__ran === undefined")
     assert "script-src" in page.evaluate("window.__cspViolations[0]")
+
+
+def test_the_database_down_page_is_styled_and_obeys_the_policy(browser, tmp_path):
+    from tests.test_database_unavailable import DOWN_TEXT, UNREACHABLE, console_on
+
+    with console_on(UNREACHABLE["sqlite"](tmp_path), tmp_path) as console:
+        context = browser.new_context(base_url=f"http://127.0.0.1:{console.port}")
+        context.add_cookies([{"name": "sessionid", "value": "abcdefghijklmnopqrstuvwxyz012345",
+                              "url": f"http://127.0.0.1:{console.port}/"}])
+        page = context.new_page()
+        visits = Visits(page)
+        response = page.goto("/users/")
+        assert response is not None and response.status == 503
+        visits.assert_clean()
+        assert DOWN_TEXT in page.inner_text("h1")
+        # The style sheet was loaded (it needs no database): the card has its border.
+        radius = page.evaluate(
+            "getComputedStyle(document.querySelector('#database-unavailable')).borderTopLeftRadius")
+        assert radius == "8px"
+        context.close()
