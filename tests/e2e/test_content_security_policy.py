@@ -144,6 +144,7 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
     page.wait_for_selector("#cred-password")
     visits.note()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.bring_to_front()  # the clipboard API wants a focused document
     page.click("button[data-copy='#cred-password']")
     page.wait_for_function("document.querySelector(\"[data-copy='#cred-password']\").textContent == 'Copied'")
     assert page.evaluate("navigator.clipboard.readText()") == cast.acme_smtp.get_password()
