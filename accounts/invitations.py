@@ -136,6 +136,23 @@ class InvitationUnusable(Exception):
         self.state = state
 
 
+class InvitationForSomeoneElse(Exception):
+    """The invitation names another address than the console user trying to use it."""
+
+    def __init__(self, invitation: Invitation, user: User) -> None:
+        super().__init__(f"invitation for {invitation.email}, not {user.get_username()}")
+        self.invitation = invitation
+        self.user = user
+
+
+def is_for(invitation: Invitation, user: User) -> bool:
+    """Whether `user` is the person the invitation was sent to: their login or their
+    email is the invited address. A link forwarded, leaked or opened in someone else's
+    browser must not make that someone a member."""
+    invited = invitation.email.lower()
+    return user.get_username().lower() == invited or (user.email or "").lower() == invited
+
+
 def existing_user(email: str) -> User | None:
     UserModel = get_user_model()
     return (
@@ -152,8 +169,11 @@ def accept(
 ) -> tuple[Membership, bool]:
     """Use the invitation for `user`. Returns (membership, created).
 
-    Raises InvitationUnusable if it was used in the meantime or has expired.
+    Raises InvitationForSomeoneElse (and leaves it usable) unless it was sent to `user`,
+    and InvitationUnusable if it was used in the meantime or has expired.
     """
+    if not is_for(invitation, user):
+        raise InvitationForSomeoneElse(invitation, user)
     now = timezone.now()
     claimed = Invitation.objects.filter(
         pk=invitation.pk, accepted__isnull=True, expires__gt=now

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import invitations
 from accounts.forms_members import InviteForm, RoleForm, SetPasswordForm
-from accounts.invitations import InvitationUnusable, State
+from accounts.invitations import InvitationForSomeoneElse, InvitationUnusable, State
 from accounts.members import MemberError, change_role, remove_member
 from accounts.models import Invitation, Membership, Role
 from accounts.tenancy import AccountRequest, member_required, switch_account
@@ -160,6 +160,14 @@ def _joined(request: HttpRequest, membership: Membership, created: bool) -> Http
     return redirect("dashboard")
 
 
+def _for_someone_else(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+    """The link was opened by another console user than the invitee: refused, with a way
+    to log out and come back to it as the invited address."""
+    return render(
+        request, "accounts/invite_accept.html", {**context, "mode": "other"}, status=403,
+    )
+
+
 @never_cache
 def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     """The link of an invitation. Public: the token is the credential."""
@@ -169,11 +177,15 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     context: dict[str, Any] = {"invitation": invitation}
 
     if request.user.is_authenticated:
+        if not invitations.is_for(invitation, request.user):
+            return _for_someone_else(request, context)
         if request.method == "POST":
             try:
                 membership, created = invitations.accept(invitation, request.user, request=request)
             except InvitationUnusable as exc:
                 return _unusable(request, exc.state)
+            except InvitationForSomeoneElse:
+                return _for_someone_else(request, context)
             return _joined(request, membership, created)
         return render(request, "accounts/invite_accept.html", {**context, "mode": "join"})
 

@@ -96,8 +96,8 @@ def rule_detail(request: AccountRequest, pk: int) -> HttpResponse:
     return render(request, "alerts/rule_detail.html", {"rule": rule, "notifications": recent})
 
 
-@require_POST
 @member_required(Role.ADMIN)
+@require_POST
 def rule_toggle(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     enable = request.POST.get("enabled") == "1"
@@ -119,8 +119,8 @@ def rule_delete(request: AccountRequest, pk: int) -> HttpResponse:
     return render(request, "alerts/rule_delete.html", {"rule": rule})
 
 
-@require_POST
 @member_required(Role.ADMIN)
+@require_POST
 def rule_test(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     for n in send_test_alert(rule, request=request):
@@ -131,8 +131,8 @@ def rule_test(request: AccountRequest, pk: int) -> HttpResponse:
     return redirect("alerts:rule_detail", pk=rule.pk)
 
 
-@require_POST
 @member_required(Role.ADMIN)
+@require_POST
 def rule_reset_secret(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     if not rule.webhook_url:

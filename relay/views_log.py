@@ -151,8 +151,8 @@ def _chosen_recipients(request: AccountRequest, pk: int, statuses: tuple[str, ..
     return recipients.filter(status__in=statuses)
 
 
-@require_POST
 @member_required(Role.ADMIN)
+@require_POST
 def message_action(request: AccountRequest, pk: int, action: str) -> HttpResponse:
     """Retry or cancel one recipient, or every recipient it applies to, of one message."""
     queue_action = QUEUE_ACTIONS[action]

@@ -74,8 +74,8 @@ def troubleshoot(request: AccountRequest, pk: int) -> HttpResponse:
     return _page(request, Facts(user, timezone.now()))
 
 
-@require_POST
 @member_required(Role.ADMIN)
+@require_POST
 def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
     kind = request.POST.get("kind", "")
@@ -92,8 +92,8 @@ def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
     return redirect(reverse("relay:troubleshoot", args=[user.pk]) + anchor)
 
 
-@require_POST
 @member_required(Role.ADMIN)
+@require_POST
 def test_message(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
     facts = Facts(user, timezone.now())

@@ -18,3 +18,5 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "smtpplus.errors.server_error"

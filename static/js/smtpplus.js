@@ -14,8 +14,13 @@ document.addEventListener("click", function (ev) {
     try { document.execCommand("copy"); done(); } finally { document.body.removeChild(ta); }
   }
 });
-// Confirmations: <form data-confirm="Delete this user?">
+// Confirmations: <form data-confirm="Delete this user?">, or on the submit button itself.
 document.addEventListener("submit", function (ev) {
-  var msg = ev.target.getAttribute("data-confirm");
+  var by = ev.submitter;
+  var msg = (by && by.getAttribute("data-confirm")) || ev.target.getAttribute("data-confirm");
   if (msg && !window.confirm(msg)) ev.preventDefault();
+});
+// Auto-submitting fields (the account switcher): <select data-autosubmit>
+document.addEventListener("change", function (ev) {
+  if (ev.target.matches && ev.target.matches("[data-autosubmit]") && ev.target.form) ev.target.form.submit();
 });

@@ -12,7 +12,7 @@ from django.core import mail
 from django.utils import timezone
 
 from accounts import invitations
-from accounts.invitations import InvitationUnusable, State
+from accounts.invitations import InvitationForSomeoneElse, InvitationUnusable, State
 from accounts.members import MemberError, change_role, remove_member
 from accounts.models import AuditEvent, Invitation, Membership, Role
 from tests.conftest import PASSWORD
@@ -87,13 +87,33 @@ def test_an_invitation_can_be_used_only_once(cast):
     assert created and membership.role == Role.VIEWER and membership.account == cast.acme
     assert invitations.lookup(result.token)[0] is State.USED
     with pytest.raises(InvitationUnusable) as exc:
-        invitations.accept(result.invitation, cast.charlie)
+        invitations.accept(result.invitation, dana)
     assert exc.value.state is State.USED
+
+
+def test_it_refuses_a_console_user_the_invitation_was_not_sent_to(cast):
+    result = invitations.invite(cast.acme, "dana@example.test", Role.ADMIN)
+    with pytest.raises(InvitationForSomeoneElse):
+        invitations.accept(result.invitation, cast.charlie)
     assert not Membership.objects.filter(account=cast.acme, user=cast.charlie).exists()
+    # Still usable by the person it was sent to.
+    assert invitations.lookup(result.token)[0] is State.VALID
+    assert not AuditEvent.objects.filter(action="member.join").exists()
+
+
+def test_the_invited_address_may_be_the_users_login_or_email_in_any_case(cast):
+    by_login = invitations.invite(cast.acme, "Charlie@Globex.TEST", Role.VIEWER)
+    assert invitations.is_for(by_login.invitation, cast.charlie)
+    erin = User.objects.create_user("erin", "Erin@Example.TEST", PASSWORD)
+    by_email = invitations.invite(cast.acme, "erin@example.test", Role.VIEWER)
+    assert invitations.is_for(by_email.invitation, erin)
+    assert not invitations.is_for(by_email.invitation, cast.charlie)
+    membership, created = invitations.accept(by_email.invitation, erin)
+    assert created and membership.user == erin
 
 
 def test_an_expired_invitation_cannot_be_used(cast):
-    result = invitations.invite(cast.acme, "dana@example.test", Role.ADMIN)
+    result = invitations.invite(cast.acme, "charlie@globex.test", Role.ADMIN)
     Invitation.objects.filter(pk=result.invitation.pk).update(expires=timezone.now())
     assert invitations.lookup(result.token)[0] is State.EXPIRED
     with pytest.raises(InvitationUnusable) as exc:
@@ -117,7 +137,7 @@ def test_a_new_user_gets_a_console_login_named_after_the_email(cast):
 
 def test_a_used_invitation_creates_no_user(cast):
     result = invitations.invite(cast.acme, "dana@example.test", Role.ADMIN)
-    invitations.accept(result.invitation, cast.charlie)
+    Invitation.objects.filter(pk=result.invitation.pk).update(accepted=timezone.now())
     with pytest.raises(InvitationUnusable):
         invitations.accept_as_new_user(result.invitation, "a long new passphrase")
     assert not User.objects.filter(username="dana@example.test").exists()

@@ -190,6 +190,37 @@ def test_a_logged_in_user_joins_with_one_click_and_is_switched_to_the_account(cl
     assert event.actor == cast.charlie and event.details == {"role": "viewer", "via": "invitation"}
 
 
+def test_another_logged_in_user_is_refused_and_offered_to_log_out_and_accept(client, cast):
+    result = invitations.invite(cast.acme, "dana@example.test", Role.ADMIN)
+    path = reverse("accounts:invite_accept", args=[result.token])
+    login(client, cast.charlie)
+    page = client.get(path)
+    assert page.status_code == 403
+    html = page.content.decode()
+    assert "You are logged in as <b>charlie@globex.test</b>" in html
+    assert "Log out and accept as dana@example.test" in html
+    assert "Join Acme</button>" not in html
+    refused = client.post(path)
+    assert refused.status_code == 403
+    assert not Membership.objects.filter(account=cast.acme, user=cast.charlie).exists()
+    assert invitations.lookup(result.token)[0] is invitations.State.VALID
+    # The button logs charlie out and comes back to the link, now for dana to use.
+    out = client.post(reverse("logout"), {"next": path})
+    assert out.status_code == 302 and out["Location"] == path
+    again = client.get(path)
+    assert again.status_code == 200 and "Set password and join" in again.content.decode()
+
+
+def test_an_existing_invitee_who_logs_in_as_someone_else_is_still_refused(client, cast):
+    result = invitations.invite(cast.acme, "charlie@globex.test", Role.VIEWER)
+    path = reverse("accounts:invite_accept", args=[result.token])
+    login(client, cast.victor)
+    assert client.post(path).status_code == 403
+    assert not Membership.objects.filter(account=cast.acme, user=cast.charlie).exists()
+    assert Membership.objects.get(account=cast.acme, user=cast.victor).role == Role.VIEWER
+    assert invitations.lookup(result.token)[0] is invitations.State.VALID
+
+
 # --- changing roles, removing -----------------------------------------------------------
 
 

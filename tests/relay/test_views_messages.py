@@ -204,6 +204,43 @@ def test_a_reversed_date_range_is_reported(alice_client, filter_set):
     assert "The start date is after the end date." in html
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"date_to": "9999-12-31"}, "To date"),
+        ({"date_from": "9999-12-31"}, "From date"),
+        ({"date_from": "0001-01-01"}, "From date"),
+        ({"date_from": "1969-12-31", "date_to": "2030-01-01"}, "From date"),
+    ],
+)
+def test_an_out_of_range_date_is_a_form_error_not_a_server_error(alice_client, filter_set,
+                                                                  params, field):
+    response = alice_client.get(LOG, params)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"{field}: enter a date between 1970-01-01 and 9999-12-30." in html
+    assert "The filters above were ignored" in html
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_bulk_action_with_an_out_of_range_date_changes_nothing_and_says_why(
+        alice_client, cast, method):
+    message = make_message(cast.acme_smtp, recipients=[("a@example.net", "failed")])
+    bulk = reverse("relay:messages_bulk")
+    response = getattr(alice_client, method)(bulk, {"action": "retry", "date_to": "9999-12-31"})
+    assert response.status_code == 302 and "date_to=9999-12-31" in response["Location"]
+    assert message.recipients.get().status == "failed"
+    page = alice_client.get(response["Location"]).content.decode()
+    assert "The filters are not valid; fix them first." in page
+    assert "To date: enter a date between 1970-01-01 and 9999-12-30." in page
+
+
+def test_the_last_day_a_filter_may_name_is_accepted(alice_client, filter_set):
+    html = alice_client.get(LOG, {"date_from": "2000-01-01", "date_to": "9999-12-30"}).content.decode()
+    assert "shop failed" in html and "shop old" in html
+    assert "The filters above were ignored" not in html
+
+
 def test_the_log_pages_by_newer_and_older_links(alice_client, cast):
     now = timezone.now()
     same_time = now - timedelta(minutes=30)
