@@ -189,19 +189,27 @@ class OutcomeRecorder:
     `record()` returns once the outcomes are committed (or raises if they could not be).
     """
 
+    # Writes in flight at once: a commit waits mostly for the database, so a second one
+    # overlaps it; more would only split the groups into more transactions.
+    MAX_WRITES = 2
+
     def __init__(self, owner: str, run_db: RunDb) -> None:
         self.owner = owner
         self.run_db = run_db
         self._waiting: list[tuple[list[Outcome], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._active = 0
+        self._writers: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def record(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((outcomes, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
+        if self._active < self.MAX_WRITES:
+            self._active += 1
+            writer = asyncio.create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         await done
 
     async def _write(self) -> None:
@@ -226,7 +234,9 @@ class OutcomeRecorder:
                 for _, done in group:
                     _settle(done, None)
         finally:
-            self._writer = None
+            # Counted down here, not in a done callback: a record() arriving before the
+            # callback ran would otherwise find no writer free and wait forever.
+            self._active -= 1
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
