@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from relay import queue
@@ -98,26 +98,30 @@ def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
     if not outcomes:
         return 0
     now = timezone.now()
+    updates = [(o.recipient.pk, _new_state(o, now)) for o in outcomes]
+    attempts = [
+        {
+            "recipient": o.recipient.pk,
+            "started": o.started,
+            "duration_ms": o.duration_ms,
+            "upstream": o.reply.host[:255],
+            "code": o.reply.code,
+            "enhanced": o.reply.enhanced[:16],
+            "text": o.reply.text,
+            "outcome": o.reply.outcome,
+        }
+        for o in outcomes
+    ]
+    if connection.vendor == "postgresql":
+        return queue.finish_with_attempts(owner, updates, attempts)
     with transaction.atomic():
         Attempt.objects.bulk_create(
             [
-                Attempt(
-                    recipient_id=o.recipient.pk,
-                    started=o.started,
-                    duration_ms=o.duration_ms,
-                    upstream=o.reply.host[:255],
-                    code=o.reply.code,
-                    enhanced=o.reply.enhanced[:16],
-                    text=o.reply.text,
-                    outcome=o.reply.outcome,
-                )
-                for o in outcomes
+                Attempt(recipient_id=o.recipient.pk, **{k: v for k, v in row.items() if k != "recipient"})
+                for o, row in zip(outcomes, attempts, strict=True)
             ]
         )
-        updated = queue.finish(
-            owner, [(o.recipient.pk, _new_state(o, now)) for o in outcomes]
-        )
-    return updated
+        return queue.finish(owner, updates)
 
 
 @dataclass
@@ -191,7 +195,7 @@ class OutcomeRecorder:
 
     # Writes in flight at once: a commit waits mostly for the database, so a second one
     # overlaps it; more would only split the groups into more transactions.
-    MAX_WRITES = 2
+    MAX_WRITES = 1
 
     def __init__(self, owner: str, run_db: RunDb) -> None:
         self.owner = owner
