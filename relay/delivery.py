@@ -1,4 +1,4 @@
-"""Delivering a claimed batch and recording what happened to each recipient.
+"""Delivering one claimed message and recording what happened to each recipient.
 
 One SMTP transaction per message with all of its claimed recipients; the outcome is per
 recipient: 2xx delivered, 5xx failed, anything temporary (4xx, timeout, refused or lost
@@ -6,8 +6,10 @@ connection, DNS trouble) deferred with a doubling backoff — until the message 
 than DELIVERY_LIFETIME, then failed with fail_reason "expired". Every try is an Attempt,
 a try that raised included (as a 4.3.0 deferral, so it backs off and expires too).
 
-The database work is plain synchronous functions (`claim_batch`, `record_outcomes`) that
-the asynchronous `deliver_claimed` runs on a thread pool.
+The outcomes of a message are committed as soon as its transaction has ended, before its
+worker task starts another (`OutcomeRecorder`), so a crashed worker re-sends at most the
+messages it was sending at that moment. The database work is plain synchronous functions
+(`claim_batch`, `record_outcomes`) that the worker runs on a thread pool.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from relay import queue
@@ -97,26 +98,30 @@ def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
     if not outcomes:
         return 0
     now = timezone.now()
+    updates = [(o.recipient.pk, _new_state(o, now)) for o in outcomes]
+    attempts = [
+        {
+            "recipient": o.recipient.pk,
+            "started": o.started,
+            "duration_ms": o.duration_ms,
+            "upstream": o.reply.host[:255],
+            "code": o.reply.code,
+            "enhanced": o.reply.enhanced[:16],
+            "text": o.reply.text,
+            "outcome": o.reply.outcome,
+        }
+        for o in outcomes
+    ]
+    if connection.vendor == "postgresql":
+        return queue.finish_with_attempts(owner, updates, attempts)
     with transaction.atomic():
         Attempt.objects.bulk_create(
             [
-                Attempt(
-                    recipient_id=o.recipient.pk,
-                    started=o.started,
-                    duration_ms=o.duration_ms,
-                    upstream=o.reply.host[:255],
-                    code=o.reply.code,
-                    enhanced=o.reply.enhanced[:16],
-                    text=o.reply.text,
-                    outcome=o.reply.outcome,
-                )
-                for o in outcomes
+                Attempt(recipient_id=o.recipient.pk, **{k: v for k, v in row.items() if k != "recipient"})
+                for o, row in zip(outcomes, attempts, strict=True)
             ]
         )
-        updated = queue.finish(
-            owner, [(o.recipient.pk, _new_state(o, now)) for o in outcomes]
-        )
-    return updated
+        return queue.finish(owner, updates)
 
 
 @dataclass
@@ -152,83 +157,99 @@ def claim_batch(owner: str, limit: int) -> Batch:
     return Batch(claimed, load_messages(list(dict.fromkeys(r.message_id for r in claimed))))
 
 
-async def deliver_claimed(
-    transport: Transport, owner: str, batch: Batch, run_db: RunDb
-) -> list[Outcome]:
-    """Deliver a claimed batch, one transaction per message, and record the results.
-
-    `run_db(fn, *args)` runs a synchronous database function off the event loop. A
-    message whose delivery raises is recorded as a temporary failure of its recipients
-    (so it backs off and expires like any other) before the error is re-raised;
-    recipients not reached are released for another worker.
-    """
-    claimed = batch.recipients
-    by_message: dict[int, list[queue.Claimed]] = defaultdict(list)
-    for rcpt in claimed:
-        by_message[rcpt.message_id].append(rcpt)
-    outcomes: list[Outcome] = []
-    handled: set[int] = set()
-    lease_left = time.monotonic() + settings.DELIVERY_LEASE_SECONDS
-    try:
-        for message_id, rcpts in by_message.items():
-            message = batch.messages.get(message_id)
-            if message is None:  # deleted since the claim
-                handled.update(r.pk for r in rcpts)
-                continue
-            # Keep the lease comfortably longer than one transaction can take.
-            if lease_left - time.monotonic() < 3 * settings.DELIVERY_TIMEOUT:
-                pending = [r.pk for r in claimed if r.pk not in handled]
-                held = await run_db(queue.renew, owner, pending)
-                lease_left = time.monotonic() + settings.DELIVERY_LEASE_SECONDS
-                # Rows whose lease ran out may be with another worker by now: skip them.
-                handled.update(pk for pk in pending if pk not in held)
-                rcpts = [r for r in rcpts if r.pk in held]
-                if not rcpts:
-                    continue
-            started = timezone.now()
-            t0 = time.monotonic()
-            try:
-                outcomes += await deliver_message(transport, message, rcpts)
-            except Exception as exc:
-                log.exception("delivering message %s raised", message.queue_id)
-                reply = Reply(
-                    None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label
-                )
-                duration = int((time.monotonic() - t0) * 1000)
-                outcomes += [
-                    Outcome(r, message.created, reply, started, duration, raised=True)
-                    for r in rcpts
-                ]
-                handled.update(r.pk for r in rcpts)
-                raise
-            handled.update(r.pk for r in rcpts)
-    finally:
-        if outcomes:
-            await run_db(record_outcomes, owner, outcomes)
-        left = [r.pk for r in claimed if r.pk not in handled]
-        if left:
-            await run_db(queue.release, owner, left)
-    return outcomes
-
-
 async def deliver_message(
     transport: Transport, message: LoadedMessage, rcpts: list[queue.Claimed]
-) -> list[Outcome]:
+) -> tuple[list[Outcome], Exception | None]:
+    """One SMTP transaction for a message and its claimed recipients: the outcomes,
+    and the error if delivery raised (then its outcomes are temporary failures, so the
+    message backs off and expires like any other)."""
     started = timezone.now()
     t0 = time.monotonic()
-    if message.raw is None:
-        gone = Reply(None, "5.3.0", "The message body is no longer stored", transport.label)
-        replies = {r.address: gone for r in rcpts}
-    else:
-        # Recipients are compared as sent: one reply per distinct address.
-        addresses = list(dict.fromkeys(r.address for r in rcpts))
-        replies = await transport.send(message.envelope_from, addresses, message.raw)
+    try:
+        if message.raw is None:
+            gone = Reply(None, "5.3.0", "The message body is no longer stored", transport.label)
+            replies = {r.address: gone for r in rcpts}
+        else:
+            # Recipients are compared as sent: one reply per distinct address.
+            addresses = list(dict.fromkeys(r.address for r in rcpts))
+            replies = await transport.send(message.envelope_from, addresses, message.raw)
+    except Exception as exc:
+        reply = Reply(None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label)
+        duration = int((time.monotonic() - t0) * 1000)
+        return [Outcome(r, message.created, reply, started, duration, raised=True) for r in rcpts], exc
     duration = int((time.monotonic() - t0) * 1000)
     missing = Reply(None, "4.3.0", "No reply for this recipient", transport.label)
     return [
         Outcome(r, message.created, replies.get(r.address, missing), started, duration)
         for r in rcpts
-    ]
+    ], None
+
+
+class OutcomeRecorder:
+    """Writes each message's outcomes as soon as its SMTP transaction has ended.
+
+    Group commit: outcomes that arrive while a write is running go together in the next
+    one, so a busy worker writes few transactions while an idle one writes at once.
+    `record()` returns once the outcomes are committed (or raises if they could not be).
+    """
+
+    # Writes in flight at once: a commit waits mostly for the database, so a second one
+    # overlaps it; more would only split the groups into more transactions.
+    MAX_WRITES = 1
+
+    def __init__(self, owner: str, run_db: RunDb) -> None:
+        self.owner = owner
+        self.run_db = run_db
+        self._waiting: list[tuple[list[Outcome], asyncio.Future[None]]] = []
+        self._active = 0
+        self._writers: set[asyncio.Task[None]] = set()  # referenced until done
+
+    async def record(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcomes, done))
+        if self._active < self.MAX_WRITES:
+            self._active += 1
+            writer = asyncio.create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        await done
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    await self.run_db(record_outcomes, self.owner, [o for g, _ in group for o in g])
+                except Exception as exc:
+                    if len(group) == 1:
+                        _settle(group[0][1], exc)
+                        continue
+                    # One message's outcomes must not keep the others' from being stored.
+                    for outcomes, done in group:
+                        try:
+                            await self.run_db(record_outcomes, self.owner, outcomes)
+                        except Exception as one:
+                            _settle(done, one)
+                        else:
+                            _settle(done, None)
+                    continue
+                for _, done in group:
+                    _settle(done, None)
+        finally:
+            # Counted down here, not in a done callback: a record() arriving before the
+            # callback ran would otherwise find no writer free and wait forever.
+            self._active -= 1
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # its waiter was cancelled
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 async def run_sync(fn: Callable[..., T], *args: Any, executor: Any = None) -> T:

@@ -1,11 +1,15 @@
-"""The delivery loop: N asyncio tasks that claim, deliver and record, until stopped.
+"""The delivery loop: N asyncio tasks that each deliver one message at a time, until stopped.
 
-Each task repeats one unit — "claim a batch, deliver it, record it; return True if there
-may be more" — and sleeps briefly when the queue has nothing due. The database work runs
-on a thread pool (one connection per thread); the network talk on the event loop, with
-smarthost connections shared and reused by all tasks. A batch that raises is logged and
-the task goes on (the try was recorded first, so the message concerned waits for its next
-attempt).
+The tasks of a worker share what it has claimed: whenever fewer messages than tasks are
+waiting, one claim (a short transaction) leases the next batch, so every task has a
+message to send even when one batch holds all that is due. Each task repeats one unit —
+"take a message, deliver it in one SMTP transaction, commit its outcomes" — and only then
+takes the next, so a crash re-sends at most the messages in flight (one per task). While
+recipients are held (waiting or in flight, however long a transaction takes: MX hosts are
+tried one after another), their leases are renewed. The database work runs on a thread
+pool (one connection per thread); the network talk on the event loop, with smarthost
+connections shared and reused by all tasks. A message whose delivery raises is recorded
+as a temporary failure and the task goes on.
 
 Entry points: `manage.py deliver` (`run_until_signal`), tests (`deliver_due`).
 """
@@ -17,16 +21,23 @@ import importlib
 import logging
 import signal
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connections
 
 from relay import queue
-from relay.delivery import claim_batch, deliver_claimed, run_sync
+from relay.delivery import (
+    LoadedMessage,
+    OutcomeRecorder,
+    claim_batch,
+    deliver_message,
+    run_sync,
+)
 from relay.upstreams import Transport, build_transport
 
 log = logging.getLogger(__name__)
@@ -34,8 +45,19 @@ log = logging.getLogger(__name__)
 ALERTS_INTERVAL = 10.0
 ONCE_MAX_FAILURES = 3
 GATHER_SECONDS = 0.05
-# Recipients each task claims at a time.
+# Recipients claimed at a time (a worker claims again when fewer messages than tasks wait).
 BATCH_SIZE = 20
+
+
+class ClaimFailed(Exception):
+    """The claim this task waited for failed (and was logged)."""
+
+
+class Job(NamedTuple):
+    """One message to send and its claimed recipients (message None: deleted since)."""
+
+    message: LoadedMessage | None
+    recipients: list[queue.Claimed]
 
 
 class DeliveryWorker:
@@ -60,24 +82,92 @@ class DeliveryWorker:
         self.transport: Transport | None = None
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery-db")
         self._stopping: asyncio.Event | None = None
+        self._recorder = OutcomeRecorder(self.owner, self.db)
+        # Claimed and not yet started, and every recipient leased (waiting or in flight).
+        self._ready: deque[Job] = deque()
+        self._held: set[int] = set()
+        self._claiming: asyncio.Task[bool | None] | None = None
+        self._next_claim_at = 0.0
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await run_sync(fn, *args, executor=self._executor)
 
-    async def deliver_one_batch(self) -> bool:
-        """One unit of work. True if there may be more due right now."""
-        assert self.transport is not None
-        batch = await self.db(claim_batch, self.owner, self.batch_size)
+    # --- claiming ---------------------------------------------------------------------
+    async def _claim(self) -> bool | None:
+        """Lease the next batch into the waiting list. True if it found anything, None
+        if the claim failed (logged here, once, whichever tasks wait for it)."""
+        try:
+            wait = self._next_claim_at - time.monotonic()
+            if wait > 0 and not self.once:
+                await self._sleep(wait)
+            assert self._stopping is not None
+            if self._stopping.is_set():
+                return False
+            batch = await self.db(claim_batch, self.owner, self.batch_size)
+        except Exception:
+            log.exception("claiming mail to deliver failed")
+            self.stats["errors"] += 1
+            self._next_claim_at = time.monotonic() + 1.0
+            return None
+        finally:
+            self._claiming = None
+        if len(batch.recipients) < self.batch_size:
+            # The queue is nearly drained: let a little mail gather rather than claiming
+            # it a message or two at a time (each claim is a transaction).
+            self._next_claim_at = time.monotonic() + GATHER_SECONDS
         if not batch.recipients:
             return False
-        outcomes = await deliver_claimed(self.transport, self.owner, batch, self.db)
-        self.stats.update(o.reply.outcome for o in outcomes)
         self.stats["batches"] += 1
-        if len(batch.recipients) < self.batch_size and not self.once:
-            # The queue is nearly drained: let a little mail gather rather than
-            # claiming it a message or two at a time (each claim is a transaction).
-            await self._sleep(GATHER_SECONDS)
+        self._held.update(r.pk for r in batch.recipients)
+        by_message: dict[int, list[queue.Claimed]] = {}
+        for rcpt in batch.recipients:
+            by_message.setdefault(rcpt.message_id, []).append(rcpt)
+        self._ready.extend(Job(batch.messages.get(pk), rcpts) for pk, rcpts in by_message.items())
         return True
+
+    async def next_job(self) -> Job | None:
+        """The next message to send, claiming more when few are waiting; None when
+        nothing is due (or the worker is stopping). Raises ClaimFailed."""
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            # Claim ahead while tasks still have work, so that none waits for the claim.
+            if len(self._ready) <= self.concurrency and self._claiming is None:
+                self._claiming = asyncio.create_task(self._claim())
+            if self._ready:
+                return self._ready.popleft()
+            assert self._claiming is not None
+            found = await asyncio.shield(self._claiming)
+            if found is None:
+                raise ClaimFailed
+            if not found and not self._ready:
+                return None
+        return None
+
+    # --- delivering -------------------------------------------------------------------
+    async def deliver_job(self, job: Job) -> None:
+        """Send one message and commit its outcomes before returning."""
+        assert self.transport is not None
+        # A recipient whose lease was lost while it waited may be with another worker.
+        rcpts = [r for r in job.recipients if r.pk in self._held]
+        if not rcpts:
+            return
+        try:
+            if job.message is None:
+                return
+            outcomes, error = await deliver_message(self.transport, job.message, rcpts)
+            if error is not None:
+                log.error("delivering message %s raised", job.message.queue_id, exc_info=error)
+                self.stats["errors"] += 1
+            try:
+                await self._recorder.record(outcomes)
+            except Exception:
+                # The lease stays until it expires; then the message is sent again.
+                log.exception("recording the outcome of message %s failed", job.message.queue_id)
+                self.stats["errors"] += 1
+                return
+            self.stats.update(o.reply.outcome for o in outcomes)
+        finally:
+            self._held.difference_update(r.pk for r in rcpts)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stopping is not None
@@ -91,10 +181,8 @@ class DeliveryWorker:
         failures = 0
         while not self._stopping.is_set():
             try:
-                more = await self.deliver_one_batch()
-            except Exception:
-                log.exception("delivery batch failed")
-                self.stats["errors"] += 1
+                job = await self.next_job()
+            except ClaimFailed:
                 failures += 1
                 # A one-shot run gives up on a database that keeps failing rather than
                 # hanging; a long-running worker keeps trying.
@@ -103,10 +191,29 @@ class DeliveryWorker:
                 await self._sleep(1.0)
                 continue
             failures = 0
-            if not more:
+            if job is None:
                 if self.once:
                     return
                 await self._sleep(self.poll_interval)
+                continue
+            await self.deliver_job(job)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of held recipients alive, however long their delivery takes."""
+        assert self._stopping is not None
+        interval = max(settings.DELIVERY_LEASE_SECONDS / 3, 0.2)
+        while not self._stopping.is_set():
+            await self._sleep(interval)
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                kept = await self.db(queue.renew, self.owner, held)
+            except Exception:
+                log.exception("renewing delivery leases failed")
+                continue
+            # Rows finished meanwhile are gone from `held` already; the others were lost.
+            self._held.difference_update(set(held) - kept)
 
     async def _alerts(self) -> None:
         """Every ~10 s, let the alert sender do its rounds, if it is installed."""
@@ -129,18 +236,32 @@ class DeliveryWorker:
         log.info(
             "delivery worker %s: %d task(s) to %s", self.owner, self.concurrency, self.transport.label
         )
-        extra = []
+        extra = [asyncio.create_task(self._renew_leases())]
         if self.alerts_interval and not self.once:
             extra.append(asyncio.create_task(self._alerts()))
         try:
             await asyncio.gather(*(self._task() for _ in range(self.concurrency)))
         finally:
             self._stopping.set()
+            await self._release_waiting()
             await asyncio.gather(*extra, return_exceptions=True)
             await self.transport.close()
             await self._close_db_connections()
             self._executor.shutdown(wait=False)
         return self.stats
+
+    async def _release_waiting(self) -> None:
+        """Give back what was claimed and not started, for another worker to take now."""
+        if self._claiming is not None:
+            await asyncio.gather(self._claiming, return_exceptions=True)
+        left = [r.pk for job in self._ready for r in job.recipients if r.pk in self._held]
+        self._ready.clear()
+        if left:
+            try:
+                await self.db(queue.release, self.owner, left)
+            except Exception:
+                log.exception("releasing %d claimed recipient(s) failed", len(left))
+        self._held.difference_update(left)
 
     async def _close_db_connections(self) -> None:
         # Each pool thread holds its own connection; a barrier makes every thread run one

@@ -7,6 +7,7 @@
     upstream.replies["eve@example.net"] = ["451 4.3.0 Busy", "250 2.1.5 Ok"]  # in turn
     upstream.hang_up_at = "rcpt"     # drop the connection without a reply ("mail", "data")
     upstream.hang_at = "data"        # never answer DATA until `release()` (or `stop()`)
+    upstream.data_delay = 0.3        # slow: take each message at once, answer DATA later
     upstream.smtputf8 = False        # do not advertise SMTPUTF8 (and refuse 8-bit headers)
     upstream.auth = ("user", "pw")   # require AUTH PLAIN/LOGIN with these credentials
     upstream.tls = ssl_context       # offer STARTTLS with this server context…
@@ -14,7 +15,9 @@
     upstream.down(); upstream.up()   # refuse connections (and drop open ones), then listen again
 
 and records what it got in `upstream.received` (one `Received` per accepted message)
-and how many connections it saw in `upstream.connections`. `upstream.url()` is a
+and how many connections it saw in `upstream.connections`; `upstream.copies()` counts
+the copies each recipient got (a client that hangs up while a slow DATA reply is pending
+leaves a copy behind, as with a real upstream that has queued the message). `upstream.url()` is a
 `RELAY_UPSTREAM` value pointing at it.
 
 The `upstream` fixture is imported by tests/conftest.py so every test folder sees it.
@@ -28,6 +31,7 @@ import asyncio
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +89,7 @@ class FakeUpstream:
         self.data_reply = "250 2.0.0 Ok: queued"
         self.hang_up_at: str | None = None
         self.hang_at: str | None = None
+        self.data_delay = 0.0
         self.received: list[Received] = []
         self.data_started: list[tuple[str, list[str]]] = []  # DATA seen, answered or not
         self.connections = 0
@@ -139,6 +144,10 @@ class FakeUpstream:
 
     def recipients_received(self) -> list[str]:
         return [r for m in list(self.received) for r in m.rcpt_tos]
+
+    def copies(self) -> Counter[str]:
+        """How many copies of a message each recipient received."""
+        return Counter(self.recipients_received())
 
     # --- event-loop side ----------------------------------------------------------------
     def _call(self, coro: Any) -> Any:
@@ -244,6 +253,8 @@ class FakeUpstream:
                 tls=self.implicit_tls or session.ssl is not None,
             )
         )
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         return self.data_reply
 
 

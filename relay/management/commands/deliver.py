@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from relay.upstreams import UpstreamConfigError, parse_upstream
 from relay.worker import BATCH_SIZE, run_until_signal
+from smtpplus.lifetime import watch_parent
 
 
 class Command(BaseCommand):
@@ -36,6 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        watch_parent()
         if options["concurrency"] < 1 or options["batch"] < 1:
             raise CommandError("--concurrency and --batch must be at least 1")
         try:

@@ -5,7 +5,8 @@
 
 Busy or forbidden ports are logged and skipped; it exits 1 only if nothing could be
 bound. Unless --no-deliver is given, the delivery worker (`manage.py deliver`) runs as a
-child process and is stopped with the relay.
+child process and is stopped with the relay. Children end with this process however it
+ends (see smtpplus/lifetime.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.db import connections
 
 from relay.listen import ListenSpecError, parse_listen
 from relay.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
+from smtpplus.lifetime import die_with_parent, start_child, watch_parent
 
 log = logging.getLogger("relay.runrelay")
 DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
@@ -62,6 +64,7 @@ def serve_forked(config: RelayConfig, processes: int) -> int:
     """Fork `processes` relays that share the ports; wait for them all."""
     connections.close_all()  # never share a database connection across fork()
     children: list[int] = []
+    parent = os.getpid()
     for _ in range(processes):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
@@ -69,6 +72,7 @@ def serve_forked(config: RelayConfig, processes: int) -> int:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                die_with_parent(parent)
                 status = serve(config)
             except BaseException:
                 log.exception("relay worker failed")
@@ -111,6 +115,7 @@ class Command(BaseCommand):
                             help="do not start the delivery worker")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        watch_parent()
         overrides: dict[str, Any] = {"stop_grace": options["grace"]}
         if options["listen"] is not None:
             overrides["listen"] = options["listen"]
@@ -141,7 +146,7 @@ def start_deliver() -> subprocess.Popen[bytes] | None:
         log.info("no delivery worker command installed; relaying only")
         return None
     manage = Path(settings.BASE_DIR) / "manage.py"
-    return subprocess.Popen([sys.executable, str(manage), "deliver"])
+    return start_child([sys.executable, str(manage), "deliver"])
 
 
 def stop_child(child: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:

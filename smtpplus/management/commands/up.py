@@ -1,7 +1,8 @@
 """Start the whole system in one command: database migrations, a first account if none
 exists, the console (gunicorn), and the relay with its delivery and alert workers.
 
-Ctrl-C (or SIGTERM) stops every part; if one part dies, the others are stopped too.
+Ctrl-C (or SIGTERM) stops every part; if one part dies, the others are stopped too; if
+this process dies (even by SIGKILL), every part gets SIGTERM (smtpplus/lifetime.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from smtpplus.lifetime import start_child, watch_parent
+
 
 class Command(BaseCommand):
     help = "Migrate, create a first account if needed, and run console + relay + workers."
@@ -26,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-relay", action="store_true", help="run the console only")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        watch_parent()
         call_command("bootstrap", console_url=f"http://{opts['bind']}")
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
@@ -38,7 +42,7 @@ class Command(BaseCommand):
         }
         if not opts["no_relay"]:
             parts["relay"] = [python, manage, "runrelay"]
-        procs = {name: subprocess.Popen(cmd) for name, cmd in parts.items()}
+        procs = {name: start_child(cmd) for name, cmd in parts.items()}
         # bootstrap has printed the console's address.
         self.stdout.write(f"SMTP+ is starting: {' and '.join(procs)} (Ctrl-C stops everything)")
 
