@@ -27,9 +27,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from relay import queue
-from relay.dbjobs import prepare_db_connection
 from relay.models import Attempt, Message, RecipientStatus
 from relay.upstreams import Reply, Transport
+from smtpplus.dbthreads import prepare_db_connection
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from django.db import DataError, IntegrityError, connections
 
 from relay import asyncdb, nodes, revocation
 from relay.accept import Submission, store_messages
-from relay.dbjobs import prepare_db_connection
 from relay.events import EventBuffer, write_events
 from relay.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
 from relay.limits import ConnectionLimiter, HourlyLimits, LoginFailures
@@ -35,6 +34,7 @@ from relay.listen import Listener, parse_listen
 from relay.models import EventKind
 from relay.protocol import ImplicitTLS, RelaySMTP, quiet_aiosmtpd_logs
 from relay.tlsutil import server_context
+from smtpplus.dbthreads import prepare_db_connection
 
 log = logging.getLogger("relay.server")
 T = TypeVar("T")
