@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib.auth import authenticate
 
-from smtpplus.login import password_guess_brake
+from accounts.login import password_guess_brake
 
 if TYPE_CHECKING:
     from accounts.tenancy import AccountRequest

@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from smtpplus import login, subjects, views
+from accounts import login
+from relay.console import subjects
+from smtpplus import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -17,8 +17,8 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
+from accounts.login import client_network
 from accounts.models import LoginFailureCount
-from smtpplus.login import client_network
 from tests.conftest import PASSWORD
 from tests.fake_upstream import database_url_for_subprocess
 

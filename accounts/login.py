@@ -60,7 +60,7 @@ def client_network(ip: str | None) -> str:
 
 def _username_digest(username: str) -> str:
     # Fixed length for the key column, and no usernames stored in the table.
-    return salted_hmac("smtpplus.login.username", username.strip().lower()).hexdigest()[:32]
+    return salted_hmac("accounts.login.username", username.strip().lower()).hexdigest()[:32]
 
 
 def _keys(request: HttpRequest | None, username: str) -> tuple[str, str, str]:
