@@ -8,7 +8,7 @@ import re
 from email import policy
 from email.parser import BytesHeaderParser
 
-from relay.accept import HEADER_END, decode_words
+from relay.smtp.accept import HEADER_END, decode_words
 
 # An RFC 2047 encoded-word: its text holds no "?" (so the search stays linear).
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")

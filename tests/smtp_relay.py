@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from relay.listen import Listener
-from relay.server import RelayConfig, RelayServer, cancel_remaining_tasks
+from relay.smtp.server import RelayConfig, RelayServer, cancel_remaining_tasks
 
 DEFAULTS: dict[str, Any] = {
     "RELAY_LISTEN": "127.0.0.1:0",

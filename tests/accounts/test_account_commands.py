@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from accounts.credentials import generate_password
 from accounts.models import Account, AuditEvent, Membership, Role, SmtpUser
 from accounts.services import create_smtp_user
-from relay.login import log_in
+from relay.smtp.login import log_in
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]

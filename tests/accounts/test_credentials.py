@@ -1,5 +1,5 @@
 from accounts.services import reset_password, set_active
-from relay.login import log_in
+from relay.smtp.login import log_in
 
 
 def test_it_accepts_the_right_password(cast):

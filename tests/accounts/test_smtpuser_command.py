@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import AuditEvent, SmtpUser
-from relay.login import log_in
+from relay.smtp.login import log_in
 from tests.fake_upstream import database_url_for_subprocess
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from accounts.views_credentials import REAUTH_SESSION_KEY
-from relay.login import log_in
+from relay.smtp.login import log_in
 from tests.conftest import PASSWORD, login
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, SmtpUser
 from accounts.services import create_smtp_user
-from relay.login import log_in
 from relay.models import RelayNode
+from relay.smtp.login import log_in
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import ssl
 import pytest
 
 from relay.models import RecipientStatus
-from relay.tlsutil import self_signed_pem
+from relay.smtp.tls import self_signed_pem
 from relay.worker import deliver_due
 from tests.fake_upstream import FakeUpstream, queue_message
 

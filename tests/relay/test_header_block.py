@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.accept import parse_headers
+from relay.smtp.accept import parse_headers
 from tests.relay.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
 from tests.relay.mail_readers import node_readings, python_authors
 

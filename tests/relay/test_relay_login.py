@@ -11,7 +11,7 @@ from accounts.models import AuthorizedDomain, AuthorizedEmail
 from accounts.sender_changes import add_senders, remove_sender
 from accounts.senders import SenderPolicy
 from accounts.services import reset_password, set_active
-from relay.login import load_login, log_in
+from relay.smtp.login import load_login, log_in
 from tests.smtp_relay import message
 
 

@@ -10,8 +10,8 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from relay.listen import Listener
-from relay.protocol import RelaySMTP
-from relay.server import RelayConfig, RelayServer
+from relay.smtp.protocol import RelaySMTP
+from relay.smtp.server import RelayConfig, RelayServer
 from tests.smtp_relay import DEFAULTS
 
 CASES = [

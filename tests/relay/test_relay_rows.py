@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.db import DataError, IntegrityError, transaction
 
-from relay.accept import Submission, parse_headers, store_messages
 from relay.models import Message, Recipient
-from relay.rows import ROWS_PER_STATEMENT, insert_rows
+from relay.smtp.accept import Submission, parse_headers, store_messages
+from relay.smtp.rows import ROWS_PER_STATEMENT, insert_rows
 from tests.smtp_relay import message
 
 CREATED = datetime(2026, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
@@ -136,7 +136,7 @@ def test_stored_recipients_are_the_rows_bulk_create_writes(cast):
 
 
 def test_queue_ids_are_sixteen_unambiguous_characters_time_first_and_distinct():
-    from relay.accept import _QUEUE_ALPHABET, new_queue_id
+    from relay.smtp.accept import _QUEUE_ALPHABET, new_queue_id
 
     # Many ids within the same milliseconds: with 5 random characters this clashed
     # about once in a hundred runs of 2,000.

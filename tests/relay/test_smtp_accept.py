@@ -11,8 +11,8 @@ import aiosmtplib
 import pytest
 from django.db import DatabaseError, connection
 
-from relay.accept import Submission, parse_headers, store_message
 from relay.models import EventKind, Message, Recipient, RelayEvent
+from relay.smtp.accept import Submission, parse_headers, store_message
 from tests.smtp_relay import message
 
 MESSAGE = (

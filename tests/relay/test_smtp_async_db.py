@@ -59,8 +59,8 @@ def test_the_one_statement_store_writes_the_rows_the_orm_path_writes(cast):
         pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
     import asyncio
 
-    from relay.accept import Submission, parse_headers, store_messages
-    from relay.asyncdb import AsyncPostgres
+    from relay.smtp.accept import Submission, parse_headers, store_messages
+    from relay.smtp.asyncdb import AsyncPostgres
 
     long_id = "<" + "x" * 300 + "@acme.test>"  # longer than a queue id's column
     raw = ("From: Shop <shop@acme.test>\r\nTo: z@example.net\r\n"
@@ -104,8 +104,8 @@ def test_the_login_query_is_prepared_on_the_relay_connections_unless_turned_off(
         pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
     import asyncio
 
-    from relay.asyncdb import AsyncPostgres
-    from relay.login import login_query
+    from relay.smtp.asyncdb import AsyncPostgres
+    from relay.smtp.login import login_query
 
     async def run() -> list[str]:
         pool = AsyncPostgres(1, prepare=prepare)

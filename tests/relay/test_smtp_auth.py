@@ -9,8 +9,8 @@ import smtplib
 import pytest
 
 from accounts.models import SmtpUser
-from relay.events import EventBuffer, write_events
 from relay.models import EventKind, RelayEvent
+from relay.smtp.events import EventBuffer, write_events
 from tests.smtp_relay import dialog
 
 

@@ -18,7 +18,7 @@ import pytest
 from aiosmtpd import smtp as aiosmtpd_smtp
 
 from relay.models import EventKind, Message, RelayEvent
-from relay.tlsutil import self_signed_pem
+from relay.smtp.tls import self_signed_pem
 from tests.smtp_relay import dialog, message
 
 

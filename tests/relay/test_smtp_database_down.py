@@ -10,7 +10,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection
 
 from relay.models import Message
-from relay.server import GroupCommit
+from relay.smtp.server import GroupCommit
 from tests.smtp_relay import message
 
 

@@ -11,7 +11,7 @@ import pytest
 from relay import nodes
 from relay.listen import Listener
 from relay.models import ConnectionStat, RelayNode
-from relay.server import NothingBound
+from relay.smtp.server import NothingBound
 from tests.smtp_relay import dialog, running_relay
 
 

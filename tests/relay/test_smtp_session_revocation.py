@@ -18,8 +18,8 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import sender_changes, services
 from accounts.models import SmtpUser
-from relay import revocation
 from relay.models import EventKind, Message, RelayEvent
+from relay.smtp import revocation
 from tests.smtp_relay import message
 
 # No timer check during a test unless it asks for one.

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from relay.models import EventKind, RelayEvent
-from relay.tlsutil import self_signed_pem
+from relay.smtp.tls import self_signed_pem
 from tests.smtp_relay import dialog
 
 

@@ -12,8 +12,8 @@ from django.urls import reverse
 from accounts.models import AuditEvent
 from accounts.services import set_active
 from relay.models import Message
+from relay.smtp.tls import write_self_signed
 from relay.testmessage import MASK, Endpoint, RecordingSMTP, converse, endpoints
-from relay.tlsutil import write_self_signed
 
 
 def url(user) -> str:

@@ -17,7 +17,7 @@ from accounts.models import AuditEvent, SmtpUser
 from accounts.senders import InvalidEntry
 from accounts.services import create_smtp_user, set_active, update_smtp_user
 from relay.models import ConnectionStat
-from relay.tlsutil import write_self_signed
+from relay.smtp.tls import write_self_signed
 from relay.troubleshooter import (
     NODATA,
     OK,

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from relay.tlsutil import write_self_signed
+from relay.smtp.tls import write_self_signed
 
 
 class Command(BaseCommand):

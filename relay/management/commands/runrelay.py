@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from relay.listen import ListenSpecError, parse_listen
-from relay.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
+from relay.smtp.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
 from smtpplus.lifetime import die_with_parent, start_child, watch_parent
 
 log = logging.getLogger("relay.runrelay")

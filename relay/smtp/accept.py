@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.senders import Decision, SenderPolicy
-from relay.headerblock import Unreadable, read_header_block
+from relay.smtp.headerblock import Unreadable, read_header_block
 
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -188,7 +188,7 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
     message. All or nothing: on an error nothing of the group is stored.
     """
     from relay.models import Message, Recipient
-    from relay.rows import insert_rows
+    from relay.smtp.rows import insert_rows
 
     messages, now = message_rows(subs, hostname)
     with transaction.atomic():

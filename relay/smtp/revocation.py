@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from accounts.models import Account, SmtpUser
 from accounts.senders import SenderPolicy
-from relay.login import load_login
 from relay.models import EventKind
+from relay.smtp.login import load_login
 
 if TYPE_CHECKING:
-    from relay.handler import RelaySession
-    from relay.protocol import RelaySMTP
-    from relay.server import RelayServer
+    from relay.smtp.handler import RelaySession
+    from relay.smtp.protocol import RelaySMTP
+    from relay.smtp.server import RelayServer
 
 log = logging.getLogger("relay.revocation")
 

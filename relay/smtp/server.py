@@ -25,15 +25,16 @@ import psycopg
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections
 
-from relay import asyncdb, nodes, revocation
-from relay.accept import Submission, store_messages
-from relay.events import EventBuffer, write_events
-from relay.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
-from relay.limits import ConnectionLimiter, HourlyLimits, LoginFailures
+from relay import nodes
 from relay.listen import Listener, parse_listen
 from relay.models import EventKind
-from relay.protocol import ImplicitTLS, RelaySMTP, quiet_aiosmtpd_logs
-from relay.tlsutil import server_context
+from relay.smtp import asyncdb, revocation
+from relay.smtp.accept import Submission, store_messages
+from relay.smtp.events import EventBuffer, write_events
+from relay.smtp.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
+from relay.smtp.limits import ConnectionLimiter, HourlyLimits, LoginFailures
+from relay.smtp.protocol import ImplicitTLS, RelaySMTP, quiet_aiosmtpd_logs
+from relay.smtp.tls import server_context
 from smtpplus.dbthreads import prepare_db_connection
 
 log = logging.getLogger("relay.server")

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _Missing
 
 from accounts.senders import SenderPolicy, split_address
-from relay import accept, revocation
-from relay.headerblock import Unreadable
-from relay.limits import messages_last_hour
-from relay.login import log_in
 from relay.models import EventKind
+from relay.smtp import accept, revocation
+from relay.smtp.headerblock import Unreadable
+from relay.smtp.limits import messages_last_hour
+from relay.smtp.login import log_in
 
 if TYPE_CHECKING:
-    from relay.server import RelayServer
+    from relay.smtp.server import RelayServer
 
 log = logging.getLogger("relay.smtp")
 

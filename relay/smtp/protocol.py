@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, _Missing
 
-from relay.handler import (
+from relay.listen import Listener
+from relay.models import EventKind
+from relay.smtp.handler import (
     AUTH_REQUIRED,
     NULL_SENDER,
     SIZE_EXCEEDED,
     TLS_REQUIRED,
     RelaySession,
 )
-from relay.listen import Listener
-from relay.models import EventKind
-from relay.replies import (
+from relay.smtp.replies import (
     AUTH_ABORTED,
     AUTH_LINE_TOO_LONG,
     BAD_AUTH_PARAMETER,
@@ -37,10 +37,10 @@ from relay.replies import (
     UNTERMINATED_SENDER,
     with_enhanced_code,
 )
-from relay.revocation import GuardedCommands
+from relay.smtp.revocation import GuardedCommands
 
 if TYPE_CHECKING:
-    from relay.server import RelayServer
+    from relay.smtp.server import RelayServer
 
 log = logging.getLogger("relay.smtp")
 

@@ -37,8 +37,8 @@ from django.db import connections
 from django.db.models import Field, Model
 
 from accounts.credentials import verify_login
-from relay.accept import Submission, message_rows, recipient_rows
-from relay.login import LoginOutcome, login_followup, login_from_row, login_query, write_login
+from relay.smtp.accept import Submission, message_rows, recipient_rows
+from relay.smtp.login import LoginOutcome, login_followup, login_from_row, login_query, write_login
 
 RunDb = Callable[..., "asyncio.Future[Any]"]
 

@@ -162,7 +162,7 @@ def login_followup(
 def write_login(user_id: int, client_ip: str | None, count: bool, write: bool) -> int | None:
     """The database side of `login_followup()`: the hourly count (if asked for) and the
     log-in time and IP (if due)."""
-    from relay.limits import messages_last_hour
+    from relay.smtp.limits import messages_last_hour
 
     hourly = messages_last_hour(user_id) if count else None
     if write:
