@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
-from relay import actions
+from relay.delivery import actions
 from relay.headers import decoded_headers, display_subject
 from relay.logfilters import (
     MessageFilterForm,

@@ -12,8 +12,8 @@ from django.core import mail
 
 from alerts.models import AlertRule, Notification
 from alerts.sending import run_once
+from relay.delivery.worker import deliver_due
 from relay.models import Message, Recipient
-from relay.worker import deliver_due
 from tests.alerts.conftest import backdate, later, make_rule
 from tests.smtp_relay import message
 

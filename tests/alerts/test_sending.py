@@ -16,7 +16,7 @@ from alerts.models import Alert, AlertEvent, AlertRule, Notification
 from alerts.rules import set_enabled, update_rule
 from alerts.sample import send_test_alert
 from alerts.sending import claim_next, deliver, process_rule, process_rules, run_once, send_lease
-from relay.actions import cancel
+from relay.delivery.actions import cancel
 from relay.models import Recipient, RecipientStatus
 from tests.alerts.conftest import failed_message, later, make_rule
 

@@ -16,9 +16,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from relay import queue
+from relay.delivery import queue
+from relay.delivery.worker import deliver_due
 from relay.models import Attempt, Recipient, RecipientStatus
-from relay.worker import deliver_due
 from tests.fake_upstream import FakeUpstream, database_url_for_subprocess, queue_message
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from relay import queue
+from relay.delivery import queue
 from relay.models import Attempt, Recipient, RecipientStatus
 from tests.fake_upstream import FakeUpstream, queue_message
 from tests.relay.test_delivery_concurrency import deliver_process

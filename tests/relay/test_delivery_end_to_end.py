@@ -10,8 +10,8 @@ import smtplib
 import aiosmtplib
 import pytest
 
+from relay.delivery.worker import deliver_due
 from relay.models import Message
-from relay.worker import deliver_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

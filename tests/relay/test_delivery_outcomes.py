@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from relay.delivery.worker import deliver_due
 from relay.models import Attempt, Recipient, RecipientStatus
-from relay.worker import deliver_due
 from tests.fake_upstream import FakeUpstream, queue_message
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,11 +8,11 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from relay import actions, delivery, queue
-from relay.delivery import Outcome, record_outcomes
+from relay.delivery import actions, deliver, queue
+from relay.delivery.deliver import Outcome, record_outcomes
+from relay.delivery.upstreams import Reply
+from relay.delivery.worker import DeliveryWorker, deliver_due
 from relay.models import Recipient, RecipientStatus
-from relay.upstreams import Reply
-from relay.worker import DeliveryWorker, deliver_due
 from tests.fake_upstream import queue_message
 
 pytestmark = pytest.mark.django_db
@@ -121,9 +121,9 @@ def test_a_message_that_keeps_raising_is_pushed_later_and_the_worker_goes_on(cas
     bad = queue_message(cast.acme_smtp, ["bad@example.net"])
     good = queue_message(cast.acme_smtp, ["good@example.net"])
     # A stored body of the wrong type makes delivery raise (as a bug would).
-    from relay import delivery
+    from relay.delivery import deliver
 
-    original = delivery.load_messages
+    original = deliver.load_messages
 
     def broken_load(ids):
         loaded = original(ids)
@@ -131,11 +131,11 @@ def test_a_message_that_keeps_raising_is_pushed_later_and_the_worker_goes_on(cas
             loaded[bad.pk].raw = "not bytes"  # type: ignore[assignment]
         return loaded
 
-    delivery.load_messages = broken_load
+    deliver.load_messages = broken_load
     try:
         stats = deliver_due(upstream=upstream.url(), batch_size=1)
     finally:
-        delivery.load_messages = original
+        deliver.load_messages = original
 
     assert stats["errors"] == 1
     assert rcpt_of(good).status == RecipientStatus.DELIVERED
@@ -149,7 +149,7 @@ def test_a_message_that_keeps_raising_is_pushed_later_and_the_worker_goes_on(cas
 def breaking_bodies(monkeypatch) -> set[int]:
     """Ids of messages whose stored body makes delivery raise (as a bug would)."""
     broken: set[int] = set()
-    original = delivery.load_messages
+    original = deliver.load_messages
 
     def load(ids):
         loaded = original(ids)

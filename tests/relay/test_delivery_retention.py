@@ -65,8 +65,8 @@ def test_the_days_option_overrides_the_setting(cast):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_pruned_message_that_is_retried_fails_with_a_clear_reason(cast, upstream):
-    from relay import actions
-    from relay.worker import deliver_due
+    from relay.delivery import actions
+    from relay.delivery.worker import deliver_due
 
     m = queue_message(cast.acme_smtp, ["a@example.net"], created=timezone.now() - timedelta(days=40))
     finish(m, status="failed")

@@ -6,9 +6,9 @@ import ssl
 
 import pytest
 
+from relay.delivery.worker import deliver_due
 from relay.models import RecipientStatus
 from relay.smtp.tls import self_signed_pem
-from relay.worker import deliver_due
 from tests.fake_upstream import FakeUpstream, queue_message
 
 pytestmark = pytest.mark.django_db(transaction=True)

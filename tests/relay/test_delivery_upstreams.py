@@ -12,9 +12,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from relay.delivery.upstreams import UpstreamConfigError, UpstreamSpec, parse_upstream
+from relay.delivery.worker import deliver_due
 from relay.models import RecipientStatus
-from relay.upstreams import UpstreamConfigError, UpstreamSpec, parse_upstream
-from relay.worker import deliver_due
 from tests.fake_upstream import FakeUpstream, queue_message
 
 

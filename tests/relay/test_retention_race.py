@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from relay import actions
+from relay.delivery import actions
 from relay.models import Message
 from relay.retention import prune
 from tests.fake_upstream import queue_message

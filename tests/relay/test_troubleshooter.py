@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent, SmtpUser
 from accounts.senders import InvalidEntry
 from accounts.services import create_smtp_user, set_active, update_smtp_user
+from relay.delivery.worker import deliver_due
 from relay.models import ConnectionStat
 from relay.smtp.tls import write_self_signed
 from relay.troubleshooter import (
@@ -33,7 +34,6 @@ from relay.troubleshooter import (
     run_checks,
 )
 from relay.troubleshooter_relay import check_port_open, check_port_supported, check_relay_running
-from relay.worker import deliver_due
 
 
 def body(sender: str, to: str = "someone@example.net", size: int = 0) -> bytes:

@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from relay.upstreams import UpstreamConfigError, parse_upstream
-from relay.worker import BATCH_SIZE, run_until_signal
+from relay.delivery.upstreams import UpstreamConfigError, parse_upstream
+from relay.delivery.worker import BATCH_SIZE, run_until_signal
 from smtpplus.lifetime import watch_parent
 
 

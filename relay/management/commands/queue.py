@@ -20,7 +20,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 
 from accounts.models import SmtpUser
-from relay import actions
+from relay.delivery import actions
+from relay.delivery.upstreams import Reply
 from relay.headers import decoded_headers
 from relay.models import (
     FINAL_STATUSES,
@@ -29,7 +30,6 @@ from relay.models import (
     Recipient,
     RecipientStatus,
 )
-from relay.upstreams import Reply
 
 ID_HELP = (
     "recipient ids (numbers, as `queue list` prints them) or message queue ids "

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.models import Account
+from relay.delivery.queue import not_leased
 from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
-from relay.queue import not_leased
 
 RecipientsArg = QuerySet[Recipient] | Iterable[Recipient | int]
 

@@ -26,9 +26,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from relay import queue
+from relay.delivery import queue
+from relay.delivery.upstreams import Reply, Transport
 from relay.models import Attempt, Message, RecipientStatus
-from relay.upstreams import Reply, Transport
 from smtpplus.dbthreads import prepare_db_connection
 
 log = logging.getLogger(__name__)

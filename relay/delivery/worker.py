@@ -30,15 +30,15 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import connections
 
-from relay import queue
-from relay.delivery import (
+from relay.delivery import queue
+from relay.delivery.deliver import (
     LoadedMessage,
     OutcomeRecorder,
     claim_batch,
     deliver_message,
     run_sync,
 )
-from relay.upstreams import Transport, build_transport
+from relay.delivery.upstreams import Transport, build_transport
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import dns.resolver
 from django.conf import settings
 
 from accounts.senders import split_address
-from relay.upstreams import Reply, UpstreamSpec, network_error, smtp_transaction
+from relay.delivery.upstreams import Reply, UpstreamSpec, network_error, smtp_transaction
 
 # A name DNS cannot even ask about: no later try can succeed.
 _BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 from django.conf import settings
 
-from relay import downgrade
+from relay.delivery.upstreams import downgrade
 
 
 class UpstreamConfigError(ValueError):
@@ -360,7 +360,7 @@ def build_transport(url: str | None = None, timeout: float | None = None) -> Tra
     if spec.kind == "maildir":
         return MaildirTransport(spec)
     if spec.kind == "mx":
-        from relay.mx import MxTransport
+        from relay.delivery.upstreams.mx import MxTransport
 
         return MxTransport(spec, timeout)
     return SmarthostTransport(spec, timeout)
