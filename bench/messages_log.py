@@ -233,7 +233,7 @@ def main() -> int:
     from django.test import Client
     from django.urls import reverse
 
-    from relay.logfilters import encode_cursor
+    from relay.console.filters import encode_cursor
     from relay.models import Message
 
     account, member, users, outsider = setup_accounts()

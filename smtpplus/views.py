@@ -7,7 +7,7 @@ from accounts.tenancy import AccountRequest, member_required
 
 @member_required()
 def dashboard(request: AccountRequest) -> HttpResponse:
-    from relay.dashboard import dashboard_context
+    from relay.console.dashboard import dashboard_context
 
     return render(request, "dashboard.html", dashboard_context(request.account))
 

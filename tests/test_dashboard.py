@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import SmtpUser
-from relay.dashboard import dashboard_context, node_ports
+from relay.console.dashboard import dashboard_context, node_ports
 from relay.models import EventKind, Recipient, RelayEvent, RelayNode
 from tests.relay.test_views_messages import fail_recipient, make_message
 

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, SmtpUser
+from relay.console.filters import decode_cursor, encode_cursor
 from relay.headers import decoded_headers, display_subject
-from relay.logfilters import decode_cursor, encode_cursor
 from relay.models import Attempt, Message, Recipient, RecipientStatus
 from tests.conftest import login
 

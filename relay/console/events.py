@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from accounts.tenancy import AccountRequest, member_required
-from relay.logfilters import EventFilterForm, filter_events, filter_params, keyset_page
+from relay.console.filters import EventFilterForm, filter_events, filter_params, keyset_page
 
 
 @member_required()
