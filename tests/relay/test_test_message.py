@@ -13,7 +13,7 @@ from accounts.models import AuditEvent
 from accounts.services import set_active
 from relay.models import Message
 from relay.smtp.tls import write_self_signed
-from relay.testmessage import MASK, Endpoint, RecordingSMTP, converse, endpoints
+from relay.troubleshooter.testmessage import MASK, Endpoint, RecordingSMTP, converse, endpoints
 
 
 def url(user) -> str:

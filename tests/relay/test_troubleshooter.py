@@ -19,7 +19,7 @@ from accounts.services import create_smtp_user, set_active, update_smtp_user
 from relay.delivery.worker import deliver_due
 from relay.models import ConnectionStat
 from relay.smtp.tls import write_self_signed
-from relay.troubleshooter import (
+from relay.troubleshooter.checks import (
     NODATA,
     OK,
     PROBLEM,
@@ -33,7 +33,11 @@ from relay.troubleshooter import (
     check_upstream,
     run_checks,
 )
-from relay.troubleshooter_relay import check_port_open, check_port_supported, check_relay_running
+from relay.troubleshooter.relay_checks import (
+    check_port_open,
+    check_port_supported,
+    check_relay_running,
+)
 
 
 def body(sender: str, to: str = "someone@example.net", size: int = 0) -> bytes:

@@ -422,7 +422,7 @@ Check = Callable[[SmtpUser, datetime, Facts | None], CheckResult]
 
 def all_checks() -> list[Check]:
     """The checks in the order the page shows them: the relay itself first."""
-    from relay.troubleshooter_relay import (
+    from relay.troubleshooter.relay_checks import (
         check_port_open,
         check_port_supported,
         check_relay_running,

@@ -12,7 +12,7 @@ from django.db.models import Sum
 from accounts.models import SmtpUser
 from relay.listen import Listener, compact_ports, ports_by_tls
 from relay.models import ConnectionStat, RelayEvent, RelayNode
-from relay.troubleshooter import NODATA, OK, PROBLEM, WINDOW, CheckResult, Facts, Fix, when
+from relay.troubleshooter.checks import NODATA, OK, PROBLEM, WINDOW, CheckResult, Facts, Fix, when
 
 
 # --- 0. relay running ------------------------------------------------------------------

@@ -16,8 +16,14 @@ from accounts.models import Role, SmtpUser
 from accounts.sender_changes import display_email
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
-from relay.testmessage import Endpoint, TestOutcome, default_endpoint, endpoints, send_test_message
-from relay.troubleshooter import PROBLEM, Facts, authorize_sender, run_checks
+from relay.troubleshooter.checks import PROBLEM, Facts, authorize_sender, run_checks
+from relay.troubleshooter.testmessage import (
+    Endpoint,
+    TestOutcome,
+    default_endpoint,
+    endpoints,
+    send_test_message,
+)
 
 
 class TestMessageForm(forms.Form):
