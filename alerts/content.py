@@ -19,8 +19,8 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 
-from alerts import explain
 from alerts.models import DELIVERY_EVENTS, Alert, AlertEvent, EventType
+from relay import explain
 
 # An alert about a burst lists this many events and counts the rest.
 MAX_LISTED = 100

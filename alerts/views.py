@@ -16,10 +16,10 @@ from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
 from alerts import rules as services
 from alerts.content import event_view
-from alerts.explain import PORT_NOTE
 from alerts.forms import AlertRuleForm
 from alerts.models import AlertRule, Notification, NotificationStatus
 from alerts.sample import send_test_alert
+from relay.explain import PORT_NOTE
 
 
 def _rules_with_status(account: Any) -> Any:

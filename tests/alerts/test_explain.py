@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.explain import explain_delivery, explain_relay_event
+from relay.explain import explain_delivery, explain_relay_event
 
 
 @pytest.mark.parametrize(

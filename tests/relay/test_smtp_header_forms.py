@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import smtplib
 
-from alerts.explain import explain_relay_event
+from relay.explain import explain_relay_event
 from relay.models import EventKind, Message, RelayEvent
 from tests.relay.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
 from tests.relay.mail_readers import node_readings, python_authors
