@@ -170,7 +170,7 @@ class AuthorizedEmail(models.Model):
 
     @property
     def display(self) -> str:
-        from accounts.sender_changes import display_email
+        from accounts.actions.senders import display_email
 
         return display_email(self.email)
 

@@ -17,10 +17,10 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts import invitations
+from accounts.actions import invitations
+from accounts.actions.invitations import InvitationForSomeoneElse, InvitationUnusable, State
+from accounts.actions.members import MemberError, change_role, remove_member
 from accounts.forms_members import InviteForm, RoleForm, SetPasswordForm
-from accounts.invitations import InvitationForSomeoneElse, InvitationUnusable, State
-from accounts.members import MemberError, change_role, remove_member
 from accounts.models import Invitation, Membership, Role
 from accounts.tenancy import AccountRequest, member_required, switch_account
 

@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
-from accounts import sender_changes
+from accounts.actions import senders
 from accounts.forms import SendAsForm, SendersForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import can_send_as
@@ -28,14 +28,14 @@ def senders_add(request: AccountRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return render_detail(request, smtp_user, senders_form=form, status=400)
     try:
-        result = sender_changes.add_senders(
+        result = senders.add_senders(
             smtp_user,
             domains_text=form.cleaned_data["domains"],
             emails_text=form.cleaned_data["emails"],
             include_subdomains=form.cleaned_data["include_subdomains"],
             request=request,
         )
-    except sender_changes.TooManySenders as exc:
+    except senders.TooManySenders as exc:
         form.add_error(None, f"Not saved: {exc}")
         return render_detail(request, smtp_user, senders_form=form, status=400)
     if result.needs_attention:
@@ -60,7 +60,7 @@ def _remove(request: AccountRequest, entry: AuthorizedDomain | AuthorizedEmail) 
     that user, with its account, and costs no query)."""
     if not_allowed := post_required(request):
         return not_allowed
-    sender_changes.remove_sender(entry, request=request)
+    senders.remove_sender(entry, request=request)
     noun = "Domain" if isinstance(entry, AuthorizedDomain) else "Address"
     messages.success(request, f"{noun} {entry.display} is no longer authorized.")
     return senders_section(entry.smtp_user)
@@ -85,7 +85,7 @@ def domain_subdomains(request: AccountRequest, pk: int, entry_pk: int) -> HttpRe
     if not_allowed := post_required(request):
         return not_allowed
     include = request.POST.get("include_subdomains") == "1"
-    if sender_changes.set_include_subdomains(entry, include, request=request):
+    if senders.set_include_subdomains(entry, include, request=request):
         messages.success(
             request,
             f"Subdomains of {entry.display} are now authorized too." if include

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 
-from accounts import services
+from accounts.actions import smtp_users
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
@@ -152,7 +152,7 @@ def smtpuser_list(request: AccountRequest) -> HttpResponse:
 def smtpuser_create(request: AccountRequest) -> HttpResponse:
     form = SmtpUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        smtp_user, password = services.create_smtp_user(
+        smtp_user, password = smtp_users.create_smtp_user(
             request.account,
             name=form.cleaned_data["name"],
             note=form.cleaned_data["note"],
@@ -186,7 +186,7 @@ def smtpuser_edit(request: AccountRequest, pk: int) -> HttpResponse:
     }
     form = SmtpUserEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        changed = services.update_smtp_user(smtp_user, form.cleaned_data, request=request)
+        changed = smtp_users.update_smtp_user(smtp_user, form.cleaned_data, request=request)
         messages.success(request, "Saved." if changed else "Nothing changed.")
         return redirect(smtp_user)
     return render(request, "accounts/smtpuser_form.html", {"form": form, "smtp_user": smtp_user})
@@ -199,7 +199,7 @@ def smtpuser_set_active(request: AccountRequest, pk: int) -> HttpResponse:
         return not_allowed
     active = request.POST.get("active") == "1"
     if smtp_user.active != active:
-        services.set_active(smtp_user, active, request=request)
+        smtp_users.set_active(smtp_user, active, request=request)
         messages.success(
             request,
             f"{smtp_user} is enabled." if active
@@ -213,7 +213,7 @@ def smtpuser_delete(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if request.method == "POST":
         label = str(smtp_user)
-        services.delete_smtp_user(smtp_user, request=request)
+        smtp_users.delete_smtp_user(smtp_user, request=request)
         messages.success(request, f"SMTP+ user {label} was deleted.")
         return redirect("accounts:smtpuser_list")
     return render(

@@ -59,8 +59,8 @@ def prepare_database(*, meant_for_postgres: bool = True) -> str:
 def setup_user() -> tuple[int, str, str]:
     """A throw-away account with one SMTP+ user authorized for bench.test: (account id,
     username, password). The database must be migrated."""
+    from accounts.actions.smtp_users import create_account, create_smtp_user
     from accounts.models import AuthorizedDomain
-    from accounts.services import create_account, create_smtp_user
 
     account, _, _ = create_account(f"Bench {int(time.time())}", f"bench-{os.getpid()}@bench.test")
     user, password = create_smtp_user(account, name="bench")

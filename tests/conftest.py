@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from accounts.actions.smtp_users import create_account, create_smtp_user
 from accounts.models import Account, Membership, Role, SmtpUser
-from accounts.services import create_account, create_smtp_user
 from tests.fake_upstream import upstream  # noqa: F401  (fixture for every test folder)
 from tests.smtp_relay import relay, start_relay  # noqa: F401  (fixtures for every test folder)
 

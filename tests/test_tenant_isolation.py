@@ -28,6 +28,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path
 from django.utils import timezone
 
+from accounts.actions.smtp_users import create_account
 from accounts.credentials import generate_username
 from accounts.models import (
     Account,
@@ -39,7 +40,6 @@ from accounts.models import (
     Role,
     SmtpUser,
 )
-from accounts.services import create_account
 from tests.conftest import PASSWORD
 
 # Globex's rows get ids far above anything a sequence hands out in a test run, so an id

@@ -22,8 +22,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.actions.senders import add_senders, display_email, set_include_subdomains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
-from accounts.sender_changes import add_senders, display_email, set_include_subdomains
 from accounts.senders import (
     InvalidEntry,
     SenderPolicy,

@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.actions.senders import display_email
 from accounts.models import Role, SmtpUser
-from accounts.sender_changes import display_email
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
 from relay.troubleshooter.checks import PROBLEM, Facts, authorize_sender, run_checks

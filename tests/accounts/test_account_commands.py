@@ -15,9 +15,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
+from accounts.actions.smtp_users import create_smtp_user
 from accounts.credentials import generate_password
 from accounts.models import Account, AuditEvent, Membership, Role, SmtpUser
-from accounts.services import create_smtp_user
 from relay.smtp.login import log_in
 from tests.conftest import PASSWORD
 

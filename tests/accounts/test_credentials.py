@@ -1,4 +1,4 @@
-from accounts.services import reset_password, set_active
+from accounts.actions.smtp_users import reset_password, set_active
 from relay.smtp.login import log_in
 
 

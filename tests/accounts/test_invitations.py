@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.core import mail
 from django.utils import timezone
 
-from accounts import invitations
-from accounts.invitations import InvitationForSomeoneElse, InvitationUnusable, State
-from accounts.members import MemberError, change_role, remove_member
+from accounts.actions import invitations
+from accounts.actions.invitations import InvitationForSomeoneElse, InvitationUnusable, State
+from accounts.actions.members import MemberError, change_role, remove_member
 from accounts.models import AuditEvent, Invitation, Membership, Role
 from tests.conftest import PASSWORD
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from accounts.members import MemberError, change_role, remove_member
+from accounts.actions.members import MemberError, change_role, remove_member
 from accounts.models import Membership, Role
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -15,9 +15,9 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from accounts import sender_changes
+from accounts.actions import senders
+from accounts.actions.smtp_users import create_smtp_user
 from accounts.models import AuthorizedDomain, AuthorizedEmail
-from accounts.services import create_smtp_user
 from tests.fake_upstream import database_url_for_subprocess
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def shop(cast, settings):
     settings.SMTPPLUS_MAX_SENDERS_PER_USER = 4
     user, _ = create_smtp_user(cast.acme, name="Shop")
-    sender_changes.add_senders(user, domains_text="a.test b.test", emails_text="x@c.test")
+    senders.add_senders(user, domains_text="a.test b.test", emails_text="x@c.test")
     return user
 
 
@@ -42,8 +42,8 @@ def test_the_default_limit_is_1000():
 
 
 def test_it_refuses_to_add_senders_past_the_limit_and_adds_none_of_them(shop):
-    with pytest.raises(sender_changes.TooManySenders) as caught:
-        sender_changes.add_senders(shop, domains_text="d.test", emails_text="y@e.test")
+    with pytest.raises(senders.TooManySenders) as caught:
+        senders.add_senders(shop, domains_text="d.test", emails_text="y@e.test")
     message = str(caught.value)
     assert "at most 4 authorized senders" in message
     assert f"{shop.username} has 3 and this would add 2" in message
@@ -52,22 +52,22 @@ def test_it_refuses_to_add_senders_past_the_limit_and_adds_none_of_them(shop):
 
 
 def test_it_adds_up_to_the_limit(shop):
-    sender_changes.add_senders(shop, emails_text="y@e.test")
+    senders.add_senders(shop, emails_text="y@e.test")
     assert count(shop) == 4
 
 
 def test_entries_already_authorized_do_not_count_again(shop):
-    sender_changes.add_senders(shop, domains_text="a.test b.test d.test", emails_text="X@c.test")
+    senders.add_senders(shop, domains_text="a.test b.test d.test", emails_text="X@c.test")
     assert count(shop) == 4
     # Full now: repeating what is there is still fine, anything new is not.
-    sender_changes.add_senders(shop, domains_text="a.test")
-    with pytest.raises(sender_changes.TooManySenders):
-        sender_changes.add_senders(shop, emails_text="z@e.test")
+    senders.add_senders(shop, domains_text="a.test")
+    with pytest.raises(senders.TooManySenders):
+        senders.add_senders(shop, emails_text="z@e.test")
 
 
 def test_the_limit_is_per_smtp_user(shop, cast):
     other, _ = create_smtp_user(cast.acme, name="Other")
-    sender_changes.add_senders(other, domains_text="a.test b.test c.test d.test")
+    senders.add_senders(other, domains_text="a.test b.test c.test d.test")
     assert count(other) == 4
 
 
@@ -84,7 +84,7 @@ def test_the_console_form_says_the_limit_and_keeps_the_entries(alice_client, sho
 
 
 def test_the_troubleshooter_button_obeys_the_limit(alice_client, shop):
-    sender_changes.add_senders(shop, domains_text="d.test")
+    senders.add_senders(shop, domains_text="d.test")
     r = alice_client.post(
         reverse("relay:troubleshoot_authorize", args=[shop.pk]),
         {"kind": "email", "value": "new@f.test"}, follow=True,

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import invitations
+from accounts.actions import invitations
 from accounts.models import AuditEvent, Invitation, Membership, Role
 from tests.conftest import login
 

@@ -8,9 +8,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from accounts import sender_changes
+from accounts.actions import senders
+from accounts.actions.smtp_users import create_smtp_user
 from accounts.models import AuditEvent, AuthorizedDomain, AuthorizedEmail
-from accounts.services import create_smtp_user
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db
@@ -247,7 +247,7 @@ def test_sender_changes_need_a_csrf_token(cast):
 
 
 def test_add_senders_without_a_request_is_audited_as_the_command_line(shop):
-    result = sender_changes.add_senders(shop, domains_text="a.test, bad..x", emails_text="b@a.test")
+    result = senders.add_senders(shop, domains_text="a.test, bad..x", emails_text="b@a.test")
     assert result.added_domains == ["a.test"] and result.added_emails == ["b@a.test"]
     assert result.domain_errors == [("bad..x", "empty label (two dots in a row)")]
     event = AuditEvent.objects.get(action="smtpuser.senders_add")
@@ -255,7 +255,7 @@ def test_add_senders_without_a_request_is_audited_as_the_command_line(shop):
 
 
 def test_nothing_added_writes_no_audit_row(shop):
-    result = sender_changes.add_senders(shop, domains_text="bad..x")
+    result = senders.add_senders(shop, domains_text="bad..x")
     assert not result.changed
     assert not AuditEvent.objects.filter(action="smtpuser.senders_add").exists()
 

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.actions.smtp_users import create_smtp_user
 from accounts.models import AuditEvent, SmtpUser
-from accounts.services import create_smtp_user
 from relay.models import RelayNode
 from relay.smtp.login import log_in
 from tests.conftest import login

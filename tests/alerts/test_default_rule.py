@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.services import create_account
+from accounts.actions.smtp_users import create_account
 from alerts.models import AlertRule
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from accounts.services import create_smtp_user
+from accounts.actions.smtp_users import create_smtp_user
 from alerts.sending import run_once
 from tests.alerts.conftest import later, make_rule, relay_event
 

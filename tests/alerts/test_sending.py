@@ -149,7 +149,7 @@ def test_failures_from_before_the_rule_existed_are_not_alerted(cast):
 
 
 def test_a_rule_scoped_to_chosen_users_ignores_the_others(cast):
-    from accounts.services import create_smtp_user
+    from accounts.actions.smtp_users import create_smtp_user
 
     crm, _ = create_smtp_user(cast.acme, name="Acme CRM")
     make_rule(cast.acme, smtp_users=[crm])

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.urls import Resolver404, resolve
 
-from accounts import invitations
+from accounts.actions import invitations
 from accounts.models import Membership, Role
 from alerts.models import AlertRule, Notification
 from relay.models import EventKind, Recipient, RelayEvent

@@ -66,7 +66,7 @@ def test_a_worker_that_lost_its_lease_cannot_overwrite_the_result(cast):
 
 
 def test_recipients_are_claimed_by_priority_then_due_time(cast):
-    from accounts.services import create_smtp_user
+    from accounts.actions.smtp_users import create_smtp_user
 
     urgent, _ = create_smtp_user(cast.acme, name="Password resets")
     urgent.priority = 1

@@ -7,10 +7,10 @@ import smtplib
 
 import pytest
 
+from accounts.actions.senders import add_senders, remove_sender
+from accounts.actions.smtp_users import reset_password, set_active
 from accounts.models import AuthorizedDomain, AuthorizedEmail
-from accounts.sender_changes import add_senders, remove_sender
 from accounts.senders import SenderPolicy
-from accounts.services import reset_password, set_active
 from relay.smtp.login import load_login, log_in
 from tests.smtp_relay import message
 

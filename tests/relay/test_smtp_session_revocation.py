@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts import sender_changes, services
+from accounts.actions import senders, smtp_users
 from accounts.models import SmtpUser
 from relay.models import EventKind, Message, RelayEvent
 from relay.smtp import revocation
@@ -59,7 +59,7 @@ def test_it_closes_an_open_session_with_421_after_a_password_reset(relay, cast):
     user = cast.acme_smtp
     smtp = logged_in(relay, user, cast.acme_smtp_password)
     assert smtp.noop()[0] == 250
-    services.reset_password(user)
+    smtp_users.reset_password(user)
     check_now(relay)
     code, reply = smtp.noop()
     assert code == 421
@@ -80,7 +80,7 @@ def test_it_closes_an_open_session_with_421_after_a_password_reset(relay, cast):
 def test_it_refuses_the_next_mail_from_with_421_after_the_user_is_disabled(relay, cast):
     user = cast.acme_smtp
     smtp = logged_in(relay, user, cast.acme_smtp_password)
-    services.set_active(user, False)
+    smtp_users.set_active(user, False)
     check_now(relay)
     code, reply = smtp.mail("shop@acme.test")
     assert code == 421
@@ -99,7 +99,7 @@ def test_it_closes_a_deleted_users_session_with_421_not_a_temporary_error(relay,
     user = cast.acme_smtp
     username = user.username
     smtp = logged_in(relay, user, cast.acme_smtp_password)
-    services.delete_smtp_user(user)
+    smtp_users.delete_smtp_user(user)
     check_now(relay)
     code, reply = smtp.mail("shop@acme.test")
     assert code == 421
@@ -139,8 +139,8 @@ def test_it_judges_the_next_mail_from_by_the_senders_authorized_now(relay, cast)
     user = cast.acme_smtp
     smtp = logged_in(relay, user, cast.acme_smtp_password)
     assert send(smtp)[0] == 250
-    sender_changes.remove_sender(user.authorized_domains.get(domain="acme.test"))
-    sender_changes.add_senders(user, emails_text="boss@globex.test")
+    senders.remove_sender(user.authorized_domains.get(domain="acme.test"))
+    senders.add_senders(user, emails_text="boss@globex.test")
     check_now(relay)
     code, reply = smtp.mail("shop@acme.test")
     assert code == 550
@@ -155,13 +155,13 @@ def test_it_judges_the_next_mail_from_by_the_senders_authorized_now(relay, cast)
 @pytest.mark.parametrize("relay", [NO_TIMER], indirect=True)
 def test_it_judges_the_from_header_at_end_of_data_by_the_senders_authorized_now(relay, cast):
     user = cast.acme_smtp
-    sender_changes.add_senders(user, emails_text="boss@globex.test")
+    senders.add_senders(user, emails_text="boss@globex.test")
     smtp = logged_in(relay, user, cast.acme_smtp_password)
     assert smtp.mail("boss@globex.test")[0] == 250
     assert smtp.rcpt("someone@example.net")[0] == 250
     entry = user.authorized_domains.get(domain="acme.test")
-    sender_changes.set_include_subdomains(entry, True)
-    sender_changes.remove_sender(entry)
+    senders.set_include_subdomains(entry, True)
+    senders.remove_sender(entry)
     check_now(relay)
     code, reply = smtp.data(message(from_="Shop <shop@acme.test>"))
     assert code == 550
@@ -177,7 +177,7 @@ def test_it_refuses_a_message_whose_user_was_disabled_during_its_upload(relay, c
     assert smtp.rcpt("someone@example.net")[0] == 250
     assert smtp.docmd("DATA")[0] == 354
     smtp.send(message())
-    services.set_active(user, False)
+    smtp_users.set_active(user, False)
     check_now(relay)
     smtp.send(b".\r\n")
     code, reply = smtp.getreply()
@@ -192,9 +192,9 @@ def test_it_refuses_a_message_whose_user_was_disabled_during_its_upload(relay, c
 def test_it_leaves_the_sessions_of_unchanged_users_alone(relay, cast):
     acme = logged_in(relay, cast.acme_smtp, cast.acme_smtp_password)
     globex = logged_in(relay, cast.globex_smtp, cast.globex_smtp_password)
-    services.reset_password(cast.globex_smtp)
+    smtp_users.reset_password(cast.globex_smtp)
     # A change that does not touch the credentials: the session takes it and goes on.
-    services.update_smtp_user(cast.acme_smtp, {"name": "Renamed", "priority": 1})
+    smtp_users.update_smtp_user(cast.acme_smtp, {"name": "Renamed", "priority": 1})
     check_now(relay)
     assert send(acme)[0] == 250
     assert Message.objects.get().recipients.get().priority == 1
@@ -209,7 +209,7 @@ def test_it_leaves_the_sessions_of_unchanged_users_alone(relay, cast):
 def test_a_session_logged_in_after_the_reset_is_not_cut_off(relay, cast):
     user = cast.acme_smtp
     old = logged_in(relay, user, cast.acme_smtp_password)
-    password = services.reset_password(user)
+    password = smtp_users.reset_password(user)
     new = logged_in(relay, user, password)
     check_now(relay)
     assert old.noop()[0] == 421
@@ -247,7 +247,7 @@ def test_one_query_reads_the_versions_of_every_unchanged_user(transactional_db, 
     with CaptureQueriesContext(connection) as queries:
         assert revocation.read_changes(held) == {}
     assert len(queries) == 1
-    services.set_active(cast.globex_smtp, False)
+    smtp_users.set_active(cast.globex_smtp, False)
     with CaptureQueriesContext(connection) as queries:
         changed = revocation.read_changes(held)
     assert list(changed) == [cast.globex_smtp.pk]
@@ -258,7 +258,7 @@ def test_the_relays_own_timer_cuts_off_a_disabled_users_session(start_relay, cas
     relay = start_relay()
     assert relay.config.session_check_seconds == revocation.CHECK_SECONDS
     smtp = logged_in(relay, cast.acme_smtp, cast.acme_smtp_password)
-    services.set_active(cast.acme_smtp, False)
+    smtp_users.set_active(cast.acme_smtp, False)
     # Not a timing assertion: a generous deadline for the check that runs every second.
     deadline = time.monotonic() + 15
     code = 250
@@ -270,14 +270,14 @@ def test_the_relays_own_timer_cuts_off_a_disabled_users_session(start_relay, cas
 
 
 @pytest.mark.parametrize("change, versions", [
-    (lambda u: services.reset_password(u), (1, 1)),
-    (lambda u: services.set_active(u, False), (1, 0)),
-    (lambda u: services.update_smtp_user(u, {"hourly_limit": 5}), (1, 0)),
-    (lambda u: sender_changes.add_senders(u, domains_text="example.org"), (1, 0)),
-    (lambda u: sender_changes.remove_sender(u.authorized_domains.get()), (1, 0)),
-    (lambda u: sender_changes.set_include_subdomains(u.authorized_domains.get(), True), (1, 0)),
-    (lambda u: services.update_smtp_user(u, {"priority": u.priority}), (0, 0)),
-    (lambda u: sender_changes.add_senders(u, domains_text="acme.test"), (0, 0)),
+    (lambda u: smtp_users.reset_password(u), (1, 1)),
+    (lambda u: smtp_users.set_active(u, False), (1, 0)),
+    (lambda u: smtp_users.update_smtp_user(u, {"hourly_limit": 5}), (1, 0)),
+    (lambda u: senders.add_senders(u, domains_text="example.org"), (1, 0)),
+    (lambda u: senders.remove_sender(u.authorized_domains.get()), (1, 0)),
+    (lambda u: senders.set_include_subdomains(u.authorized_domains.get(), True), (1, 0)),
+    (lambda u: smtp_users.update_smtp_user(u, {"priority": u.priority}), (0, 0)),
+    (lambda u: senders.add_senders(u, domains_text="acme.test"), (0, 0)),
 ])
 def test_every_change_a_session_must_see_bumps_the_users_version(db, cast, change, versions):
     user = cast.acme_smtp

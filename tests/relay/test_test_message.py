@@ -9,8 +9,8 @@ import socket
 import pytest
 from django.urls import reverse
 
+from accounts.actions.smtp_users import set_active
 from accounts.models import AuditEvent
-from accounts.services import set_active
 from relay.models import Message
 from relay.smtp.tls import write_self_signed
 from relay.troubleshooter.testmessage import MASK, Endpoint, RecordingSMTP, converse, endpoints

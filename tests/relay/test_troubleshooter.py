@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.actions.smtp_users import create_smtp_user, set_active, update_smtp_user
 from accounts.models import AuditEvent, SmtpUser
 from accounts.senders import InvalidEntry
-from accounts.services import create_smtp_user, set_active, update_smtp_user
 from relay.delivery.worker import deliver_due
 from relay.models import ConnectionStat
 from relay.smtp.tls import write_self_signed

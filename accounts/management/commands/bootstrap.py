@@ -16,8 +16,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 
+from accounts.actions.smtp_users import create_account
 from accounts.models import Account
-from accounts.services import create_account
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 
-from accounts.services import create_account
+from accounts.actions.smtp_users import create_account
 
 
 class Command(BaseCommand):

@@ -17,7 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from accounts import sender_changes, services
+from accounts.actions import senders, smtp_users
 from accounts.models import Account, SmtpUser
 from accounts.senders import domain_to_unicode
 
@@ -66,10 +66,10 @@ class Command(BaseCommand):
             elif action == "authorize":
                 result = self.authorize(smtp_user, options)
             elif action in ("enable", "disable"):
-                services.set_active(smtp_user, action == "enable")
+                smtp_users.set_active(smtp_user, action == "enable")
                 result = {"username": smtp_user.username, "active": smtp_user.active}
             else:
-                password = services.reset_password(smtp_user)
+                password = smtp_users.reset_password(smtp_user)
                 result = {"username": smtp_user.username, "password": password}
         self.stdout.write(json.dumps(result))
 
@@ -90,11 +90,11 @@ class Command(BaseCommand):
         domains, emails = options["domains"], options["emails"]
         if required and not (domains.strip() or emails.strip()):
             raise CommandError("nothing to authorize: give --domains and/or --emails")
-        parsed_domains, parsed_emails = sender_changes.validate_senders(domains, emails)
+        parsed_domains, parsed_emails = senders.validate_senders(domains, emails)
         problems = [f"invalid domain {e!r}: {r}" for e, r in parsed_domains.errors]
         problems += [f"invalid email {e!r}: {r}" for e, r in parsed_emails.errors]
         problems += [
-            f"{sender_changes.display_email(e)!r} is an email address: give it with --emails"
+            f"{senders.display_email(e)!r} is an email address: give it with --emails"
             for e in parsed_domains.emails_in_domain_box
         ]
         if problems:
@@ -106,7 +106,7 @@ class Command(BaseCommand):
             raise CommandError(f"unknown account {options['account']!r} (give its slug)")
         self.check_senders(options, required=False)
         with transaction.atomic():
-            smtp_user, password = services.create_smtp_user(account, name=options["name"])
+            smtp_user, password = smtp_users.create_smtp_user(account, name=options["name"])
             if options["domains"] or options["emails"]:
                 self.add(smtp_user, options)
         return {"username": smtp_user.username, "password": password, "account": account.slug}
@@ -117,20 +117,20 @@ class Command(BaseCommand):
         return {
             "username": smtp_user.username,
             "added_domains": [domain_to_unicode(d) for d in result.added_domains],
-            "added_emails": [sender_changes.display_email(e) for e in result.added_emails],
+            "added_emails": [senders.display_email(e) for e in result.added_emails],
             "unchanged": result.unchanged,
             "warnings": [{"entry": e, "advice": a} for e, a in result.warnings],
         }
 
-    def add(self, smtp_user: SmtpUser, options: dict[str, Any]) -> sender_changes.AddResult:
+    def add(self, smtp_user: SmtpUser, options: dict[str, Any]) -> senders.AddResult:
         try:
-            result = sender_changes.add_senders(
+            result = senders.add_senders(
                 smtp_user,
                 domains_text=options["domains"],
                 emails_text=options["emails"],
                 include_subdomains=options["include_subdomains"],
             )
-        except sender_changes.TooManySenders as exc:
+        except senders.TooManySenders as exc:
             raise CommandError(f"{exc} (SMTPPLUS_MAX_SENDERS_PER_USER)") from exc
         for entry, advice in result.warnings:
             self.stderr.write(f"warning: {entry}: {advice}")
@@ -154,5 +154,5 @@ class Command(BaseCommand):
             "last_login_ip": smtp_user.last_login_ip,
         }
         if reveal:
-            data["password"] = services.reveal_password(smtp_user)
+            data["password"] = smtp_users.reveal_password(smtp_user)
         return data

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import audit
-from accounts.members import join
+from accounts.actions.members import join
 from accounts.models import Account, Invitation, Membership, Role
 
 log = logging.getLogger(__name__)
