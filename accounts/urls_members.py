@@ -2,19 +2,19 @@
 
 from django.urls import path
 
-from accounts import views_audit, views_members
+from accounts.views import audit, members
 
 patterns = [
-    path("audit/", views_audit.audit_log, name="audit"),
-    path("members/", views_members.members, name="members"),
-    path("members/invite/", views_members.invite, name="member_invite"),
-    path("members/<int:pk>/role/", views_members.member_role, name="member_role"),
-    path("members/<int:pk>/remove/", views_members.member_remove, name="member_remove"),
+    path("audit/", audit.audit_log, name="audit"),
+    path("members/", members.members, name="members"),
+    path("members/invite/", members.invite, name="member_invite"),
+    path("members/<int:pk>/role/", members.member_role, name="member_role"),
+    path("members/<int:pk>/remove/", members.member_remove, name="member_remove"),
     path(
         "members/invitations/<int:pk>/cancel/",
-        views_members.invitation_cancel,
+        members.invitation_cancel,
         name="invitation_cancel",
     ),
-    path("invite/<str:token>/", views_members.invite_accept, name="invite_accept"),
-    path("switch-account/", views_members.switch, name="switch"),
+    path("invite/<str:token>/", members.invite_accept, name="invite_accept"),
+    path("switch-account/", members.switch, name="switch"),
 ]

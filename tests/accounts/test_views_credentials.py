@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from accounts.views_credentials import REAUTH_SESSION_KEY
+from accounts.views.credentials import REAUTH_SESSION_KEY
 from relay.smtp.login import log_in
 from tests.conftest import PASSWORD, login
 

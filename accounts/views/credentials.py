@@ -23,7 +23,7 @@ from accounts.actions import smtp_users
 from accounts.forms import ConfirmPasswordForm
 from accounts.models import Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
-from accounts.views_users import post_required, render_detail, scoped_user
+from accounts.views.users import post_required, render_detail, scoped_user
 
 REAUTH_SESSION_KEY = "smtpplus_reauth"
 # POST actions the confirm page replays after a successful re-authentication.

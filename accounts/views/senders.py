@@ -11,7 +11,7 @@ from accounts.forms import SendAsForm, SendersForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import can_send_as
 from accounts.tenancy import AccountRequest, member_required
-from accounts.views_users import post_required, render_detail, scoped_user
+from accounts.views.users import post_required, render_detail, scoped_user
 
 
 def senders_section(smtp_user: SmtpUser) -> HttpResponse:
