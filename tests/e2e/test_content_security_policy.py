@@ -19,7 +19,7 @@ from alerts.models import AlertRule, Notification
 from relay.models import EventKind, Recipient, RelayEvent
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
-from tests.relay.test_views_messages import fail_recipient, make_message
+from tests.relay.console.test_messages import fail_recipient, make_message
 from tests.test_tenant_isolation import console_routes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

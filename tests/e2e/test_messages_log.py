@@ -8,7 +8,7 @@ from accounts.models import AuditEvent
 from relay.models import Recipient
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
-from tests.relay.test_views_messages import fail_recipient, make_message
+from tests.relay.console.test_messages import fail_recipient, make_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

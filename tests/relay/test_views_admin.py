@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from relay.models import ConnectionStat, EventKind, Message, RelayEvent
 from tests.conftest import PASSWORD, login
-from tests.relay.test_views_messages import make_message
+from tests.relay.console.test_messages import make_message
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.fake_upstream import FakeUpstream, database_url_for_subprocess, queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MANAGE = Path(__file__).resolve().parents[2] / "manage.py"
+MANAGE = Path(__file__).resolve().parents[3] / "manage.py"
 
 
 def deliver_process(upstream: FakeUpstream, *args: str, **env: str) -> subprocess.Popen[bytes]:

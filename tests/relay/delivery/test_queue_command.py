@@ -173,7 +173,7 @@ def test_list_does_not_read_message_bodies(queue_state):
 def test_from_the_command_line_a_bad_id_exits_1_with_the_error_on_stderr(cast):
     import os
 
-    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    manage = Path(__file__).resolve().parents[3] / "manage.py"
     result = subprocess.run(
         [sys.executable, str(manage), "queue", "cancel", "424242"],
         env={**os.environ, "DATABASE_URL": database_url_for_subprocess()},

@@ -26,7 +26,7 @@ import pytest
 
 AUTHOR_FIELDS = ("from", "sender", "resent-from", "resent-sender")
 MAILPARSER = "mailparser@3.14.2"  # pinned: its nodemailer (address parser) comes with it
-NODE_DIR = Path(__file__).resolve().parents[2] / ".venv" / "node"
+NODE_DIR = Path(__file__).resolve().parents[3] / ".venv" / "node"
 
 _SCRIPT = r"""
 const { simpleParser } = require('mailparser');

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import SmtpUser
 from relay.console.dashboard import dashboard_context, node_ports
 from relay.models import EventKind, Recipient, RelayEvent, RelayNode
-from tests.relay.test_views_messages import fail_recipient, make_message
+from tests.relay.console.test_messages import fail_recipient, make_message
 
 DASHBOARD = reverse("dashboard")
 BANNER = "No relay has been alive for over a minute"

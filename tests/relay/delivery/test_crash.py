@@ -12,7 +12,7 @@ import pytest
 from relay.delivery import queue
 from relay.models import Attempt, Recipient, RecipientStatus
 from tests.fake_upstream import FakeUpstream, queue_message
-from tests.relay.test_delivery_concurrency import deliver_process
+from tests.relay.delivery.test_concurrency import deliver_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from relay.smtp.accept import parse_headers
-from tests.relay.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
-from tests.relay.mail_readers import node_readings, python_authors
+from tests.relay.smtp.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
+from tests.relay.smtp.mail_readers import node_readings, python_authors
 
 
 def by_field(authors: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -8,8 +8,8 @@ import smtplib
 
 from relay.explain import explain_relay_event
 from relay.models import EventKind, Message, RelayEvent
-from tests.relay.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
-from tests.relay.mail_readers import node_readings, python_authors
+from tests.relay.smtp.header_forms import ACCEPTED, REFUSED, UNAUTHORIZED, message
+from tests.relay.smtp.mail_readers import node_readings, python_authors
 
 
 def logged_in(relay, cast) -> smtplib.SMTP:
