@@ -2,15 +2,6 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
-from accounts.tenancy import AccountRequest, member_required
-
-
-@member_required()
-def dashboard(request: AccountRequest) -> HttpResponse:
-    from relay.console.dashboard import dashboard_context
-
-    return render(request, "dashboard.html", dashboard_context(request.account))
-
 
 def no_account(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:

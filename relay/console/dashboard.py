@@ -10,9 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.http import HttpResponse
+from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.tenancy import AccountRequest, member_required
 from relay.headers import display_subject
 from relay.listen import alive_nodes, node_listeners, ports_by_tls
 from relay.models import (
@@ -106,3 +109,8 @@ def dashboard_context(account: Account) -> dict[str, Any]:
         "recent_events": events,
         "users_without_senders": users_without_senders(account),
     }
+
+
+@member_required()
+def dashboard(request: AccountRequest) -> HttpResponse:
+    return render(request, "dashboard.html", dashboard_context(request.account))

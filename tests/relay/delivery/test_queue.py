@@ -157,7 +157,7 @@ def breaking_bodies(monkeypatch) -> set[int]:
             loaded[pk].raw = "not bytes"  # type: ignore[assignment]
         return loaded
 
-    monkeypatch.setattr(delivery, "load_messages", load)
+    monkeypatch.setattr(deliver, "load_messages", load)
     return broken
 
 
