@@ -23,7 +23,7 @@ from tests.conftest import PASSWORD
 from tests.fake_upstream import database_url_for_subprocess
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def attempt(client: Client, ip: str, password: str, username: str = "alice@acme.test") -> str:
