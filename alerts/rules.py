@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.credentials import encrypt_password
 from accounts.models import Account, Membership, Role, SmtpUser
 from alerts.models import AlertRule, EventType, Frequency
@@ -66,8 +66,7 @@ def create_rule(
     account: Account,
     data: dict[str, Any],
     smtp_users: Iterable[SmtpUser] = (),
-    request: HttpRequest | None = None,
-    actor_label: str | None = None,
+    actor: Actor | None = None,
 ) -> tuple[AlertRule, str | None]:
     """Create a rule; returns it and its webhook secret (to be shown once), if any."""
     now = timezone.now()
@@ -77,8 +76,8 @@ def create_rule(
     rule.save()
     rule.smtp_users.set([u for u in smtp_users if u.account_id == account.pk])
     audit.record(
-        "alert_rule.create", account=account, request=request, target=rule,
-        actor_label=actor_label, details=_summary(rule),
+        "alert_rule.create", account=account, actor=actor, target=rule,
+        details=_summary(rule),
     )
     return rule, secret
 
@@ -88,7 +87,7 @@ def update_rule(
     rule: AlertRule,
     data: dict[str, Any],
     smtp_users: Iterable[SmtpUser] = (),
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> str | None:
     """Change a rule; returns a new webhook secret if the rule just got a webhook.
 
@@ -105,7 +104,7 @@ def update_rule(
     _save_switched(rule, was_enabled, [*RULE_FIELDS, "webhook_secret_encrypted"])
     rule.smtp_users.set([u for u in smtp_users if u.account_id == rule.account_id])
     audit.record(
-        "alert_rule.update", account=rule.account, request=request, target=rule,
+        "alert_rule.update", account=rule.account, actor=actor, target=rule,
         details=_summary(rule),
     )
     return secret
@@ -132,22 +131,22 @@ def _drop_pending(rule: AlertRule) -> None:
 
 
 @transaction.atomic
-def set_enabled(rule: AlertRule, enabled: bool, request: HttpRequest | None = None) -> None:
+def set_enabled(rule: AlertRule, enabled: bool, actor: Actor | None = None) -> None:
     if rule.enabled == enabled:
         return
     rule.enabled = enabled
     _save_switched(rule, not enabled, ["enabled"])
     audit.record(
         "alert_rule.enable" if enabled else "alert_rule.disable", account=rule.account,
-        request=request, target=rule,
+        actor=actor, target=rule,
     )
 
 
 @transaction.atomic
-def delete_rule(rule: AlertRule, request: HttpRequest | None = None) -> None:
+def delete_rule(rule: AlertRule, actor: Actor | None = None) -> None:
     account = rule.account
     audit.record(
-        "alert_rule.delete", account=account, request=request, target=rule,
+        "alert_rule.delete", account=account, actor=actor, target=rule,
         details=_summary(rule),
     )
     # Alerts already sent stay in the notifications log with their events (their rule
@@ -157,13 +156,13 @@ def delete_rule(rule: AlertRule, request: HttpRequest | None = None) -> None:
 
 
 @transaction.atomic
-def reset_secret(rule: AlertRule, request: HttpRequest | None = None) -> str:
+def reset_secret(rule: AlertRule, actor: Actor | None = None) -> str:
     """A new webhook secret; the old one stops being used at once."""
     secret = new_secret()
     rule.webhook_secret_encrypted = encrypt_password(secret)
     rule.save(update_fields=["webhook_secret_encrypted", "changed"])
     audit.record(
-        "alert_rule.reset_secret", account=rule.account, request=request, target=rule,
+        "alert_rule.reset_secret", account=rule.account, actor=actor, target=rule,
     )
     return secret
 
@@ -191,6 +190,6 @@ def create_default_rule(account_id: int) -> AlertRule | None:
             "email_recipients": email,
             "all_users": True,
         },
-        actor_label="SMTP+ (default rule of a new account)",
+        actor=Actor.system("SMTP+ (default rule of a new account)"),
     )
     return rule

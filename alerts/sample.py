@@ -7,10 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.models import SmtpUser
 from alerts.content import AlertContent
 from alerts.models import AlertEvent, AlertRule, EventType, Notification
@@ -52,7 +52,7 @@ def sample_data(rule: AlertRule) -> dict[str, Any]:
     }
 
 
-def send_test_alert(rule: AlertRule, request: HttpRequest | None = None) -> list[Notification]:
+def send_test_alert(rule: AlertRule, actor: Actor | None = None) -> list[Notification]:
     """Build a test alert with one sample failed delivery and send it through every
     channel of the rule at once (no retries: the admin sees the result immediately)."""
     now = timezone.now()
@@ -71,7 +71,7 @@ def send_test_alert(rule: AlertRule, request: HttpRequest | None = None) -> list
     for n in notifications:
         deliver(n, now, max_attempts=1, rendered=rendered)
     audit.record(
-        "alert_rule.test", account=rule.account, request=request, target=rule,
+        "alert_rule.test", account=rule.account, actor=actor, target=rule,
         details={"sent": [n.target_display for n in notifications if not n.error],
                  "failed": [n.target_display for n in notifications if n.error]},
     )

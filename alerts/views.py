@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.audit import Actor
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
 from alerts import rules as services
@@ -63,12 +64,14 @@ def rule_form(request: AccountRequest, pk: int | None = None) -> HttpResponse:
         if form.is_valid():
             if rule is None:
                 rule, secret = services.create_rule(
-                    account, form.rule_data(), form.cleaned_data["smtp_users"], request=request
+                    account, form.rule_data(), form.cleaned_data["smtp_users"],
+                    actor=Actor.from_request(request),
                 )
                 messages.success(request, f"Alert rule “{rule.name}” created.")
             else:
                 secret = services.update_rule(
-                    rule, form.rule_data(), form.cleaned_data["smtp_users"], request=request
+                    rule, form.rule_data(), form.cleaned_data["smtp_users"],
+                    actor=Actor.from_request(request),
                 )
                 messages.success(request, f"Alert rule “{rule.name}” saved.")
             if secret:
@@ -101,7 +104,7 @@ def rule_detail(request: AccountRequest, pk: int) -> HttpResponse:
 def rule_toggle(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     enable = request.POST.get("enabled") == "1"
-    services.set_enabled(rule, enable, request=request)
+    services.set_enabled(rule, enable, actor=Actor.from_request(request))
     messages.success(request, f"Alert rule “{rule.name}” {'enabled' if enable else 'disabled'}.")
     if request.POST.get("next") == "list":
         return redirect("alerts:rules")
@@ -113,7 +116,7 @@ def rule_delete(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
     if request.method == "POST":
         name = rule.name
-        services.delete_rule(rule, request=request)
+        services.delete_rule(rule, actor=Actor.from_request(request))
         messages.success(request, f"Alert rule “{name}” deleted.")
         return redirect("alerts:rules")
     return render(request, "alerts/rule_delete.html", {"rule": rule})
@@ -123,7 +126,7 @@ def rule_delete(request: AccountRequest, pk: int) -> HttpResponse:
 @require_POST
 def rule_test(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=request.account)
-    for n in send_test_alert(rule, request=request):
+    for n in send_test_alert(rule, actor=Actor.from_request(request)):
         if n.error:
             messages.error(request, f"Test alert to {n.target_display} failed: {n.error}")
         else:
@@ -138,7 +141,7 @@ def rule_reset_secret(request: AccountRequest, pk: int) -> HttpResponse:
     if not rule.webhook_url:
         messages.error(request, "This rule has no webhook.")
         return redirect("alerts:rule_detail", pk=rule.pk)
-    secret = services.reset_secret(rule, request=request)
+    secret = services.reset_secret(rule, actor=Actor.from_request(request))
     return _secret_page(request, rule, secret, created=False)
 
 

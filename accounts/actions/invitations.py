@@ -19,13 +19,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
-from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts import audit
 from accounts.actions.members import join
+from accounts.audit import Actor
 from accounts.models import Account, Invitation, Membership, Role
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def invite(
     account: Account,
     email: str,
     role: str,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
     invited_by: User | None = None,
 ) -> InviteResult:
     """Create an invitation, record it, and email the link to `email`.
@@ -65,8 +65,8 @@ def invite(
     email = email.strip().lower()
     role = Role(role).value  # ValueError for anything but owner/admin/viewer
     token = secrets.token_urlsafe(32)
-    if invited_by is None and request is not None and request.user.is_authenticated:
-        invited_by = request.user
+    if invited_by is None and actor is not None:
+        invited_by = actor.user
     with transaction.atomic():
         Invitation.objects.filter(account=account, email=email, accepted__isnull=True).delete()
         invitation = Invitation.objects.create(
@@ -78,7 +78,7 @@ def invite(
             expires=timezone.now() + timedelta(days=settings.SMTPPLUS_INVITE_DAYS),
         )
         audit.record(
-            "member.invite", account=account, request=request, target=invitation,
+            "member.invite", account=account, actor=actor, target=invitation,
             target_label=email, details={"role": role},
         )
     link = invite_url(token)
@@ -165,7 +165,7 @@ def existing_user(email: str) -> User | None:
 def accept(
     invitation: Invitation,
     user: User,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> tuple[Membership, bool]:
     """Use the invitation for `user`. Returns (membership, created).
 
@@ -180,26 +180,26 @@ def accept(
     ).update(accepted=now)
     if not claimed:
         raise InvitationUnusable(_state(Invitation.objects.filter(pk=invitation.pk).first()))
-    return join(invitation.account, user, invitation.role, request=request)
+    return join(invitation.account, user, invitation.role, actor=actor)
 
 
 @transaction.atomic
 def accept_as_new_user(
-    invitation: Invitation, password: str, request: HttpRequest | None = None
+    invitation: Invitation, password: str, actor: Actor | None = None
 ) -> tuple[User, Membership]:
     """Create the console user (username = the invited email) and use the invitation."""
     UserModel = get_user_model()
     user = UserModel.objects.create_user(
         username=invitation.email, email=invitation.email, password=password
     )
-    membership, _ = accept(invitation, user, request=request)
+    membership, _ = accept(invitation, user, actor=actor)
     return user, membership
 
 
 @transaction.atomic
-def cancel(invitation: Invitation, request: HttpRequest | None = None) -> None:
+def cancel(invitation: Invitation, actor: Actor | None = None) -> None:
     audit.record(
-        "member.invite_cancel", account=invitation.account, request=request,
+        "member.invite_cancel", account=invitation.account, actor=actor,
         target=invitation, target_label=invitation.email, details={"role": invitation.role},
     )
     invitation.delete()

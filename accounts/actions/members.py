@@ -8,9 +8,9 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpRequest
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.models import Account, Membership, Role
 
 
@@ -53,7 +53,7 @@ def join(
     account: Account,
     user: User,
     role: str,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> tuple[Membership, bool]:
     """Make `user` a member of `account` with `role` through an invitation. Returns
     (membership, created).
@@ -64,9 +64,10 @@ def join(
         account=account, user=user, defaults={"role": role}
     )
     if created:
-        # The joining user is the actor, even when they were anonymous a moment ago.
+        # The joining user is named as the actor, even when they were anonymous a moment ago.
         audit.record(
-            "member.join", account=account, request=request, actor_label=user.get_username(),
+            "member.join", account=account,
+            actor=(actor or Actor.command_line()).labelled(user.get_username()),
             target=membership, target_label=user.get_username(),
             details={"role": role, "via": "invitation"},
         )
@@ -74,7 +75,7 @@ def join(
 
 
 @transaction.atomic
-def change_role(membership: Membership, role: str, request: HttpRequest | None = None) -> bool:
+def change_role(membership: Membership, role: str, actor: Actor | None = None) -> bool:
     """Give a member another role. Returns False if the role did not change."""
     role = Role(role)
     membership, owners = _lock(membership)
@@ -86,21 +87,21 @@ def change_role(membership: Membership, role: str, request: HttpRequest | None =
     membership.role = role
     membership.save(update_fields=["role"])
     audit.record(
-        "member.role", account=membership.account, request=request, target=membership,
+        "member.role", account=membership.account, actor=actor, target=membership,
         target_label=_label(membership), details={"from": old, "to": str(role)},
     )
     return True
 
 
 @transaction.atomic
-def remove_member(membership: Membership, request: HttpRequest | None = None) -> None:
+def remove_member(membership: Membership, actor: Actor | None = None) -> None:
     """Take a user out of an account (the console user itself is kept)."""
     membership, owners = _lock(membership)
     if membership.role == Role.OWNER and owners <= 1:
         raise MemberError(LAST_OWNER_MESSAGE)
     label = _label(membership)
     audit.record(
-        "member.remove", account=membership.account, request=request, target=membership,
+        "member.remove", account=membership.account, actor=actor, target=membership,
         target_label=label, details={"role": membership.role},
     )
     membership.delete()

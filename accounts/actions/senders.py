@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import (
     InvalidEntry,
@@ -88,7 +88,7 @@ def add_senders(
     domains_text: str = "",
     emails_text: str = "",
     include_subdomains: bool = False,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> AddResult:
     """Save every valid entry of both boxes; duplicates and existing entries are skipped.
 
@@ -142,7 +142,7 @@ def add_senders(
             details["added_emails"] = result.added_emails
         smtp_user.mark_changed()
         audit.record(
-            "smtpuser.senders_add", account=smtp_user.account, request=request,
+            "smtpuser.senders_add", account=smtp_user.account, actor=actor,
             target=smtp_user, target_label=smtp_user.username, details=details,
         )
     return result
@@ -161,7 +161,7 @@ def _check_limit(smtp_user: SmtpUser, existing: int, adding: int) -> None:
 
 @transaction.atomic
 def remove_sender(
-    entry: AuthorizedDomain | AuthorizedEmail, request: HttpRequest | None = None
+    entry: AuthorizedDomain | AuthorizedEmail, actor: Actor | None = None
 ) -> None:
     """Remove one authorized domain or address of its user."""
     smtp_user = entry.smtp_user
@@ -171,7 +171,7 @@ def remove_sender(
         details = {"removed_emails": [entry.email]}
     smtp_user.mark_changed()
     audit.record(
-        "smtpuser.senders_remove", account=smtp_user.account, request=request,
+        "smtpuser.senders_remove", account=smtp_user.account, actor=actor,
         target=smtp_user, target_label=smtp_user.username, details=details,
     )
     entry.delete()
@@ -179,7 +179,7 @@ def remove_sender(
 
 @transaction.atomic
 def set_include_subdomains(
-    entry: AuthorizedDomain, include: bool, request: HttpRequest | None = None
+    entry: AuthorizedDomain, include: bool, actor: Actor | None = None
 ) -> bool:
     """Turn "include subdomains" on or off for one domain; returns whether it changed."""
     if entry.include_subdomains == include:
@@ -189,7 +189,7 @@ def set_include_subdomains(
     smtp_user = entry.smtp_user
     smtp_user.mark_changed()
     audit.record(
-        "smtpuser.senders_subdomains", account=smtp_user.account, request=request,
+        "smtpuser.senders_subdomains", account=smtp_user.account, actor=actor,
         target=smtp_user, target_label=smtp_user.username,
         details={"domain": entry.domain, "include_subdomains": include},
     )

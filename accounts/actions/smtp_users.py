@@ -7,10 +7,10 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils.text import slugify
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.credentials import generate_password, generate_username
 from accounts.models import (
     Account,
@@ -35,7 +35,7 @@ def create_account(
     name: str,
     owner_email: str,
     password: str | None = None,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> tuple[Account, AbstractBaseUser, str | None]:
     """Create an account with an owner. Returns (account, owner, new password or None).
 
@@ -52,7 +52,7 @@ def create_account(
         user = User.objects.create_user(username=email, email=email, password=new_password)
     Membership.objects.create(account=account, user=user, role=Role.OWNER)
     audit.record(
-        "account.create", account=account, request=request, target=account,
+        "account.create", account=account, actor=actor, target=account,
         details={"owner": email},
     )
     return account, user, new_password
@@ -66,7 +66,7 @@ def create_smtp_user(
     note: str = "",
     priority: int = 3,
     hourly_limit: int | None = None,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> tuple[SmtpUser, str]:
     """Create an SMTP+ user with a generated username and password; returns both."""
     password = generate_password()
@@ -81,41 +81,41 @@ def create_smtp_user(
     user.set_password(password)
     user.save()
     audit.record(
-        "smtpuser.create", account=account, request=request, target=user,
+        "smtpuser.create", account=account, actor=actor, target=user,
         target_label=f"{user.name} ({user.username})" if user.name else user.username,
     )
     return user, password
 
 
 @transaction.atomic
-def reset_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> str:
+def reset_password(smtp_user: SmtpUser, actor: Actor | None = None) -> str:
     """Give the user a new password; the old one stops working at once."""
     password = generate_password()
     smtp_user.set_password(password)
     smtp_user.save(update_fields=["password_encrypted", "password_digest", "changed"])
     smtp_user.mark_changed(password=True)
     audit.record(
-        "smtpuser.reset_password", account=smtp_user.account, request=request, target=smtp_user,
+        "smtpuser.reset_password", account=smtp_user.account, actor=actor, target=smtp_user,
         target_label=smtp_user.username,
     )
     return password
 
 
 @transaction.atomic
-def set_active(smtp_user: SmtpUser, active: bool, request: HttpRequest | None = None) -> None:
+def set_active(smtp_user: SmtpUser, active: bool, actor: Actor | None = None) -> None:
     smtp_user.active = active
     smtp_user.save(update_fields=["active", "changed"])
     smtp_user.mark_changed()
     audit.record(
         "smtpuser.enable" if active else "smtpuser.disable", account=smtp_user.account,
-        request=request, target=smtp_user, target_label=smtp_user.username,
+        actor=actor, target=smtp_user, target_label=smtp_user.username,
     )
 
 
-def reveal_password(smtp_user: SmtpUser, request: HttpRequest | None = None) -> str:
+def reveal_password(smtp_user: SmtpUser, actor: Actor | None = None) -> str:
     """Decrypt the password for display, recording who saw it."""
     audit.record(
-        "smtpuser.reveal", account=smtp_user.account, request=request, target=smtp_user,
+        "smtpuser.reveal", account=smtp_user.account, actor=actor, target=smtp_user,
         target_label=smtp_user.username,
     )
     return smtp_user.get_password()
@@ -128,7 +128,7 @@ EDITABLE_FIELDS = ("name", "note", "priority", "hourly_limit")
 def update_smtp_user(
     smtp_user: SmtpUser,
     changes: dict[str, object],
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> dict[str, list[object]]:
     """Apply edits to name/note/priority/hourly limit (and `active` via `set_active`).
 
@@ -149,21 +149,21 @@ def update_smtp_user(
         smtp_user.save(update_fields=[*diff, "changed"])
         smtp_user.mark_changed()  # priority and hourly limit apply to open sessions
         audit.record(
-            "smtpuser.edit", account=smtp_user.account, request=request, target=smtp_user,
+            "smtpuser.edit", account=smtp_user.account, actor=actor, target=smtp_user,
             target_label=smtp_user.username, details={"changed": diff},
         )
     if "active" in changes and bool(changes["active"]) != smtp_user.active:
-        set_active(smtp_user, bool(changes["active"]), request=request)
+        set_active(smtp_user, bool(changes["active"]), actor=actor)
         diff["active"] = [not smtp_user.active, smtp_user.active]
     return diff
 
 
 @transaction.atomic
-def delete_smtp_user(smtp_user: SmtpUser, request: HttpRequest | None = None) -> None:
+def delete_smtp_user(smtp_user: SmtpUser, actor: Actor | None = None) -> None:
     """Delete an SMTP+ user and its authorized senders; its credentials stop working
     (and its open relay sessions are closed: a relay sees the row gone)."""
     audit.record(
-        "smtpuser.delete", account=smtp_user.account, request=request, target=smtp_user,
+        "smtpuser.delete", account=smtp_user.account, actor=actor, target=smtp_user,
         target_label=f"{smtp_user.name} ({smtp_user.username})" if smtp_user.name
         else smtp_user.username,
         details={

@@ -20,6 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.actions import smtp_users
+from accounts.audit import Actor
 from accounts.forms import ConfirmPasswordForm
 from accounts.models import Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
@@ -62,7 +63,7 @@ def smtpuser_reveal(request: AccountRequest, pk: int) -> HttpResponse:
         return not_allowed
     if not reauth_is_fresh(request):
         return redirect_to_confirm(reverse("accounts:smtpuser_reveal", args=[pk]))
-    password = smtp_users.reveal_password(smtp_user, request=request)
+    password = smtp_users.reveal_password(smtp_user, actor=Actor.from_request(request))
     return render_detail(
         request, smtp_user, password=password,
         password_note="Revealed for you; this was recorded in the audit log.",
@@ -77,7 +78,7 @@ def smtpuser_reset_password(request: AccountRequest, pk: int) -> HttpResponse:
         return not_allowed
     if not reauth_is_fresh(request):
         return redirect_to_confirm(reverse("accounts:smtpuser_reset_password", args=[pk]))
-    password = smtp_users.reset_password(smtp_user, request=request)
+    password = smtp_users.reset_password(smtp_user, actor=Actor.from_request(request))
     return render_detail(
         request, smtp_user, password=password,
         password_note="This is the new password. The old one no longer works: "

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from accounts.actions import invitations
 from accounts.actions.invitations import InvitationForSomeoneElse, InvitationUnusable, State
 from accounts.actions.members import MemberError, change_role, remove_member
+from accounts.audit import Actor
 from accounts.forms_members import InviteForm, RoleForm, SetPasswordForm
 from accounts.models import Invitation, Membership, Role
 from accounts.tenancy import AccountRequest, member_required, switch_account
@@ -62,7 +63,8 @@ def invite(request: AccountRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "accounts/members.html", _members_context(request, form), status=400)
     result = invitations.invite(
-        account, form.cleaned_data["email"], form.cleaned_data["role"], request=request
+        account, form.cleaned_data["email"], form.cleaned_data["role"],
+        actor=Actor.from_request(request),
     )
     request.session[NEW_LINK_KEY] = {
         "email": result.invitation.email,
@@ -78,7 +80,7 @@ def invitation_cancel(request: AccountRequest, pk: int) -> HttpResponse:
     invitation = get_object_or_404(
         Invitation, pk=pk, account=request.account, accepted__isnull=True
     )
-    invitations.cancel(invitation, request=request)
+    invitations.cancel(invitation, actor=Actor.from_request(request))
     messages.success(request, f"The invitation to {invitation.email} was cancelled.")
     return redirect("accounts:members")
 
@@ -94,7 +96,9 @@ def member_role(request: AccountRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose owner, admin or viewer.")
         return redirect("accounts:members")
     try:
-        changed = change_role(membership, form.cleaned_data["role"], request=request)
+        changed = change_role(
+            membership, form.cleaned_data["role"], actor=Actor.from_request(request)
+        )
     except MemberError as exc:
         messages.error(request, str(exc))
     else:
@@ -115,7 +119,7 @@ def member_remove(request: AccountRequest, pk: int) -> HttpResponse:
     if request.method != "POST":
         return render(request, "accounts/member_remove.html", {"target": membership})
     try:
-        remove_member(membership, request=request)
+        remove_member(membership, actor=Actor.from_request(request))
     except MemberError as exc:
         messages.error(request, str(exc))
         return redirect("accounts:members")
@@ -181,7 +185,9 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
             return _for_someone_else(request, context)
         if request.method == "POST":
             try:
-                membership, created = invitations.accept(invitation, request.user, request=request)
+                membership, created = invitations.accept(
+                    invitation, request.user, actor=Actor.from_request(request)
+                )
             except InvitationUnusable as exc:
                 return _unusable(request, exc.state)
             except InvitationForSomeoneElse:
@@ -200,7 +206,7 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user, membership = invitations.accept_as_new_user(
-                invitation, form.cleaned_data["password1"], request=request
+                invitation, form.cleaned_data["password1"], actor=Actor.from_request(request)
             )
         except InvitationUnusable as exc:
             return _unusable(request, exc.state)

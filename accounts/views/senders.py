@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
 from accounts.actions import senders
+from accounts.audit import Actor
 from accounts.forms import SendAsForm, SendersForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import can_send_as
@@ -33,7 +34,7 @@ def senders_add(request: AccountRequest, pk: int) -> HttpResponse:
             domains_text=form.cleaned_data["domains"],
             emails_text=form.cleaned_data["emails"],
             include_subdomains=form.cleaned_data["include_subdomains"],
-            request=request,
+            actor=Actor.from_request(request),
         )
     except senders.TooManySenders as exc:
         form.add_error(None, f"Not saved: {exc}")
@@ -60,7 +61,7 @@ def _remove(request: AccountRequest, entry: AuthorizedDomain | AuthorizedEmail) 
     that user, with its account, and costs no query)."""
     if not_allowed := post_required(request):
         return not_allowed
-    senders.remove_sender(entry, request=request)
+    senders.remove_sender(entry, actor=Actor.from_request(request))
     noun = "Domain" if isinstance(entry, AuthorizedDomain) else "Address"
     messages.success(request, f"{noun} {entry.display} is no longer authorized.")
     return senders_section(entry.smtp_user)
@@ -85,7 +86,7 @@ def domain_subdomains(request: AccountRequest, pk: int, entry_pk: int) -> HttpRe
     if not_allowed := post_required(request):
         return not_allowed
     include = request.POST.get("include_subdomains") == "1"
-    if senders.set_include_subdomains(entry, include, request=request):
+    if senders.set_include_subdomains(entry, include, actor=Actor.from_request(request)):
         messages.success(
             request,
             f"Subdomains of {entry.display} are now authorized too." if include

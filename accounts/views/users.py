@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 
 from accounts.actions import smtp_users
+from accounts.audit import Actor
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
@@ -158,7 +159,7 @@ def smtpuser_create(request: AccountRequest) -> HttpResponse:
             note=form.cleaned_data["note"],
             priority=form.cleaned_data["priority"],
             hourly_limit=form.cleaned_data["hourly_limit"],
-            request=request,
+            actor=Actor.from_request(request),
         )
         # Shown once, on the spot; later only through a reveal (re-authenticated).
         return render_detail(
@@ -186,7 +187,9 @@ def smtpuser_edit(request: AccountRequest, pk: int) -> HttpResponse:
     }
     form = SmtpUserEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        changed = smtp_users.update_smtp_user(smtp_user, form.cleaned_data, request=request)
+        changed = smtp_users.update_smtp_user(
+            smtp_user, form.cleaned_data, actor=Actor.from_request(request)
+        )
         messages.success(request, "Saved." if changed else "Nothing changed.")
         return redirect(smtp_user)
     return render(request, "accounts/smtpuser_form.html", {"form": form, "smtp_user": smtp_user})
@@ -199,7 +202,7 @@ def smtpuser_set_active(request: AccountRequest, pk: int) -> HttpResponse:
         return not_allowed
     active = request.POST.get("active") == "1"
     if smtp_user.active != active:
-        smtp_users.set_active(smtp_user, active, request=request)
+        smtp_users.set_active(smtp_user, active, actor=Actor.from_request(request))
         messages.success(
             request,
             f"{smtp_user} is enabled." if active
@@ -213,7 +216,7 @@ def smtpuser_delete(request: AccountRequest, pk: int) -> HttpResponse:
     smtp_user = scoped_user(request, pk)
     if request.method == "POST":
         label = str(smtp_user)
-        smtp_users.delete_smtp_user(smtp_user, request=request)
+        smtp_users.delete_smtp_user(smtp_user, actor=Actor.from_request(request))
         messages.success(request, f"SMTP+ user {label} was deleted.")
         return redirect("accounts:smtpuser_list")
     return render(

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from accounts.audit import Actor
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
 from relay.console.filters import (
@@ -56,7 +57,7 @@ QUEUE_ACTIONS = {
 
 
 def _apply(action: QueueAction, recipients: QuerySet[Recipient], request: AccountRequest) -> None:
-    done = action.apply(recipients, request=request, account=request.account)
+    done = action.apply(recipients, actor=Actor.from_request(request), account=request.account)
     flash.success(request, f"{done} recipient(s) {action.done}.")
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.models import Account
 from relay.delivery.queue import not_leased
 from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
@@ -47,7 +47,7 @@ def _queryset(recipients: RecipientsArg, account: Account | None) -> QuerySet[Re
 def _audit(
     action: str,
     changed: list[tuple[int, int, str]],
-    request: HttpRequest | None,
+    actor: Actor | None,
 ) -> None:
     by_account: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for pk, account_id, address in changed:
@@ -61,7 +61,7 @@ def _audit(
         audit.record(
             action,
             account=accounts.get(account_id),
-            request=request,
+            actor=actor,
             target_label=label,
             details={
                 "count": len(rows),
@@ -70,17 +70,17 @@ def _audit(
         )
 
 
-def _scope(request: HttpRequest | None, account: Account | None) -> Account | None:
-    # A console request is always scoped to its current account, even if the caller
-    # forgot to filter the selection.
-    if account is None and request is not None:
-        return getattr(request, "account", None)
+def _scope(actor: Actor | None, account: Account | None) -> Account | None:
+    # An actor from the console is always scoped to its current account, even if the
+    # caller forgot to filter the selection.
+    if account is None and actor is not None:
+        return actor.account
     return account
 
 
 def _transition(
     recipients: RecipientsArg,
-    request: HttpRequest | None,
+    actor: Actor | None,
     account: Account | None,
     action: str,
     changes: dict[tuple[str, ...], dict[str, Any]],
@@ -88,7 +88,7 @@ def _transition(
     """Apply `changes[statuses]` to the recipients in those statuses that no worker holds,
     with one audit row per account touched. Returns how many changed."""
     now = timezone.now()
-    qs = _queryset(recipients, _scope(request, account))
+    qs = _queryset(recipients, _scope(actor, account))
     statuses = [status for group in changes for status in group]
     with transaction.atomic():
         eligible = qs.filter(not_leased(now), status__in=statuses)
@@ -101,14 +101,14 @@ def _transition(
             # The conditions again, not just the ids: a worker may have claimed a row since.
             rows = Recipient.objects.filter(not_leased(now), pk__in=ids, status__in=group)
             count += rows.update(**fields)
-        _audit(action, changed, request)
+        _audit(action, changed, actor)
     return count
 
 
 def retry_now(
     recipients: RecipientsArg,
     *,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
     account: Account | None = None,
 ) -> int:
     """Make recipients due now: deferred ones keep their history; failed and cancelled
@@ -126,13 +126,13 @@ def retry_now(
         (RecipientStatus.DEFERRED,): {"next_attempt_at": now},
         _REQUEUE_STATUSES: requeue,
     }
-    return _transition(recipients, request, account, "queue.retry", changes)
+    return _transition(recipients, actor, account, "queue.retry", changes)
 
 
 def cancel(
     recipients: RecipientsArg,
     *,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
     account: Account | None = None,
 ) -> int:
     """Stop delivering queued and deferred recipients. Returns how many changed."""
@@ -143,4 +143,4 @@ def cancel(
         "lease_owner": "",
         "lease_until": None,
     }
-    return _transition(recipients, request, account, "queue.cancel", {CANCEL_STATUSES: stop})
+    return _transition(recipients, actor, account, "queue.cancel", {CANCEL_STATUSES: stop})

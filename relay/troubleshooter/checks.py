@@ -18,11 +18,11 @@ from functools import cached_property
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.actions.senders import add_senders, display_email, set_include_subdomains
+from accounts.audit import Actor
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import (
     InvalidEntry,
@@ -457,7 +457,7 @@ def authorize_sender(
     value: str,
     *,
     include_subdomains: bool = False,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> str:
     """Authorize one domain or address for `user` (audited); returns what to tell the admin.
 
@@ -471,16 +471,16 @@ def authorize_sender(
     if kind == "domain":
         domain = normalize_domain(value)
         result = add_senders(user, domains_text=domain, include_subdomains=include_subdomains,
-                             request=request)
+                             actor=actor)
         entry = AuthorizedDomain.objects.get(smtp_user=user, domain=domain)
-        if include_subdomains and set_include_subdomains(entry, True, request=request):
+        if include_subdomains and set_include_subdomains(entry, True, actor=actor):
             return f"{entry.display} and its subdomains are now authorized."
         if not result.added_domains:
             return f"{entry.display} was already authorized."
         return f"{entry.display}{' and its subdomains' if include_subdomains else ''} " \
                "is now authorized."
     email = normalize_email(value)
-    result = add_senders(user, emails_text=email, request=request)
+    result = add_senders(user, emails_text=email, actor=actor)
     if not result.added_emails:
         return f"{display_email(email)} was already authorized."
     return f"{display_email(email)} is now authorized."

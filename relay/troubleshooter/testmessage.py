@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.models import SmtpUser
 from relay.listen import TLS_LABELS, Listener, advertised_listeners
 
@@ -241,12 +241,12 @@ def send_test_message(
     sender: str,
     recipient: str,
     endpoint: Endpoint,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
 ) -> TestOutcome:
     """Send a test message as `user` and write an audit row saying so and how it went."""
     outcome = converse(user, sender, recipient, endpoint)
     audit.record(
-        "smtpuser.test_message", account=user.account, request=request, target=user,
+        "smtpuser.test_message", account=user.account, actor=actor, target=user,
         target_label=user.username,
         details={"sender": sender, "recipient": recipient, "port": endpoint.port,
                  "ok": outcome.ok, "outcome": outcome.summary[:300]},

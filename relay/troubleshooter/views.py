@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.actions.senders import display_email
+from accounts.audit import Actor
 from accounts.models import Role, SmtpUser
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
@@ -89,7 +90,7 @@ def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
     try:
         text = authorize_sender(user, kind, value,
                                 include_subdomains=request.POST.get("include_subdomains") == "1",
-                                request=request)
+                                actor=Actor.from_request(request))
     except InvalidEntry as exc:
         messages.error(request, f"Could not authorize {value}: {exc}")
     else:
@@ -107,5 +108,6 @@ def test_message(request: AccountRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _page(request, facts, form=form)
     outcome = send_test_message(user, form.cleaned_data["sender"],
-                                form.cleaned_data["recipient"], form.endpoint, request=request)
+                                form.cleaned_data["recipient"], form.endpoint,
+                                actor=Actor.from_request(request))
     return _page(request, facts, form=form, outcome=outcome)

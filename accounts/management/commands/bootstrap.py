@@ -17,6 +17,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from accounts.actions.smtp_users import create_account
+from accounts.audit import Actor
 from accounts.models import Account
 
 
@@ -51,7 +52,9 @@ class Command(BaseCommand):
             if Account.objects.exists():
                 self.stdout.write(f"console: {console}")
                 return
-            _, _, password = create_account(options["account_name"], owner)
+            _, _, password = create_account(
+                options["account_name"], owner, actor=Actor.command_line()
+            )
         self.stdout.write(self.banner(console, owner, password))
 
     def banner(self, console: str, owner: str, password: str | None) -> str:

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 
 from accounts.actions.smtp_users import create_account
+from accounts.audit import Actor
 
 
 class Command(BaseCommand):
@@ -40,7 +41,9 @@ class Command(BaseCommand):
             raise CommandError(f"--owner {options['owner']!r} is not a valid email address.") from exc
         if password is not None and not password.strip():
             raise CommandError("--password is empty.")
-        account, _, new_password = create_account(name, email, password=password)
+        account, _, new_password = create_account(
+            name, email, password=password, actor=Actor.command_line()
+        )
         if new_password is None and password is not None:
             self.stderr.write(f"{email} already has a console login; its password was not changed.")
         self.stdout.write(

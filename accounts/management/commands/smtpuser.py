@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts.actions import senders, smtp_users
+from accounts.audit import Actor
 from accounts.models import Account, SmtpUser
 from accounts.senders import domain_to_unicode
 
@@ -66,10 +67,10 @@ class Command(BaseCommand):
             elif action == "authorize":
                 result = self.authorize(smtp_user, options)
             elif action in ("enable", "disable"):
-                smtp_users.set_active(smtp_user, action == "enable")
+                smtp_users.set_active(smtp_user, action == "enable", actor=Actor.command_line())
                 result = {"username": smtp_user.username, "active": smtp_user.active}
             else:
-                password = smtp_users.reset_password(smtp_user)
+                password = smtp_users.reset_password(smtp_user, actor=Actor.command_line())
                 result = {"username": smtp_user.username, "password": password}
         self.stdout.write(json.dumps(result))
 
@@ -106,7 +107,9 @@ class Command(BaseCommand):
             raise CommandError(f"unknown account {options['account']!r} (give its slug)")
         self.check_senders(options, required=False)
         with transaction.atomic():
-            smtp_user, password = smtp_users.create_smtp_user(account, name=options["name"])
+            smtp_user, password = smtp_users.create_smtp_user(
+                account, name=options["name"], actor=Actor.command_line()
+            )
             if options["domains"] or options["emails"]:
                 self.add(smtp_user, options)
         return {"username": smtp_user.username, "password": password, "account": account.slug}
@@ -129,6 +132,7 @@ class Command(BaseCommand):
                 domains_text=options["domains"],
                 emails_text=options["emails"],
                 include_subdomains=options["include_subdomains"],
+                actor=Actor.command_line(),
             )
         except senders.TooManySenders as exc:
             raise CommandError(f"{exc} (SMTPPLUS_MAX_SENDERS_PER_USER)") from exc
@@ -154,5 +158,5 @@ class Command(BaseCommand):
             "last_login_ip": smtp_user.last_login_ip,
         }
         if reveal:
-            data["password"] = smtp_users.reveal_password(smtp_user)
+            data["password"] = smtp_users.reveal_password(smtp_user, actor=Actor.command_line())
         return data

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts import audit
+from accounts.audit import Actor
 from accounts.credentials import decrypt_password, digest_password, reencrypt
 from accounts.models import SmtpUser
 
@@ -90,7 +91,9 @@ class Command(BaseCommand):
             "reencrypted": total, "failed": len(failed), "batches": batches,
             "webhook_secrets": secrets_done,
         }
-        audit.record("credentials.rotate", account=None, details=counts)
+        audit.record(
+            "credentials.rotate", account=None, actor=Actor.command_line(), details=counts
+        )
         self.stdout.write(json.dumps({**counts, "failed_usernames": failed}))
         if failed:
             raise CommandError(

@@ -19,6 +19,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 
+from accounts.audit import Actor
 from accounts.models import SmtpUser
 from relay.delivery import actions
 from relay.delivery.upstreams import Reply
@@ -193,9 +194,9 @@ class Command(BaseCommand):
             qs = Recipient.objects.filter(status=RecipientStatus.DEFERRED)
         else:
             qs = resolve_ids(options["ids"])
-        changed = actions.retry_now(qs)
+        changed = actions.retry_now(qs, actor=Actor.command_line())
         self.stdout.write(f"{changed} recipient(s) due for delivery now")
 
     def do_cancel(self, options: dict[str, Any]) -> None:
-        changed = actions.cancel(resolve_ids(options["ids"]))
+        changed = actions.cancel(resolve_ids(options["ids"]), actor=Actor.command_line())
         self.stdout.write(f"{changed} recipient(s) cancelled")

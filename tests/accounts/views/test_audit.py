@@ -14,7 +14,9 @@ AUDIT = reverse("accounts:audit")
 
 
 def event(account, action: str, *, actor: str = "alice@acme.test", target: str = "", when=None, **details):
-    e = audit.record(action, account=account, actor_label=actor, target_label=target, details=details)
+    e = audit.record(
+        action, account=account, actor=audit.Actor.system(actor), target_label=target, details=details
+    )
     if when is not None:
         AuditEvent.objects.filter(pk=e.pk).update(created=when)
     return e
