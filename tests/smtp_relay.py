@@ -108,7 +108,7 @@ def start(**overrides: Any) -> RunningRelay:
         handle.stopped = True
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
-        server.executor.shutdown(wait=False)
+        server.db_threads.executor.shutdown(wait=False)
         raise
     return handle
 

@@ -29,7 +29,6 @@ from django.utils import timezone
 from relay.delivery import queue
 from relay.delivery.upstreams import Reply, Transport
 from relay.models import Attempt, Message, RecipientStatus
-from smtpplus.dbthreads import prepare_db_connection
 
 log = logging.getLogger(__name__)
 
@@ -251,15 +250,3 @@ def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
     else:
         done.set_exception(error)
 
-
-async def run_sync(fn: Callable[..., T], *args: Any, executor: Any = None) -> T:
-    """Run a synchronous database function on a thread of `executor`."""
-
-    def job() -> T:
-        # Between units, as Django does between requests: drop broken or expired
-        # connections before using this thread's one (without a health-check query
-        # per unit: a connection is checked after an error).
-        prepare_db_connection()
-        return fn(*args)
-
-    return await asyncio.get_running_loop().run_in_executor(executor, job)

@@ -20,15 +20,12 @@ import asyncio
 import importlib
 import logging
 import signal
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import connections
 
 from relay.delivery import queue
 from relay.delivery.deliver import (
@@ -36,9 +33,9 @@ from relay.delivery.deliver import (
     OutcomeRecorder,
     claim_batch,
     deliver_message,
-    run_sync,
 )
 from relay.delivery.upstreams import Transport, build_transport
+from smtpplus.dbthreads import DbThreads
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ class DeliveryWorker:
         self.owner = queue.new_worker_id()
         self.stats: Counter[str] = Counter()
         self.transport: Transport | None = None
-        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery-db")
+        self._db_threads = DbThreads(self.concurrency, "delivery-db")
         self._stopping: asyncio.Event | None = None
         self._recorder = OutcomeRecorder(self.owner, self.db)
         # Claimed and not yet started, and every recipient leased (waiting or in flight).
@@ -90,7 +87,7 @@ class DeliveryWorker:
         self._next_claim_at = 0.0
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await run_sync(fn, *args, executor=self._executor)
+        return await self._db_threads.run(fn, *args)
 
     # --- claiming ---------------------------------------------------------------------
     async def _claim(self) -> bool | None:
@@ -218,17 +215,19 @@ class DeliveryWorker:
     async def _alerts(self) -> None:
         """Every ~10 s, let the alert sender do its rounds, if it is installed."""
         assert self._stopping is not None and self.alerts_interval is not None
-        with ThreadPoolExecutor(1, thread_name_prefix="alerts") as pool:
+        pool = DbThreads(1, "alerts")
+        try:
             while not self._stopping.is_set():
                 await self._sleep(self.alerts_interval)
                 run_once = _alerts_run_once()
                 if run_once is None:
                     return
                 try:
-                    await run_sync(run_once, executor=pool)
+                    await pool.run(run_once)
                 except Exception:
                     log.exception("alerts run_once raised")
-            await run_sync(connections.close_all, executor=pool)
+        finally:
+            await pool.aclose()
 
     async def run(self, stop: asyncio.Event | None = None) -> Counter[str]:
         self._stopping = stop or asyncio.Event()
@@ -246,8 +245,7 @@ class DeliveryWorker:
             await self._release_waiting()
             await asyncio.gather(*extra, return_exceptions=True)
             await self.transport.close()
-            await self._close_db_connections()
-            self._executor.shutdown(wait=False)
+            await self._db_threads.aclose()
         return self.stats
 
     async def _release_waiting(self) -> None:
@@ -262,23 +260,6 @@ class DeliveryWorker:
             except Exception:
                 log.exception("releasing %d claimed recipient(s) failed", len(left))
         self._held.difference_update(left)
-
-    async def _close_db_connections(self) -> None:
-        # Each pool thread holds its own connection; a barrier makes every thread run one
-        # of these jobs, so every connection is closed (a test database can be dropped).
-        barrier = threading.Barrier(self.concurrency)
-
-        def close() -> None:
-            try:
-                barrier.wait(timeout=5)
-            except threading.BrokenBarrierError:
-                pass
-            connections.close_all()
-
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, close) for _ in range(self.concurrency))
-        )
 
 
 def _alerts_run_once() -> Callable[[], Any] | None:

@@ -15,15 +15,13 @@ import errno
 import logging
 import resource
 import ssl
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
-from django.db import DataError, IntegrityError, connections
+from django.db import DataError, IntegrityError
 
 from relay import nodes
 from relay.listen import Listener, parse_listen
@@ -35,7 +33,7 @@ from relay.smtp.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
 from relay.smtp.limits import ConnectionLimiter, HourlyLimits, LoginFailures
 from relay.smtp.protocol import ImplicitTLS, RelaySMTP, quiet_aiosmtpd_logs
 from relay.smtp.tls import server_context
-from smtpplus.dbthreads import prepare_db_connection
+from smtpplus.dbthreads import DbThreads
 
 log = logging.getLogger("relay.server")
 T = TypeVar("T")
@@ -108,11 +106,6 @@ def raise_open_file_limit() -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             return hard
     return soft
-
-
-def _db_job(fn: Callable[..., T], *args: Any) -> T:
-    prepare_db_connection()
-    return fn(*args)
 
 
 # What one message of a group can cause (a value the database refuses), as Django and,
@@ -188,7 +181,7 @@ class RelayServer:
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
         self.handler = RelayHandler(self)
-        self.executor = ThreadPoolExecutor(max(1, config.db_threads), "relay-db")
+        self.db_threads = DbThreads(config.db_threads, "relay-db")
         # PostgreSQL: logins and stores on the event loop (see relay.asyncdb).
         self.asyncdb = asyncdb.AsyncPostgres(
             max(1, config.db_threads), prepare=config.db_prepare) if asyncdb.wanted() else None
@@ -214,7 +207,7 @@ class RelayServer:
     # --- database work ----------------------------------------------------------------
     def run_db(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run a synchronous database function on the relay's thread pool."""
-        return self.loop.run_in_executor(self.executor, _db_job, fn, *args)
+        return self.db_threads.run(fn, *args)
 
     async def store_now(self, subs: list[Submission], hostname: str) -> list[str]:
         """Commit `subs` in one transaction now; give their queue ids."""
@@ -389,18 +382,4 @@ class RelayServer:
             log.exception("could not mark the relay node stopped")
         if self.asyncdb is not None:
             await self.asyncdb.close()
-        await self.loop.run_in_executor(None, self.close_db_threads)
-
-    def close_db_threads(self) -> None:
-        """Close each pool thread's database connection, then the pool."""
-        threads = len(getattr(self.executor, "_threads", ())) or 1
-        barrier = threading.Barrier(threads)
-
-        def close() -> None:
-            connections.close_all()
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=5)
-
-        for _ in range(threads):
-            self.executor.submit(close)
-        self.executor.shutdown(wait=True)
+        await self.db_threads.aclose()

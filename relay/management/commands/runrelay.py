@@ -43,7 +43,7 @@ def serve(config: RelayConfig) -> int:
         except NothingBound as exc:
             log.error("%s (RELAY_LISTEN=%r, RELAY_LISTEN_TLS=%r)", exc, config.listen,
                       config.listen_tls)
-            server.close_db_threads()
+            server.db_threads.close()
             return 1
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,7 +22,7 @@ def test_a_busy_thread_pool_does_not_hold_up_logins_or_messages(relay, cast):
     with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
         smtp.login(username, password)  # writes the log-in time (thread pool), once
     release = threading.Event()
-    relay.server.executor.submit(release.wait, 20)  # the only database thread is busy
+    relay.server.db_threads.executor.submit(release.wait, 20)  # the only database thread is busy
     try:
         with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
             smtp.login(username, password)

@@ -32,7 +32,7 @@ def parsers() -> Iterator[tuple[RelaySMTP, SMTP]]:
     ours = RelaySMTP(relay, Listener("127.0.0.1", 2525, "none"), None)
     theirs = SMTP(object(), hostname="relay.test", loop=loop)
     yield ours, theirs
-    relay.executor.shutdown()
+    relay.db_threads.executor.shutdown()
     loop.close()
 
 
