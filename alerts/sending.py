@@ -1,7 +1,7 @@
 """The alert sender: collect new events, build due alerts, send due notifications.
 
-`run_once()` is the public entry point: the delivery workers call it every few seconds and
-`manage.py sendalerts` runs it in a loop. Any number of processes may run it at once:
+`run_once()` is the public entry point: `manage.py sendalerts` (a process of its own, which
+`runrelay` starts) runs it every few seconds. Any number of processes may run it at once:
 
 * a rule is processed (collect + build) by one process at a time — its row is locked
   with SKIP LOCKED on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers;

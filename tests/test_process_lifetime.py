@@ -1,5 +1,5 @@
 """`up` and `runrelay` as real processes: killed with SIGKILL, they leave no child behind
-(console, relay processes, delivery worker)."""
+(console, relay processes, delivery worker, alert sender)."""
 
 from __future__ import annotations
 
@@ -114,12 +114,21 @@ def kill_parent_and_expect_children_to_end(
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_the_relay_processes_and_delivery_worker_end_when_runrelay_is_killed(tmp_path):
+def _count(children: dict[int, str], command: str) -> int:
+    return sum(c.rstrip().endswith(f"manage.py {command}") for c in children.values())
+
+
+def test_the_relay_processes_delivery_worker_and_alert_sender_end_when_runrelay_is_killed(
+    tmp_path,
+):
     parent = start(tmp_path, "runrelay", "--processes", "2")
 
     def started(children: dict[int, str]) -> bool:
-        workers = [c for c in children.values() if c.rstrip().endswith("manage.py deliver")]
-        return len(workers) == 1 and len(children) == 3  # two relay processes + deliver
+        return (
+            _count(children, "deliver") == 1
+            and _count(children, "sendalerts") == 1
+            and len(children) == 4  # two relay processes + deliver + sendalerts
+        )
 
     kill_parent_and_expect_children_to_end(parent, started, tmp_path)
 
@@ -131,8 +140,9 @@ def test_every_part_started_by_up_ends_when_up_is_killed(tmp_path):
         commands = list(children.values())
         return (
             sum("gunicorn" in c for c in commands) == 2  # the console and its worker
-            and sum(c.rstrip().endswith("manage.py runrelay") for c in commands) == 1
-            and sum(c.rstrip().endswith("manage.py deliver") for c in commands) == 1
+            and _count(children, "runrelay") == 1
+            and _count(children, "deliver") == 1
+            and _count(children, "sendalerts") == 1
         )
 
     kill_parent_and_expect_children_to_end(parent, started, tmp_path)

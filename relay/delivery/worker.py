@@ -17,7 +17,6 @@ Entry points: `manage.py deliver` (`run_until_signal`), tests (`deliver_due`).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 import time
@@ -39,7 +38,6 @@ from smtpplus.dbthreads import DbThreads
 
 log = logging.getLogger(__name__)
 
-ALERTS_INTERVAL = 10.0
 ONCE_MAX_FAILURES = 3
 GATHER_SECONDS = 0.05
 # Recipients claimed at a time (a worker claims again when fewer messages than tasks wait).
@@ -66,14 +64,12 @@ class DeliveryWorker:
         batch_size: int = BATCH_SIZE,
         upstream: str | None = None,
         poll_interval: float = 1.0,
-        alerts_interval: float | None = ALERTS_INTERVAL,
     ) -> None:
         self.concurrency = max(1, concurrency or settings.DELIVERY_CONCURRENCY)
         self.once = once
         self.batch_size = batch_size
         self.upstream = upstream
         self.poll_interval = poll_interval
-        self.alerts_interval = alerts_interval
         self.owner = queue.new_worker_id()
         self.stats: Counter[str] = Counter()
         self.transport: Transport | None = None
@@ -212,23 +208,6 @@ class DeliveryWorker:
             # Rows finished meanwhile are gone from `held` already; the others were lost.
             self._held.difference_update(set(held) - kept)
 
-    async def _alerts(self) -> None:
-        """Every ~10 s, let the alert sender do its rounds, if it is installed."""
-        assert self._stopping is not None and self.alerts_interval is not None
-        pool = DbThreads(1, "alerts")
-        try:
-            while not self._stopping.is_set():
-                await self._sleep(self.alerts_interval)
-                run_once = _alerts_run_once()
-                if run_once is None:
-                    return
-                try:
-                    await pool.run(run_once)
-                except Exception:
-                    log.exception("alerts run_once raised")
-        finally:
-            await pool.aclose()
-
     async def run(self, stop: asyncio.Event | None = None) -> Counter[str]:
         self._stopping = stop or asyncio.Event()
         self.transport = build_transport(self.upstream)
@@ -236,8 +215,6 @@ class DeliveryWorker:
             "delivery worker %s: %d task(s) to %s", self.owner, self.concurrency, self.transport.label
         )
         extra = [asyncio.create_task(self._renew_leases())]
-        if self.alerts_interval and not self.once:
-            extra.append(asyncio.create_task(self._alerts()))
         try:
             await asyncio.gather(*(self._task() for _ in range(self.concurrency)))
         finally:
@@ -260,14 +237,6 @@ class DeliveryWorker:
             except Exception:
                 log.exception("releasing %d claimed recipient(s) failed", len(left))
         self._held.difference_update(left)
-
-
-def _alerts_run_once() -> Callable[[], Any] | None:
-    try:
-        module = importlib.import_module("alerts.sending")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "run_once", None)
 
 
 def run_until_signal(

@@ -1,4 +1,4 @@
-"""Several alert senders at once (the delivery workers all call run_once): every event
+"""Several alert senders at once (several `sendalerts` processes call run_once): every event
 alerts once per rule. Real threads, each with its own database connection; on PostgreSQL
 this exercises SELECT … FOR UPDATE SKIP LOCKED, on SQLite the serialised writers."""
 

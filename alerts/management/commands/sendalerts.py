@@ -1,7 +1,7 @@
 """Run the alert sender: collect new events, build due alerts, send notifications.
 
-The delivery workers already call `alerts.sending.run_once()`; run this command to send
-alerts from a separate process (for example while the relay is stopped).
+`runrelay` (and so `up`) starts it as a child process of its own; run it yourself for a
+relay started with --no-alerts, or to send alerts while the relay is stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from alerts.sending import run_once
+from smtpplus.lifetime import watch_parent
 
 
 class Command(BaseCommand):
@@ -28,6 +29,7 @@ class Command(BaseCommand):
         self.shutdown = True
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        watch_parent()
         if opts["once"]:
             sent = run_once()
             self.stdout.write(f"Sent {sent} notification{'s' if sent != 1 else ''}.")

@@ -5,8 +5,10 @@
 
 Busy or forbidden ports are logged and skipped; it exits 1 only if nothing could be
 bound. Unless --no-deliver is given, the delivery worker (`manage.py deliver`) runs as a
-child process and is stopped with the relay. Children end with this process however it
-ends (see smtpplus/lifetime.py).
+child process, and unless --no-alerts, the alert sender (`manage.py sendalerts`) runs as
+another: each is its own process, so a slow webhook never holds up a delivery and a crash
+of one leaves the other running. Both are stopped with the relay, and end with this
+process however it ends (see smtpplus/lifetime.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
@@ -30,6 +33,7 @@ from smtpplus.lifetime import die_with_parent, start_child, watch_parent
 
 log = logging.getLogger("relay.runrelay")
 DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
+MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
 
 def serve(config: RelayConfig) -> int:
@@ -98,7 +102,7 @@ def serve_forked(config: RelayConfig, processes: int) -> int:
 
 
 class Command(BaseCommand):
-    help = "Run the SMTP relay (and, unless --no-deliver, the delivery worker)."
+    help = "Run the SMTP relay (and, unless told not to, the delivery worker and alert sender)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--listen", default=None,
@@ -113,6 +117,8 @@ class Command(BaseCommand):
                             help="seconds sessions in flight get to finish on stop")
         parser.add_argument("--no-deliver", action="store_true",
                             help="do not start the delivery worker")
+        parser.add_argument("--no-alerts", action="store_true",
+                            help="do not start the alert sender")
 
     def handle(self, *args: Any, **options: Any) -> None:
         watch_parent()
@@ -132,11 +138,16 @@ class Command(BaseCommand):
             parse_listen(config.listen_tls)
         except ListenSpecError as exc:
             raise CommandError(f"bad listen address: {exc}") from None
-        deliver = None if options["no_deliver"] else start_deliver()
+        children: list[subprocess.Popen[bytes] | None] = []
+        if not options["no_deliver"]:
+            children.append(start_deliver())
+        if not options["no_alerts"]:
+            children.append(start_sendalerts())
         try:
             status = serve(config) if processes == 1 else serve_forked(config, processes)
         finally:
-            stop_child(deliver)
+            for child in children:
+                stop_child(child)
         if status:
             raise CommandError("the relay could not listen on any port (see the log above)")
 
@@ -145,8 +156,15 @@ def start_deliver() -> subprocess.Popen[bytes] | None:
     if not DELIVER_COMMAND.exists():
         log.info("no delivery worker command installed; relaying only")
         return None
-    manage = Path(settings.BASE_DIR) / "manage.py"
-    return start_child([sys.executable, str(manage), "deliver"])
+    return start_child([sys.executable, str(MANAGE), "deliver"])
+
+
+def start_sendalerts() -> subprocess.Popen[bytes] | None:
+    # By command name, not by import: the relay does not depend on the alerts app.
+    if "sendalerts" not in get_commands():
+        log.info("no alert sender command installed; no alerts")
+        return None
+    return start_child([sys.executable, str(MANAGE), "sendalerts"])
 
 
 def stop_child(child: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:

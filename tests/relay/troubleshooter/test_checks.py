@@ -80,7 +80,7 @@ def deliver(upstream) -> None:
     """Run the delivery worker once, on its own thread: a browser test earlier in the same
     run leaves Playwright's event loop on the main thread, where asyncio.run() refuses."""
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(deliver_due, upstream=upstream.url(), alerts_interval=None).result()
+        pool.submit(deliver_due, upstream=upstream.url()).result()
 
 
 def run(check, relay, user: SmtpUser):
