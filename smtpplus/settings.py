@@ -1,7 +1,9 @@
 """SMTP+ settings: everything comes from the environment (or an optional `.env` file).
 
 Development defaults work with nothing set; `manage.py check --deploy` warns about each
-unsafe default (see `smtpplus/checks.py`).
+unsafe default (see `smtpplus/checks.py`). Importing this module only reads: the folders
+the defaults point to (var/, STATIC_ROOT) are made when Django starts (`smtpplus.apps`),
+so a tool that merely imports the settings changes nothing on disk.
 """
 
 import os
@@ -69,7 +71,6 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 # Default: an SQLite file under var/, tuned so that the console, the relay and the
 # delivery workers can share it (WAL, busy timeout, IMMEDIATE write transactions).
-VAR_DIR.mkdir(exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'smtpplus.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -113,8 +114,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
-# WhiteNoise warns on every start when the directory is missing before collectstatic.
-Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
