@@ -33,6 +33,23 @@ class Listener:
     tls: str  # "starttls", "implicit" or "none"
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the console reaches a relay listener (its test message connects there)."""
+
+    host: str
+    port: int
+    tls: str  # "starttls", "implicit" or "none"
+
+    @property
+    def mode(self) -> str:
+        return TLS_LABELS.get(self.tls, TLS_LABELS["none"])
+
+    @property
+    def label(self) -> str:
+        return f"port {self.port} ({self.mode})"
+
+
 def parse_listen(spec: str) -> list[tuple[str, int]]:
     """Parse `HOST:PORTS[ HOST:PORTS…]`, PORTS being a list with ranges.
 

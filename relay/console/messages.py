@@ -21,13 +21,13 @@ from django.views.decorators.http import require_POST
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
 from relay.console.filters import (
-    MessageFilterForm,
     filter_messages,
     filter_params,
     keyset_page,
     selection_recipients,
 )
 from relay.delivery import actions
+from relay.forms import MessageFilterForm
 from relay.headers import decoded_headers, display_subject
 from relay.models import Message, Recipient, RecipientStatus
 
