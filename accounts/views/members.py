@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from accounts.actions import invitations
 from accounts.actions.invitations import InvitationForSomeoneElse, InvitationUnusable, State
 from accounts.actions.members import MemberError, change_role, remove_member
-from accounts.forms_members import InviteForm, RoleForm, SetPasswordForm
+from accounts.forms import InviteForm, RoleForm, SetPasswordForm
 from accounts.models import Invitation, Membership, Role
 from accounts.tenancy import AccountRequest, member_required, switch_account
 
