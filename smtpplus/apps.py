@@ -1,9 +1,8 @@
 from django.apps import AppConfig
 
+from smtpplus import checks  # noqa: F401  (registers the deploy checks)
+
 
 class SmtpPlusConfig(AppConfig):
     name = "smtpplus"
     verbose_name = "SMTP+"
-
-    def ready(self) -> None:
-        from smtpplus import checks  # noqa: F401  (registers the deploy checks)

@@ -18,6 +18,7 @@ from django.db import transaction
 from accounts import audit
 from accounts.credentials import decrypt_password, digest_password, reencrypt
 from accounts.models import SmtpUser
+from alerts.models import AlertRule
 
 
 def rotate_batch(after_pk: int, size: int) -> tuple[int, int, list[str]]:
@@ -51,8 +52,6 @@ def rotate_batch(after_pk: int, size: int) -> tuple[int, int, list[str]]:
 
 def rotate_webhook_secrets() -> tuple[int, list[str]]:
     """Re-encrypt every alert rule's webhook secret; returns (count, failed rule names)."""
-    from alerts.models import AlertRule
-
     done, failed = 0, []
     with transaction.atomic():
         for rule in AlertRule.objects.select_for_update().exclude(webhook_secret_encrypted=""):
