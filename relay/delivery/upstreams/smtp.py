@@ -106,7 +106,6 @@ class SmarthostTransport:
         self.timeout = timeout
         self.label = spec.label
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
-        self.connections_opened = 0
 
     async def _connect(self) -> aiosmtplib.SMTP:
         implicit = self.spec.kind == "smtps"
@@ -122,7 +121,6 @@ class SmarthostTransport:
             local_hostname=settings.RELAY_HOSTNAME,
         )
         await smtp.connect()
-        self.connections_opened += 1
         return smtp
 
     async def _acquire(self) -> tuple[aiosmtplib.SMTP, bool]:
