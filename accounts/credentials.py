@@ -35,6 +35,7 @@ def generate_password() -> str:
 
 def generate_username() -> str:
     """A short, unique, unambiguous username such as `smtp-k7q2m9xd`."""
+    # Not at the top: accounts.models imports this module.
     from accounts.models import SmtpUser
 
     while True:

@@ -5,7 +5,11 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
+
+from accounts.credentials import decrypt_password, digest_password, encrypt_password
+from accounts.senders import domain_to_unicode
 
 
 class Account(models.Model):
@@ -106,19 +110,13 @@ class SmtpUser(models.Model):
         return self.name or self.username
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("accounts:smtpuser_detail", args=[self.pk])
 
     def set_password(self, raw: str) -> None:
-        from accounts.credentials import digest_password, encrypt_password
-
         self.password_encrypted = encrypt_password(raw)
         self.password_digest = digest_password(raw)
 
     def get_password(self) -> str:
-        from accounts.credentials import decrypt_password
-
         return decrypt_password(self.password_encrypted)
 
     def mark_changed(self, *, password: bool = False) -> None:
@@ -148,8 +146,6 @@ class AuthorizedDomain(models.Model):
 
     @property
     def display(self) -> str:
-        from accounts.senders import domain_to_unicode
-
         return domain_to_unicode(self.domain)
 
 
@@ -170,6 +166,7 @@ class AuthorizedEmail(models.Model):
 
     @property
     def display(self) -> str:
+        # Not at the top: accounts.actions.senders imports this module.
         from accounts.actions.senders import display_email
 
         return display_email(self.email)

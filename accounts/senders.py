@@ -202,6 +202,7 @@ class SenderPolicy:
 
     @classmethod
     def load(cls, smtp_user: SmtpUser) -> SenderPolicy:
+        # Not at the top: accounts.models imports this module.
         from accounts.models import AuthorizedDomain, AuthorizedEmail
 
         domains = AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list(

@@ -8,12 +8,12 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Warning, register
 
+from relay.listen import ListenSpecError, parse_listen
+
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}  # noqa: S104 (names, not a bind)
 
 
 def _relay_ports() -> set[int]:
-    from relay.listen import ListenSpecError, parse_listen
-
     ports: set[int] = set()
     for spec in (settings.RELAY_LISTEN, settings.RELAY_LISTEN_TLS):
         try:

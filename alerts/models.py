@@ -15,7 +15,9 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from accounts.credentials import decrypt_password
 from accounts.models import Account, SmtpUser
+from alerts.redaction import redacted_url
 
 
 class EventType(models.TextChoices):
@@ -94,13 +96,9 @@ class AlertRule(models.Model):
 
     @property
     def webhook_display(self) -> str:
-        from alerts.redaction import redacted_url
-
         return redacted_url(self.webhook_url)
 
     def get_webhook_secret(self) -> str:
-        from accounts.credentials import decrypt_password
-
         return decrypt_password(self.webhook_secret_encrypted) if self.webhook_secret_encrypted else ""
 
 
@@ -201,7 +199,5 @@ class Notification(models.Model):
     @property
     def target_display(self) -> str:
         """The target as pages, logs and audit rows show it (no webhook password)."""
-        from alerts.redaction import redacted_url
-
         return redacted_url(self.target) if self.channel == Channel.WEBHOOK else self.target
 

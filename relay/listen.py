@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from django.db.models import QuerySet
-
-    from relay.models import RelayNode
+from relay.models import RelayNode
 
 # A node whose heartbeat is older than this is considered gone.
 NODE_ALIVE_SECONDS = 60
@@ -31,6 +29,23 @@ class Listener:
     host: str
     port: int
     tls: str  # "starttls", "implicit" or "none"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the console reaches a relay listener (its test message connects there)."""
+
+    host: str
+    port: int
+    tls: str  # "starttls", "implicit" or "none"
+
+    @property
+    def mode(self) -> str:
+        return TLS_LABELS.get(self.tls, TLS_LABELS["none"])
+
+    @property
+    def label(self) -> str:
+        return f"port {self.port} ({self.mode})"
 
 
 def parse_listen(spec: str) -> list[tuple[str, int]]:
@@ -79,8 +94,6 @@ def configured_listeners() -> list[Listener]:
 
 
 def alive_nodes() -> QuerySet[RelayNode]:
-    from relay.models import RelayNode
-
     cutoff = timezone.now() - timedelta(seconds=NODE_ALIVE_SECONDS)
     return RelayNode.objects.filter(heartbeat__gte=cutoff, stopped__isnull=True)
 

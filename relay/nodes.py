@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from relay.listen import Listener
+from relay.models import ConnectionStat, RelayNode
 
 HEARTBEAT_SECONDS = 10.0
 
@@ -35,8 +36,6 @@ def listeners_json(listeners: list[Listener]) -> list[dict[str, object]]:
 
 
 def register_node(node: str, listeners: list[Listener]) -> None:
-    from relay.models import RelayNode
-
     now = timezone.now()
     RelayNode.objects.update_or_create(
         node_id=node,
@@ -51,8 +50,6 @@ def register_node(node: str, listeners: list[Listener]) -> None:
 
 
 def mark_stopped(node: str) -> None:
-    from relay.models import RelayNode
-
     RelayNode.objects.filter(node_id=node).update(stopped=timezone.now())
 
 
@@ -92,8 +89,6 @@ class ConnectionCounter:
 
 
 def _add_to_row(hour: datetime, port: int, user_id: int | None, c: _Counts) -> int:
-    from relay.models import ConnectionStat
-
     return ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id).update(
         connections=F("connections") + c.connections,
         logins=F("logins") + c.logins,
@@ -102,8 +97,6 @@ def _add_to_row(hour: datetime, port: int, user_id: int | None, c: _Counts) -> i
 
 
 def write_stats(counts: dict[StatKey, _Counts]) -> None:
-    from relay.models import ConnectionStat
-
     for (hour, port, user_id), c in counts.items():
         if _add_to_row(hour, port, user_id, c):
             continue
@@ -123,8 +116,6 @@ def heartbeat(node: str, listeners: list[Listener], counts: dict[StatKey, _Count
 
     The listeners are written only if the row is gone: they do not change after start,
     and with a wide port range they are hundreds of kilobytes of JSON."""
-    from relay.models import RelayNode
-
     updated = RelayNode.objects.filter(node_id=node).update(heartbeat=timezone.now(), stopped=None)
     if not updated:
         register_node(node, listeners)

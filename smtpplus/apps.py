@@ -15,6 +15,8 @@ from pathlib import Path
 from django.apps import AppConfig
 from django.conf import settings
 
+from smtpplus import checks  # noqa: F401  (registers the deploy checks)
+
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +53,4 @@ class SmtpPlusConfig(AppConfig):
     verbose_name = "SMTP+"
 
     def ready(self) -> None:
-        from smtpplus import checks  # noqa: F401  (registers the deploy checks)
-
         make_local_dirs()

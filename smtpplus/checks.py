@@ -5,11 +5,11 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
+from smtpplus.settings import DEV_SECRET_KEY
+
 
 @register(Tags.security, deploy=True)
 def check_smtpplus_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    from smtpplus.settings import DEV_SECRET_KEY
-
     warnings: list[Warning] = []
     if settings.SECRET_KEY == DEV_SECRET_KEY:
         warnings.append(

@@ -5,40 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django import forms
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from accounts.forms import AuditFilterForm
 from accounts.models import Account, AuditEvent
 from accounts.tenancy import AccountRequest, member_required
 
 PAGE_SIZE = 50
-
-
-class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(required=False)
-    actor = forms.CharField(required=False, max_length=300)
-    target = forms.CharField(required=False, max_length=300)
-    date_from = forms.DateField(
-        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
-    )
-    date_to = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
-    )
-
-    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        actions = (
-            AuditEvent.objects.filter(account=account)
-            .order_by("action")
-            .values_list("action", flat=True)
-            .distinct()
-        )
-        action_field = self.fields["action"]
-        assert isinstance(action_field, forms.ChoiceField)
-        action_field.choices = [("", "All actions")] + [(a, a) for a in actions]
 
 
 def filter_events(account: Account, filters: dict[str, Any]) -> QuerySet[AuditEvent]:

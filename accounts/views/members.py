@@ -21,7 +21,7 @@ from accounts.actions import invitations
 from accounts.actions.invitations import InvitationForSomeoneElse, InvitationUnusable, State
 from accounts.actions.members import MemberError, change_role, remove_member
 from accounts.audit import Actor
-from accounts.forms_members import InviteForm, RoleForm, SetPasswordForm
+from accounts.forms import InviteForm, RoleForm, SetPasswordForm
 from accounts.models import Invitation, Membership, Role
 from accounts.tenancy import AccountRequest, member_required, switch_account
 

@@ -7,7 +7,8 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from accounts.tenancy import AccountRequest, member_required
-from relay.console.filters import EventFilterForm, filter_events, filter_params, keyset_page
+from relay.console.filters import filter_events, filter_params, keyset_page
+from relay.forms import EventFilterForm
 
 
 @member_required()

@@ -7,79 +7,18 @@ of thousands of messages per account, "newer/older" links stay as cheap as the f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, cast
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import Account, SmtpUser
-from relay.models import EventKind, Message, Recipient, RecipientStatus, RelayEvent
+from accounts.models import Account
+from relay.models import Message, Recipient, RelayEvent
 
 PAGE_SIZE = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The dates a filter may name: a day at either end of what `datetime` can hold would
-# overflow once turned into the bounds of a query (the day after, the time zone's offset).
-FIRST_DAY = EPOCH.date()
-LAST_DAY = date(9999, 12, 30)
-
-
-class SmtpUserChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: SmtpUser) -> str:
-        return f"{obj.name} ({obj.username})" if obj.name else obj.username
-
-
-class DayField(forms.DateField):
-    """A date between FIRST_DAY and LAST_DAY; anything else is a form error."""
-
-    def validate(self, value: Any) -> None:
-        super().validate(value)
-        if value and not FIRST_DAY <= value <= LAST_DAY:
-            raise forms.ValidationError(
-                "%(label)s: enter a date between %(first)s and %(last)s.", code="out_of_range",
-                params={"label": self.label or "Date", "first": FIRST_DAY.isoformat(),
-                        "last": LAST_DAY.isoformat()},
-            )
-
-
-class AccountFilterForm(forms.Form):
-    """A filter form whose SMTP+ user choices are the given account's users only."""
-
-    user = SmtpUserChoiceField(queryset=SmtpUser.objects.none(), required=False,
-                               empty_label="All SMTP+ users", label="SMTP+ user")
-
-    def __init__(self, data: Any, account: Account) -> None:
-        super().__init__(data)
-        users = cast(SmtpUserChoiceField, self.fields["user"])
-        users.queryset = SmtpUser.objects.filter(account=account)
-
-
-class MessageFilterForm(AccountFilterForm):
-    status = forms.ChoiceField(choices=[("", "Any status"), *RecipientStatus.choices],
-                               required=False, label="Recipient status")
-    sender = forms.CharField(required=False, max_length=320, label="Sender")
-    sender_match = forms.ChoiceField(choices=[("contains", "contains"), ("equals", "equals")],
-                                     required=False, label="Sender match")
-    recipient = forms.CharField(required=False, max_length=320, label="Recipient")
-    date_from = DayField(required=False, label="From date",
-                         widget=forms.DateInput(attrs={"type": "date", "min": FIRST_DAY,
-                                                       "max": LAST_DAY}))
-    date_to = DayField(required=False, label="To date",
-                       widget=forms.DateInput(attrs={"type": "date", "min": FIRST_DAY,
-                                                     "max": LAST_DAY}))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("date_from"), data.get("date_to")
-        if start and end and start > end:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
-
-
-class EventFilterForm(AccountFilterForm):
-    kind = forms.ChoiceField(choices=[("", "Any kind"), *EventKind.choices], required=False,
-                             label="Kind")
 
 
 def filter_params(form: forms.Form) -> dict[str, str]:

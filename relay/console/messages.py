@@ -22,20 +22,20 @@ from accounts.audit import Actor
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
 from relay.console.filters import (
-    MessageFilterForm,
     filter_messages,
     filter_params,
     keyset_page,
     selection_recipients,
 )
 from relay.delivery import actions
+from relay.forms import MessageFilterForm
 from relay.headers import decoded_headers, display_subject
 from relay.models import Message, Recipient, RecipientStatus
 
 # Which recipients each action touches (bulk retry leaves cancelled ones alone).
-RETRY_STATUSES, CANCEL_STATUSES = actions.RETRY_STATUSES, actions.CANCEL_STATUSES
 BULK_RETRY_STATUSES: tuple[str, ...] = (RecipientStatus.FAILED, RecipientStatus.DEFERRED)
 RECIPIENT_BADGES = 5  # badges shown per message in the log before "+N more"
+
 
 @dataclass(frozen=True)
 class QueueAction:
@@ -49,9 +49,9 @@ class QueueAction:
 
 
 QUEUE_ACTIONS = {
-    "retry": QueueAction(actions.retry_now, "queued for delivery now", RETRY_STATUSES,
+    "retry": QueueAction(actions.retry_now, "queued for delivery now", actions.RETRY_STATUSES,
                          BULK_RETRY_STATUSES, "Retry now every failed or deferred recipient"),
-    "cancel": QueueAction(actions.cancel, "cancelled", CANCEL_STATUSES, CANCEL_STATUSES,
+    "cancel": QueueAction(actions.cancel, "cancelled", actions.CANCEL_STATUSES, actions.CANCEL_STATUSES,
                           "Cancel every pending (queued or deferred) recipient"),
 }
 
@@ -128,10 +128,10 @@ def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
         "subject": display_subject(message.subject),
         "headers": decoded_headers(message.raw),
         "recipients": recipients,
-        "retry_statuses": RETRY_STATUSES,
-        "cancel_statuses": CANCEL_STATUSES,
-        "can_retry": any(r.status in RETRY_STATUSES for r in recipients),
-        "can_cancel": any(r.status in CANCEL_STATUSES for r in recipients),
+        "retry_statuses": actions.RETRY_STATUSES,
+        "cancel_statuses": actions.CANCEL_STATUSES,
+        "can_retry": any(r.status in actions.RETRY_STATUSES for r in recipients),
+        "can_cancel": any(r.status in actions.CANCEL_STATUSES for r in recipients),
         "can_edit": request.membership.can_edit,
     })
 

@@ -27,7 +27,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from relay.delivery import queue
-from relay.delivery.upstreams import Reply, Transport
+from relay.delivery.upstreams import Transport
+from relay.delivery.upstreams.reply import Reply
 from relay.models import Attempt, Message, RecipientStatus
 
 log = logging.getLogger(__name__)

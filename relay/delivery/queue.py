@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Field, Q, QuerySet
+from django.db.models import Field, Q
 from django.utils import timezone
 
 from relay.models import PENDING_STATUSES, Attempt, Recipient, RecipientStatus
@@ -52,13 +52,6 @@ def new_worker_id() -> str:
 def not_leased(now: datetime) -> Q:
     """Rows no live lease holds: no worker is delivering them right now."""
     return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-
-
-def due(now: datetime) -> QuerySet[Recipient]:
-    """Pending recipients whose time has come and that no live lease holds."""
-    return Recipient.objects.filter(
-        not_leased(now), status__in=PENDING_STATUSES, next_attempt_at__lte=now
-    )
 
 
 def _placeholders(values: list[Any]) -> str:

@@ -23,26 +23,11 @@ from django.utils import timezone
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import SmtpUser
-from relay.listen import TLS_LABELS, Listener, advertised_listeners
+from relay.listen import Endpoint, Listener, advertised_listeners
 
 MASK = "********"
 TIMEOUT = 15.0
 _WILDCARDS = {"", "0.0.0.0", "::", "*"}  # noqa: S104 - recognised, not bound
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-    tls: str  # "starttls", "implicit" or "none"
-
-    @property
-    def mode(self) -> str:
-        return TLS_LABELS.get(self.tls, TLS_LABELS["none"])
-
-    @property
-    def label(self) -> str:
-        return f"port {self.port} ({self.mode})"
 
 
 def endpoints(listeners: list[Listener] | None = None) -> list[Endpoint]:

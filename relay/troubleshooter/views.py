@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from django import forms
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,30 +14,16 @@ from accounts.audit import Actor
 from accounts.models import Role, SmtpUser
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
-from relay.troubleshooter.checks import PROBLEM, Facts, authorize_sender, run_checks
+from relay.forms import TestMessageForm
+from relay.troubleshooter import run_checks
+from relay.troubleshooter.base import PROBLEM, Facts
+from relay.troubleshooter.fixes import authorize_sender
 from relay.troubleshooter.testmessage import (
-    Endpoint,
     TestOutcome,
     default_endpoint,
     endpoints,
     send_test_message,
 )
-
-
-class TestMessageForm(forms.Form):
-    sender = forms.EmailField(label="Sender (From)", max_length=320)
-    recipient = forms.EmailField(label="Recipient (To)", max_length=320)
-    port = forms.TypedChoiceField(label="Relay port", coerce=int)
-
-    def __init__(self, *args: Any, options: list[Endpoint], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.options = {e.port: e for e in options}
-        port = cast(forms.TypedChoiceField, self.fields["port"])
-        port.choices = [(e.port, e.label) for e in options]
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return self.options[self.cleaned_data["port"]]
 
 
 def _default_sender(facts: Facts) -> str:

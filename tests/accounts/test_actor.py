@@ -26,7 +26,7 @@ DOMAIN_ACTIONS = [
     "alerts/sample.py",
     "relay/delivery/actions.py",
     "relay/troubleshooter/testmessage.py",
-    "relay/troubleshooter/checks.py",
+    "relay/troubleshooter/fixes.py",
 ]
 
 

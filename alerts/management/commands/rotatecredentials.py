@@ -19,6 +19,7 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.credentials import decrypt_password, digest_password, reencrypt
 from accounts.models import SmtpUser
+from alerts.models import AlertRule
 
 
 def rotate_batch(after_pk: int, size: int) -> tuple[int, int, list[str]]:
@@ -52,8 +53,6 @@ def rotate_batch(after_pk: int, size: int) -> tuple[int, int, list[str]]:
 
 def rotate_webhook_secrets() -> tuple[int, list[str]]:
     """Re-encrypt every alert rule's webhook secret; returns (count, failed rule names)."""
-    from alerts.models import AlertRule
-
     done, failed = 0, []
     with transaction.atomic():
         for rule in AlertRule.objects.select_for_update().exclude(webhook_secret_encrypted=""):

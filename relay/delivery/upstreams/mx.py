@@ -21,7 +21,9 @@ import dns.resolver
 from django.conf import settings
 
 from accounts.senders import split_address
-from relay.delivery.upstreams import Reply, UpstreamSpec, network_error, smtp_transaction
+from relay.delivery.upstreams.reply import Reply, network_error
+from relay.delivery.upstreams.smtp import smtp_transaction
+from relay.delivery.upstreams.spec import UpstreamSpec
 
 # A name DNS cannot even ask about: no later try can succeed.
 _BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)

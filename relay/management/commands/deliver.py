@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from relay.delivery.upstreams import UpstreamConfigError, parse_upstream
+from relay.delivery.upstreams.spec import UpstreamConfigError, parse_upstream
 from relay.delivery.worker import BATCH_SIZE, run_until_signal
 from smtpplus.lifetime import watch_parent
 

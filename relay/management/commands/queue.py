@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from accounts.audit import Actor
 from accounts.models import SmtpUser
 from relay.delivery import actions
-from relay.delivery.upstreams import Reply
+from relay.delivery.upstreams.reply import Reply
 from relay.headers import decoded_headers
 from relay.models import (
     FINAL_STATUSES,

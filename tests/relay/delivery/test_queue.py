@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from relay.delivery import actions, deliver, queue
 from relay.delivery.deliver import Outcome, record_outcomes
-from relay.delivery.upstreams import Reply
+from relay.delivery.upstreams.reply import Reply
 from relay.delivery.worker import DeliveryWorker, deliver_due
 from relay.models import Recipient, RecipientStatus
 from tests.fake_upstream import queue_message

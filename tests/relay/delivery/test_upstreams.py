@@ -12,7 +12,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from relay.delivery.upstreams import UpstreamConfigError, UpstreamSpec, parse_upstream
+from relay.delivery.upstreams.spec import UpstreamConfigError, UpstreamSpec, parse_upstream
 from relay.delivery.worker import deliver_due
 from relay.models import RecipientStatus
 from tests.fake_upstream import FakeUpstream, queue_message

@@ -11,9 +11,10 @@ from django.urls import reverse
 
 from accounts.actions.smtp_users import set_active
 from accounts.models import AuditEvent
+from relay.listen import Endpoint
 from relay.models import Message
 from relay.smtp.tls import write_self_signed
-from relay.troubleshooter.testmessage import MASK, Endpoint, RecordingSMTP, converse, endpoints
+from relay.troubleshooter.testmessage import MASK, RecordingSMTP, converse, endpoints
 
 
 def url(user) -> str:

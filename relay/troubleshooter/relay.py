@@ -1,6 +1,6 @@
 """Troubleshooter checks about the relay itself: is it running, where does it listen, and
 has this user's client reached it at all (the seed's "port not open" and "port not
-supported" rows). See `relay.troubleshooter` for the contract of a check.
+supported" rows). See `relay.troubleshooter.base` for the contract of a check.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from django.db.models import Sum
 from accounts.models import SmtpUser
 from relay.listen import Listener, compact_ports, ports_by_tls
 from relay.models import ConnectionStat, RelayEvent, RelayNode
-from relay.troubleshooter.checks import NODATA, OK, PROBLEM, WINDOW, CheckResult, Facts, Fix, when
+from relay.troubleshooter.base import NODATA, OK, PROBLEM, WINDOW, CheckResult, Facts, Fix, when
 
 
 # --- 0. relay running ------------------------------------------------------------------

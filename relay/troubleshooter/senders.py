@@ -1,0 +1,122 @@
+"""Troubleshooter checks about senders: rejected sender domains and addresses, with a
+one-click button to authorize each, and a user with no authorized sender at all (the
+seed's "sender domain / email not authorized" rows). See `relay.troubleshooter.base`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.urls import reverse
+
+from accounts.actions.senders import display_email
+from accounts.models import SmtpUser
+from accounts.senders import domain_to_unicode
+from relay.models import EventKind
+from relay.troubleshooter.base import (
+    MAX_SHOWN,
+    OK,
+    PROBLEM,
+    Action,
+    CheckResult,
+    Facts,
+    Fix,
+    Rejection,
+    user_page,
+    when,
+)
+
+
+def _authorize(user: SmtpUser, label: str, kind: str, value: str, *, subdomains: bool = False,
+               primary: bool = True) -> Action:
+    post = {"kind": kind, "value": value}
+    if subdomains:
+        post["include_subdomains"] = "1"
+    return Action(label, reverse("relay:troubleshoot_authorize", args=[user.pk]), post, primary)
+
+
+def _kinds_text(kinds: dict[str, int]) -> str:
+    names = {EventKind.SENDER_REJECTED: "envelope sender", EventKind.FROM_REJECTED: "From header"}
+    return ", ".join(f"{name} ×{kinds[kind]}" for kind, name in names.items() if kind in kinds)
+
+
+def _fixed_note(fixed: int) -> list[str]:
+    if not fixed:
+        return []
+    return [f"{fixed} rejection{'s' if fixed != 1 else ''} of the last 24 h "
+            "now pass: those senders have been authorized since. Resend those messages."]
+
+
+def _nothing_rejected(key: str, what: str, fixed: int) -> CheckResult:
+    return CheckResult(key, OK, f"No sender {what} was rejected", _fixed_note(fixed) or [
+        "No message was rejected for its sender in the last 24 h."])
+
+
+def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    rejections, fixed = (facts or Facts(user, now)).rejections
+    if not rejections:
+        return _nothing_rejected("sender_domain", "domain", fixed)
+    domains: dict[str, list[Rejection]] = {}
+    for r in rejections:
+        domains.setdefault(r.domain, []).append(r)
+    ordered = sorted(domains.items(), key=lambda kv: -sum(r.count for r in kv[1]))
+    evidence: list[str] = []
+    actions: list[Action] = []
+    for domain, rejs in ordered:
+        shown = domain_to_unicode(domain)
+        addresses = ", ".join(display_email(r.address) for r in rejs[:3])
+        more = f" and {len(rejs) - 3} more" if len(rejs) > 3 else ""
+        total = sum(r.count for r in rejs)
+        evidence.append(f"{shown}: {total} rejected, last at "
+                        f"{when(max(r.last for r in rejs))} ({addresses}{more})")
+        if len(actions) >= MAX_SHOWN * 2:
+            continue
+        labels = domain.split(".")
+        if labels[0] == "www" and len(labels) >= 3:
+            # The seed: mail comes from mycompany.com, rarely www.mycompany.com. Authorizing
+            # the parent with its subdomains covers both.
+            parent = ".".join(labels[1:])
+            actions.append(_authorize(user, f"Authorize {domain_to_unicode(parent)} and its "
+                                            "subdomains", "domain", parent, subdomains=True))
+            actions.append(_authorize(user, f"Authorize only {shown}", "domain", domain,
+                                      primary=False))
+        else:
+            actions.append(_authorize(user, f"Authorize {shown}", "domain", domain))
+    return CheckResult(
+        "sender_domain", PROBLEM, "Sender domain not authorized", evidence + _fixed_note(fixed),
+        Fix("Authorize the domain the client sends from (usually mycompany.com, not "
+            "www.mycompany.com) — or, if you prefer, only the addresses (below). Then "
+            "resend: rejected messages were not stored.", actions))
+
+
+def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    rejections, fixed = (facts or Facts(user, now)).rejections
+    if not rejections:
+        return _nothing_rejected("sender_email", "address", fixed)
+    evidence = [
+        f"{display_email(r.address)}: {r.count} rejected ({_kinds_text(r.kinds)}), "
+        f"last at {when(r.last)}" for r in rejections[:MAX_SHOWN * 2]
+    ]
+    if len(rejections) > MAX_SHOWN * 2:
+        evidence.append(f"… and {len(rejections) - MAX_SHOWN * 2} more addresses")
+    actions = [_authorize(user, f"Authorize {display_email(r.address)}", "email", r.address)
+               for r in rejections[:MAX_SHOWN]]
+    return CheckResult(
+        "sender_email", PROBLEM, "Sender email not authorized", evidence + _fixed_note(fixed),
+        Fix("Authorize just these addresses — or the whole domain (above), whichever works "
+            "best for you. Then resend: rejected messages were not stored.", actions))
+
+
+def check_has_senders(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
+    facts = facts or Facts(user, now)
+    domains, emails = [domain for domain, _ in facts.domains], facts.emails
+    if not domains and not emails:
+        return CheckResult("has_senders", PROBLEM, "No authorized senders at all", [
+            "This user has no authorized domain and no authorized address: every message "
+            "is rejected."], Fix("Authorize the domain (or the addresses) the client sends "
+                                 "from on the user's page.",
+                                 [Action("Open the user's page", user_page(user))]))
+    shown = [domain_to_unicode(d) for d in domains[:5]] + [display_email(e) for e in emails[:5]]
+    more = " …" if len(domains) > 5 or len(emails) > 5 else ""
+    return CheckResult("has_senders", OK, "The user has authorized senders",
+                       [f"Authorized: {', '.join(shown)}{more}"])

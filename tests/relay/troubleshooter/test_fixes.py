@@ -1,0 +1,61 @@
+"""The one-click fix: authorizing a rejected sender, then resending."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import AuditEvent
+from accounts.senders import InvalidEntry
+from relay.troubleshooter.base import OK, PROBLEM
+from relay.troubleshooter.fixes import authorize_sender
+from relay.troubleshooter.senders import (
+    check_sender_domains,
+    check_sender_emails,
+)
+from tests.relay.troubleshooter.helpers import (
+    run,
+    send,
+    text,
+)
+
+
+def test_authorizing_the_domain_lets_a_resend_through_and_turns_both_checks_ok(relay, cast):
+    pw = cast.acme_smtp_password
+    assert send(relay, cast.acme_smtp, pw, "info@www.example.com")[0] == 550
+    message = authorize_sender(cast.acme_smtp, "domain", "example.com", include_subdomains=True)
+    assert message == "example.com and its subdomains is now authorized."
+    code, reply = send(relay, cast.acme_smtp, pw, "info@www.example.com")
+    assert code == 250, reply
+    for check in (check_sender_domains, check_sender_emails):
+        result = run(check, relay, cast.acme_smtp)
+        assert result.status == OK
+        assert "1 rejection of the last 24 h now pass" in text(result)
+    audit = AuditEvent.objects.get(action="smtpuser.senders_add")
+    assert audit.details == {"added_domains": ["example.com"], "include_subdomains": True}
+
+
+def test_authorizing_one_address_fixes_that_address_only(relay, cast):
+    pw = cast.acme_smtp_password
+    send(relay, cast.acme_smtp, pw, "info@example.org")
+    send(relay, cast.acme_smtp, pw, "jane@example.org")
+    authorize_sender(cast.acme_smtp, "email", "info@example.org")
+    assert send(relay, cast.acme_smtp, pw, "info@example.org")[0] == 250
+    result = run(check_sender_emails, relay, cast.acme_smtp)
+    assert result.status == PROBLEM
+    assert [a.post["value"] for a in result.fix.actions] == ["jane@example.org"]
+
+
+def test_authorizing_an_existing_domain_with_subdomains_turns_the_option_on(cast):
+    message = authorize_sender(cast.acme_smtp, "domain", "acme.test", include_subdomains=True)
+    assert message == "acme.test and its subdomains are now authorized."
+    assert cast.acme_smtp.authorized_domains.get().include_subdomains
+
+
+@pytest.mark.parametrize("kind,value", [
+    ("domain", "a.test b.test"), ("domain", "10.0.0.1"), ("email", "not-an-address"),
+    ("domain", "x@y.test"), ("other", "a.test"),
+])
+def test_authorize_refuses_anything_but_one_valid_entry(cast, kind, value):
+    with pytest.raises(InvalidEntry):
+        authorize_sender(cast.acme_smtp, kind, value)
+    assert not AuditEvent.objects.filter(action="smtpuser.senders_add").exists()
