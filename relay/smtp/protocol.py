@@ -28,6 +28,7 @@ from relay.smtp.replies import (
     AUTH_REQUIRED,
     BAD_AUTH_PARAMETER,
     BAD_BASE64,
+    EXTRA_EHLO_LINES,
     GREETING_IDENT,
     NULL_SENDER,
     REWRITES,
@@ -362,8 +363,8 @@ class RelaySMTP(SMTP):
             status = with_enhanced_code(status)
         if self._in_helo and status == b"250 HELP":
             # Extensions aiosmtpd does not list although the relay supports them.
-            await super().push(b"250-PIPELINING")
-            await super().push(b"250-ENHANCEDSTATUSCODES")
+            for line in EXTRA_EHLO_LINES:
+                await super().push(line)
         await super().push(status)
 
 

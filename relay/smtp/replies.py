@@ -6,6 +6,7 @@ here; none of them writes a reply text of its own. The contract (DESIGN.md) in s
 | situation                                   | reply                                        | event kind          |
 |---------------------------------------------|----------------------------------------------|---------------------|
 | greeting                                    | `220 <hostname> ESMTP SMTP+ ready`           |                     |
+| EHLO                                        | aiosmtpd's lines + EXTRA_EHLO_LINES          |                     |
 | STARTTLS accepted / TLS already on          | `220 2.0.0` / `503 5.5.1`                    |                     |
 | AUTH ok                                     | AUTH_OK `235 2.7.0`                          |                     |
 | bad, unknown or disabled credentials        | AUTH_FAILED `535 5.7.8` (one text for all)   | auth_failed         |
@@ -61,6 +62,9 @@ BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 # --- connections and TLS --------------------------------------------------------------
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try again later"
 READY_FOR_TLS = "220 2.0.0 Ready to start TLS"
+# Extensions aiosmtpd's EHLO reply does not list although the relay supports them; they
+# go before its last line ("250 HELP").
+EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES")
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
 
 # --- envelope -------------------------------------------------------------------------
