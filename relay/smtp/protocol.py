@@ -1,4 +1,10 @@
-"""The SMTP protocol class: aiosmtpd's SMTP with the relay's limits, events and replies."""
+"""The SMTP protocol class: aiosmtpd's SMTP with the relay's limits, events and replies.
+
+One `RelaySMTP` per connection. It reaches its relay process only through the
+handler's `RelayContext` (settings, guard, event log, session watch); reply texts come
+from `relay.smtp.replies`, path parsing from `relay.smtp.paths`, the TLS handshakes
+from `relay.smtp.tls`.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +13,43 @@ import binascii
 import collections
 import functools
 import logging
-import re
 import ssl
-from asyncio import sslproto
 from base64 import b64decode, b64encode
-from email._header_value_parser import get_angle_addr
-from email.errors import HeaderParseError
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, _Missing
 
 from relay.listen import Listener
 from relay.models import EventKind
-from relay.smtp.handler import (
-    AUTH_REQUIRED,
-    NULL_SENDER,
-    SIZE_EXCEEDED,
-    TLS_REQUIRED,
-    RelaySession,
-)
+from relay.smtp import paths, tls
 from relay.smtp.replies import (
     AUTH_ABORTED,
     AUTH_LINE_TOO_LONG,
+    AUTH_REQUIRED,
     BAD_AUTH_PARAMETER,
     BAD_BASE64,
-    LINE_TOO_LONG,
+    EXTRA_EHLO_LINES,
+    GREETING_IDENT,
+    NULL_SENDER,
+    REWRITES,
     TLS_ALREADY_ACTIVE,
+    TLS_REQUIRED,
     UNTERMINATED_RECIPIENT,
     UNTERMINATED_SENDER,
+    greeting,
     with_enhanced_code,
 )
 from relay.smtp.revocation import GuardedCommands
+from relay.smtp.session import RelaySession
 
 if TYPE_CHECKING:
-    from relay.smtp.server import RelayServer
+    from relay.smtp.handler import RelayHandler
 
 log = logging.getLogger("relay.smtp")
 
-GREETING_IDENT = "ESMTP SMTP+ ready"
 # RFC 4954 section 4: AUTH command and response lines of at least 12,288 octets (a
 # Kerberos ticket, say); RFC 5321's 512 applies to the other commands.
 AUTH_LINE_LIMIT = 12288
-# aiosmtpd's own replies that the relay contract words differently, with the event each
-# one records (kind and reason).
-_REWRITES = {
-    b"552 Error: message size exceeds fixed maximum message size":
-        (SIZE_EXCEEDED.encode(), EventKind.SIZE_EXCEEDED, "over RELAY_MAX_MESSAGE_SIZE"),
-    b"552 Error: Too much mail data":
-        (SIZE_EXCEEDED.encode(), EventKind.SIZE_EXCEEDED, "over RELAY_MAX_MESSAGE_SIZE"),
-    b"500 Line too long (see RFC5321 4.5.3.1.6)":
-        (LINE_TOO_LONG.encode(), EventKind.BAD_MESSAGE,
-         "a line of the message is over 998 characters (RFC 5322 2.1.1)"),
-}
-# RFC 4954 section 5: the AUTH parameter of MAIL FROM is "<>" or an xtext addr-spec.
-_AUTH_PARAM = re.compile(r"(?:\A|\s)AUTH=(\S*)", re.IGNORECASE)
-_XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})+\Z")
-
-# `<local@domain>` with a dot-atom local part and a plain host name, then the parameters:
-# what nearly every client sends. aiosmtpd's general parser (the email package's RFC 5322
-# header parser) costs ~50 µs per address; this gives the same result for these inputs.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_SIMPLE_PATH = re.compile(
-    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL
-)
 
 
 def quiet_aiosmtpd_logs() -> None:
@@ -84,15 +64,15 @@ class RelaySMTP(SMTP):
     """aiosmtpd's SMTP with the relay's connection limits, events and reply texts."""
 
     def __init__(
-        self, relay: RelayServer, listener: Listener, tls: ssl.SSLContext | None
+        self, handler: RelayHandler, listener: Listener, tls: ssl.SSLContext | None
     ) -> None:
-        cfg = relay.config
-        self.relay = relay
+        self.context = context = handler.context
+        cfg = context.config
         self.listener = listener
         self.client_ip: str | None = None
         self._counted = False
         super().__init__(
-            relay.handler,
+            handler,
             data_size_limit=cfg.max_message_size or None,
             enable_SMTPUTF8=True,
             decode_data=False,
@@ -104,7 +84,7 @@ class RelaySMTP(SMTP):
             auth_required=False,  # MAIL checks it, to record the event and reply 530
             auth_require_tls=cfg.require_tls and listener.tls != "implicit",
             command_call_limit={"AUTH": 10, "*": 1_000_000},
-            loop=relay.loop,
+            loop=context.loop,
         )
         self._smtp_methods = GuardedCommands(self, self._smtp_methods)
         # aiosmtpd's limits dict is shared by every connection and cleared by each new
@@ -116,7 +96,7 @@ class RelaySMTP(SMTP):
         reader = self._stream_reader  # type: ignore[attr-defined]
         assert reader is not None
         reader._limit = AUTH_LINE_LIMIT + 2
-        self._greeting = f"220 {cfg.hostname} {GREETING_IDENT}".encode()
+        self._greeting = greeting(cfg.hostname).encode()
         self._in_helo = False
         # While DATA is read, the idle timeout counts from the last bytes received.
         self._in_data = False
@@ -142,9 +122,16 @@ class RelaySMTP(SMTP):
             fields.setdefault("username", session.username or session.username_tried)
             fields.setdefault("account_id", session.account_id)
             fields.setdefault("smtp_user_id", session.smtp_user_id)
-        self.relay.record_event(
+        self.context.record_event(
             kind, client_ip=self.client_ip, port=self.listener.port, reply=reply, **fields
         )
+
+    @property
+    def relay_session(self) -> RelaySession:
+        """The session, typed as the relay's (aiosmtpd types it as its own)."""
+        session = self.session
+        assert isinstance(session, RelaySession)
+        return session
 
     def _create_session(self) -> RelaySession:
         return RelaySession(self.loop)
@@ -159,11 +146,23 @@ class RelaySMTP(SMTP):
         self.release()
         super().connection_lost(error)
 
+    def admit(self) -> str | None:
+        """Count this new connection against its client's limits; the reply (recorded)
+        if it must be refused. An admitted connection is released when it closes."""
+        refusal = self.context.guard.admit(self.client_ip, self.listener.port)
+        if refusal is None:
+            self._counted = True
+            self.context.open_sessions.add(self)
+        return refusal
+
     def release(self) -> None:
         """Stop counting this connection against its client's limit (once)."""
         if self._counted:
             self._counted = False
-            self.relay.connection_closed(self)
+            context = self.context
+            context.guard.close(self.client_ip)
+            context.open_sessions.discard(self)
+            context.session_watch.discard(self)
 
     def hang_up(self) -> None:
         """Close the connection, even one whose TLS handshake is not over."""
@@ -188,9 +187,8 @@ class RelaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         # Implicit-TLS connections were counted at accept, before their handshake.
-        refusal = None if self._counted else self.relay.connection_opened(self)
+        refusal = None if self._counted else self.admit()
         if refusal is None:
-            self._counted = True
             try:
                 await super()._handle_client()
             except (ConnectionError, ssl.SSLError) as exc:
@@ -234,28 +232,10 @@ class RelaySMTP(SMTP):
         if arg or not self.tls_context:
             await super().smtp_STARTTLS(arg)
             return
-        # aiosmtpd's STARTTLS, with the relay's handshake timeout (and not the idle one).
-        await self.push("220 2.0.0 Ready to start TLS")
-        waiter = self.loop.create_future()
-        self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, self.tls_context, waiter, server_side=True,
-            ssl_handshake_timeout=self.relay.config.tls_handshake_timeout)  # type: ignore[arg-type]
-        self._original_transport = self.transport
-        assert self._original_transport is not None and self._timeout_handle is not None
-        self._timeout_handle.cancel()  # connection_made() starts it again after the handshake
-        self._original_transport.set_protocol(self._tls_protocol)
-        self.transport = self._tls_protocol._app_transport
-        self._tls_protocol.connection_made(self._original_transport)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise TLSSetupException() from error
+        await tls.start_tls(self)
 
     async def smtp_AUTH(self, arg: str) -> None:
-        refusal = self.relay.cooloff_refusal(self.client_ip, self.listener.port,
-                                             "login attempt during cool-off")
+        refusal = self.context.guard.admit_login(self.client_ip, self.listener.port)
         if refusal is not None:
             await self.push(refusal)
             if self.transport is not None:
@@ -316,14 +296,14 @@ class RelaySMTP(SMTP):
     async def smtp_MAIL(self, arg: str | None) -> None:
         if arg and arg[:5].upper() == "FROM:":
             path = arg[5:].strip()
-            if _unterminated(path):
+            if paths.unterminated(path):
                 await self.push(UNTERMINATED_SENDER)
                 return
             assert self.session is not None
             if self.session.extended_smtp and "AUTH=" in path.upper():
                 address, params = self._getaddr(path)
                 if address is not None and params:
-                    kept = _without_auth_parameter(params)
+                    kept = paths.without_auth_parameter(params)
                     if kept is None:
                         await self.push(BAD_AUTH_PARAMETER)
                         return
@@ -331,8 +311,7 @@ class RelaySMTP(SMTP):
                     arg = f"FROM:{path[: len(path) - len(params)]} {kept}"
         # aiosmtpd answers "MAIL FROM:<>" with a bare syntax error; say what is wrong.
         if arg and arg[:5].upper() == "FROM:" and arg[5:].strip().startswith("<>"):
-            session = self.session
-            assert isinstance(session, RelaySession)
+            session = self.relay_session
             if session.host_name:
                 if session.authenticated:
                     self.record_event(EventKind.SENDER_REJECTED, NULL_SENDER,
@@ -345,7 +324,7 @@ class RelaySMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
-        if arg and arg[:3].upper() == "TO:" and _unterminated(arg[3:].strip()):
+        if arg and arg[:3].upper() == "TO:" and paths.unterminated(arg[3:].strip()):
             await self.push(UNTERMINATED_RECIPIENT)
             return
         await super().smtp_RCPT(arg)
@@ -359,15 +338,10 @@ class RelaySMTP(SMTP):
             self._in_data = False
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        match = _SIMPLE_PATH.match(arg)
-        if match is None:
+        simple = paths.simple_path(arg)
+        if simple is None:
             return super()._getaddr(arg)
-        address, rest = match.groups()
-        # As the parser does: white space after ">" is skipped, a comment is not simple.
-        if rest[:1] in (" ", "\t"):
-            rest = rest.lstrip()
-        if rest[:1] == "(":
-            return super()._getaddr(arg)
+        address, rest = simple
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return address, rest
@@ -377,7 +351,7 @@ class RelaySMTP(SMTP):
             if not status:
                 return  # handle_exception(): nothing to say to a client that is gone
             status = status.encode("utf-8", "replace")
-        rewritten = _REWRITES.get(status)
+        rewritten = REWRITES.get(status)
         if rewritten is not None:
             status, kind, reason = rewritten
             envelope = self.envelope
@@ -389,79 +363,9 @@ class RelaySMTP(SMTP):
             status = with_enhanced_code(status)
         if self._in_helo and status == b"250 HELP":
             # Extensions aiosmtpd does not list although the relay supports them.
-            await super().push(b"250-PIPELINING")
-            await super().push(b"250-ENHANCEDSTATUSCODES")
+            for line in EXTRA_EHLO_LINES:
+                await super().push(line)
         await super().push(status)
-
-
-class ImplicitTLS(asyncio.Protocol):
-    """Accepts a connection on an implicit-TLS port: counts it against its client's limit
-    at once (before any handshake), runs the handshake under RELAY_TLS_HANDSHAKE_TIMEOUT,
-    then hands the connection to its RelaySMTP."""
-
-    def __init__(self, smtp: RelaySMTP, context: ssl.SSLContext) -> None:
-        self.smtp = smtp
-        self.context = context
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        smtp = self.smtp
-        peer = transport.get_extra_info("peername")
-        smtp.client_ip = peer[0] if peer else None
-        if smtp.relay.connection_opened(smtp) is not None:
-            # Over the limit or cooling off (recorded): without TLS there is no way to
-            # say so, the connection is closed.
-            transport.abort()
-            return
-        smtp._counted = True
-        smtp._raw_transport = transport
-        waiter: asyncio.Future[None] = smtp.loop.create_future()
-        waiter.add_done_callback(self._handshake_done)
-        tls = sslproto.SSLProtocol(
-            smtp.loop, smtp, self.context, waiter, server_side=True,
-            ssl_handshake_timeout=smtp.relay.config.tls_handshake_timeout)  # type: ignore[arg-type]
-        transport.set_protocol(tls)
-        tls.connection_made(transport)
-
-    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
-        smtp = self.smtp
-        smtp._raw_transport = None
-        error = None if waiter.cancelled() else waiter.exception()
-        if error is not None:
-            log.info("%s: TLS handshake failed (%s)", smtp.client_ip, error)
-        if error is not None or smtp.transport is None:
-            # RelaySMTP never saw the connection, so its connection_lost() will not run.
-            smtp.release()
-
-
-def _unterminated(path: str) -> bool:
-    """Whether a MAIL/RCPT path opens with "<" but has no closing ">" (the address
-    parser takes it without one)."""
-    if not path.startswith("<") or _SIMPLE_PATH.match(path):
-        return False
-    if ">" not in path:
-        return True
-    try:
-        token, _ = get_angle_addr(path)
-    except (HeaderParseError, IndexError):
-        return False  # malformed in another way: aiosmtpd refuses it
-    return any("missing trailing '>'" in str(d) for d in token.all_defects)
-
-
-def _without_auth_parameter(arg: str) -> str | None:
-    """`arg` without its AUTH= parameter (RFC 4954 section 5), or None if that is not
-    "<>" or xtext. The relay knows who logged in: a claimed submitter changes nothing
-    and is not passed on."""
-    found = list(_AUTH_PARAM.finditer(arg))
-    if not found:
-        return arg
-    if len(found) > 1:
-        return None
-    match = found[0]
-    value = match.group(1)
-    if value != "<>" and not _XTEXT.match(value):
-        return None
-    return arg[: match.start()] + arg[match.end():]
 
 
 @functools.cache

@@ -35,11 +35,12 @@ from accounts.models import Account, SmtpUser
 from accounts.senders import SenderPolicy
 from relay.models import EventKind
 from relay.smtp.login import load_login
+from relay.smtp.replies import revoked_reply
 
 if TYPE_CHECKING:
-    from relay.smtp.handler import RelaySession
     from relay.smtp.protocol import RelaySMTP
     from relay.smtp.server import RelayServer
+    from relay.smtp.session import RelaySession
 
 log = logging.getLogger("relay.revocation")
 
@@ -57,10 +58,6 @@ class Revocation:
     # For the relay event: None when the row is gone (a deleted user, or its account).
     account_id: int | None
     smtp_user_id: int | None
-
-
-def revoked_reply(username: str, why: str) -> str:
-    return f"421 4.7.0 SMTP+ user {username} {why} since this connection logged in, closing"
 
 
 @dataclass
@@ -136,7 +133,7 @@ def apply_change(session: RelaySession, now: UserNow) -> None:
 def refuse(smtp: RelaySMTP) -> str:
     """Record a revoked session's refusal and close its connection once the reply is
     written (the caller writes it now); give the reply."""
-    session: RelaySession = smtp.session  # type: ignore[assignment]
+    session = smtp.relay_session
     revoked = session.revoked
     assert revoked is not None
     smtp.record_event(EventKind.SESSION_REVOKED, revoked.reply, reason=revoked.reason,

@@ -16,23 +16,22 @@ import logging
 import resource
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import psycopg
-from django.conf import settings
 from django.db import DataError, IntegrityError
 
 from relay import nodes
 from relay.listen import Listener, parse_listen
-from relay.models import EventKind
 from relay.smtp import asyncdb, revocation
 from relay.smtp.accept import Submission, store_messages
+from relay.smtp.config import RelayConfig
+from relay.smtp.context import RelayContext
 from relay.smtp.events import EventBuffer, write_events
-from relay.smtp.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
-from relay.smtp.limits import ConnectionLimiter, HourlyLimits, LoginFailures
-from relay.smtp.protocol import ImplicitTLS, RelaySMTP, quiet_aiosmtpd_logs
-from relay.smtp.tls import server_context
+from relay.smtp.guard import Guard
+from relay.smtp.handler import RelayHandler
+from relay.smtp.protocol import RelaySMTP, quiet_aiosmtpd_logs
+from relay.smtp.tls import ImplicitTLS, server_context
 from smtpplus.dbthreads import DbThreads
 
 log = logging.getLogger("relay.server")
@@ -41,53 +40,6 @@ T = TypeVar("T")
 
 class NothingBound(RuntimeError):
     """None of the configured listeners could be bound."""
-
-
-@dataclass
-class RelayConfig:
-    hostname: str
-    listen: str
-    listen_tls: str
-    tls_cert: str
-    tls_key: str
-    require_tls: bool
-    max_message_size: int
-    max_recipients: int
-    idle_timeout: int
-    tls_handshake_timeout: float
-    max_connections_per_ip: int
-    auth_failure_limit: int
-    auth_failure_window: int
-    auth_cooloff: int
-    db_threads: int
-    # PostgreSQL: prepare the login and store statements on the relay's connections.
-    db_prepare: bool = True
-    reuse_port: bool = False
-    heartbeat_seconds: float = nodes.HEARTBEAT_SECONDS
-    # Seconds that sessions in flight get to finish after a stop request.
-    stop_grace: float = 10.0
-    # How often logged-in sessions are checked for admin changes (relay.revocation).
-    session_check_seconds: float = revocation.CHECK_SECONDS
-
-    @classmethod
-    def from_settings(cls, **overrides: Any) -> RelayConfig:
-        """From Django settings; overrides by setting name (RELAY_MAX_RECIPIENTS=2) or
-        by field name (max_recipients=2)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            name = f"RELAY_{f.name.upper()}"
-            if hasattr(settings, name):
-                values[f.name] = getattr(settings, name)
-        for key, value in overrides.items():
-            field_name = key.removeprefix("RELAY_").lower()
-            if field_name not in {f.name for f in fields(cls)}:
-                raise TypeError(f"unknown relay setting {key}")
-            values[field_name] = value
-        given = {key.removeprefix("RELAY_").lower() for key in overrides}
-        if "tls_cert" in given and "require_tls" not in given:
-            # As in settings: TLS is required by default once a certificate is set.
-            values["require_tls"] = bool(values.get("tls_cert"))
-        return cls(**values)
 
 
 async def cancel_remaining_tasks() -> None:
@@ -180,25 +132,28 @@ class RelayServer:
         quiet_aiosmtpd_logs()
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
-        self.handler = RelayHandler(self)
         self.db_threads = DbThreads(config.db_threads, "relay-db")
         # PostgreSQL: logins and stores on the event loop (see relay.asyncdb).
         self.asyncdb = asyncdb.AsyncPostgres(
             max(1, config.db_threads), prepare=config.db_prepare) if asyncdb.wanted() else None
-        self.connections = ConnectionLimiter(config.max_connections_per_ip)
-        self.failures = LoginFailures(
-            config.auth_failure_limit, config.auth_failure_window, config.auth_cooloff
-        )
-        self.hourly = HourlyLimits()
         self.group_commit = GroupCommit(self)
         self.events = EventBuffer()
         self.stats = nodes.ConnectionCounter()
+        self.guard = Guard(config, self.record_event, self.stats)
         self.logins_written: dict[int, float] = {}
         self.session_watch = revocation.SessionWatch(self, config.session_check_seconds)
         self.listeners: list[Listener] = []
         self.node_id = nodes.node_id()
         self._servers: list[asyncio.Server] = []
         self._sessions: set[RelaySMTP] = set()
+        # All that the handler and each connection see of this server.
+        self.context = RelayContext(
+            config=config, loop=self.loop, guard=self.guard, record_event=self.record_event,
+            run_db=self.run_db, asyncdb=self.asyncdb, store=self.store, stats=self.stats,
+            session_watch=self.session_watch, logins_written=self.logins_written,
+            open_sessions=self._sessions,
+        )
+        self.handler = RelayHandler(self.context)
         self._event_flush: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._tls: ssl.SSLContext | None = None
@@ -218,38 +173,6 @@ class RelayServer:
     def store(self, submission: Submission) -> asyncio.Future[str]:
         """Queue a message for the next commit; the future gives its queue id."""
         return self.group_commit.submit(submission)
-
-    # --- connections ------------------------------------------------------------------
-    def connection_opened(self, smtp: RelaySMTP) -> str | None:
-        """Count a new connection; return a 421 reply if it must be refused."""
-        ip = smtp.client_ip or ""
-        self.stats.connection(smtp.listener.port)
-        refusal = self.cooloff_refusal(ip, smtp.listener.port, "connection during cool-off")
-        if refusal is not None:
-            return refusal
-        if not self.connections.acquire(ip):
-            self.record_event(EventKind.CONNECTION_LIMIT, client_ip=ip or None,
-                              port=smtp.listener.port, reply=TOO_MANY_CONNECTIONS,
-                              reason=f"more than {self.config.max_connections_per_ip} "
-                                     "connections at once")
-            return TOO_MANY_CONNECTIONS
-        self._sessions.add(smtp)
-        return None
-
-    def cooloff_refusal(self, ip: str | None, port: int, reason: str) -> str | None:
-        """The 421 reply (and its event) if `ip` is in the failed-login cool-off."""
-        left = self.failures.remaining_cooloff(ip or "")
-        if not left:
-            return None
-        reply = cooloff_reply(left)
-        self.record_event(EventKind.AUTH_COOLOFF, client_ip=ip or None, port=port, reply=reply,
-                          reason=reason)
-        return reply
-
-    def connection_closed(self, smtp: RelaySMTP) -> None:
-        self.connections.release(smtp.client_ip or "")
-        self._sessions.discard(smtp)
-        self.session_watch.discard(smtp)
 
     # --- events -----------------------------------------------------------------------
     def record_event(self, kind: str, **fields: Any) -> None:
@@ -311,7 +234,7 @@ class RelayServer:
         actual = listener  # replaced by the bound port (port 0 → a free port)
 
         def factory() -> RelaySMTP:
-            return RelaySMTP(self, actual, self._tls)
+            return RelaySMTP(self.handler, actual, self._tls)
 
         def implicit_tls() -> ImplicitTLS:
             assert self._tls is not None
@@ -354,7 +277,7 @@ class RelayServer:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_seconds)
-            self.failures.prune()
+            self.guard.failures.prune()
             await self._beat()
 
     # --- stopping ---------------------------------------------------------------------

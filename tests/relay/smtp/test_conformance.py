@@ -3,19 +3,15 @@ advertised extensions, DATA timeouts, TLS, and quiet logs for what clients norma
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import inspect
 import logging
 import re
 import smtplib
 import socket
 import ssl
 import time
-from asyncio import sslproto
 
 import pytest
-from aiosmtpd import smtp as aiosmtpd_smtp
 
 from relay.models import EventKind, Message, RelayEvent
 from relay.smtp.tls import self_signed_pem
@@ -356,31 +352,3 @@ def test_a_client_that_hangs_up_mid_reply_leaves_no_traceback(relay, cast, caplo
     assert not any(r.exc_info for r in caplog.records)
     assert quit_reply.startswith("221 ")
 
-
-# --- aiosmtpd internals the relay relies on ---------------------------------------------
-def test_the_aiosmtpd_internals_the_relay_relies_on_still_exist():
-    smtp = aiosmtpd_smtp.SMTP
-    for name in ("_handle_client", "_getaddr", "_create_session", "_reset_timeout",
-                 "_timeout_cb", "challenge_auth", "smtp_STARTTLS", "smtp_DATA", "smtp_EHLO",
-                 "handle_exception", "command_size_limit", "line_length_limit"):
-        assert hasattr(smtp, name), name
-    init = inspect.getsource(smtp.__init__)
-    for name in ("_timeout_duration", "_timeout_handle", "_tls_protocol", "_auth_require_tls",
-                 "_original_transport", "command_size_limits.clear()"):
-        assert name in init, name
-    assert "self._reader = reader" in inspect.getsource(smtp._cb_client_connected)
-    # The replies RelaySMTP rewrites or extends.
-    source = inspect.getsource(smtp)
-    for text in ("500 Line too long (see RFC5321 4.5.3.1.6)", "552 Error: Too much mail data",
-                 "'250 HELP'", "self.command_size_limits['MAIL'] +="):
-        assert text in source, text
-    assert issubclass(aiosmtpd_smtp.TLSSetupException, Exception)
-    # The reader's line limit, and the TLS layer as aiosmtpd builds it for STARTTLS.
-    loop = asyncio.new_event_loop()
-    try:
-        assert asyncio.StreamReader(limit=10, loop=loop)._limit == 10
-    finally:
-        loop.close()
-    assert "_stream_reader" in dir(asyncio.StreamReaderProtocol)
-    assert "ssl_handshake_timeout" in inspect.signature(sslproto.SSLProtocol).parameters
-    assert "self._app_transport = " in inspect.getsource(sslproto.SSLProtocol)

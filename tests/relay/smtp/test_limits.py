@@ -100,7 +100,7 @@ def test_a_session_kept_open_at_its_hourly_limit_may_send_again_once_the_hour_mo
         smtp.rset()
         # The two messages leave the hour, and the count in memory is over a minute old.
         Message.objects.update(created=timezone.now() - timedelta(hours=2))
-        relay.server.hourly.clock = lambda: time.monotonic() + 61
+        relay.server.guard.hourly.clock = lambda: time.monotonic() + 61
         assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
     assert Message.objects.count() == 3
 

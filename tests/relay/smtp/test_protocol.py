@@ -29,7 +29,7 @@ CASES = [
 def parsers() -> Iterator[tuple[RelaySMTP, SMTP]]:
     loop = asyncio.new_event_loop()
     relay = RelayServer(RelayConfig.from_settings(**DEFAULTS), loop)
-    ours = RelaySMTP(relay, Listener("127.0.0.1", 2525, "none"), None)
+    ours = RelaySMTP(relay.handler, Listener("127.0.0.1", 2525, "none"), None)
     theirs = SMTP(object(), hostname="relay.test", loop=loop)
     yield ours, theirs
     relay.db_threads.executor.shutdown()
