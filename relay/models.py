@@ -58,6 +58,42 @@ class RecipientStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class FailReason(models.TextChoices):
+    """Why an attempt did not deliver, or why a recipient stopped: set by the transport
+    or the delivery step that knows it, read by `relay.explain`. The upstream's own reply
+    (code, enhanced code, text) is kept beside it, as received."""
+
+    # The upstream answered.
+    REJECTED = "rejected", "Refused by the upstream server"
+    TEMPORARY = "temporary", "Temporary refusal by the upstream server"
+    SESSION_REFUSED = "session_refused", "Upstream refused the session (greeting, TLS or login)"
+    # The upstream could not be reached, or not for long enough.
+    CONNECT_FAILED = "connect_failed", "Could not connect to the upstream server"
+    CONNECTION_LOST = "connection_lost", "Connection to the upstream server lost"
+    TIMEOUT = "timeout", "Upstream server did not answer in time"
+    TLS_FAILED = "tls_failed", "Encryption with the upstream server failed"
+    # DNS (the mx upstream).
+    DNS_FAILED = "dns_failed", "DNS lookup failed"
+    NO_ADDRESS = "no_address", "Mail servers of the domain have no address"
+    NULL_MX = "null_mx", "Domain accepts no mail (null MX)"
+    NO_SUCH_DOMAIN = "no_such_domain", "Domain does not exist"
+    # SMTP+ itself.
+    SMTPUTF8 = "smtputf8", "Address needs SMTPUTF8, the upstream lacks it"
+    UNDELIVERABLE = "undeliverable", "Message body no longer stored"
+    WRITE_FAILED = "write_failed", "Could not write to the Maildir"
+    INTERNAL_ERROR = "internal_error", "Internal error in SMTP+"
+    # The recipient's end, decided by SMTP+ or an admin.
+    EXPIRED = "expired", "Expired after retrying"
+    CANCELLED = "cancelled", "Cancelled by an admin"
+
+
+# Reasons a retry cannot cure, when no upstream reply says so: the recipient fails at once.
+PERMANENT_REASONS = frozenset({
+    FailReason.REJECTED, FailReason.NULL_MX, FailReason.NO_SUCH_DOMAIN, FailReason.SMTPUTF8,
+    FailReason.UNDELIVERABLE,
+})
+
+
 PENDING_STATUSES = (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
 FINAL_STATUSES = (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.CANCELLED)
 
@@ -86,8 +122,11 @@ class Recipient(models.Model):
     last_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_enhanced = models.CharField(max_length=16, blank=True)
     last_text = models.TextField(blank=True)
-    # "expired" when a deferred recipient ran past the lifetime; "cancelled" by an admin…
-    fail_reason = models.CharField(max_length=32, blank=True)
+    # Why the last attempt did not deliver (blank after a delivery or before any attempt).
+    last_reason = models.CharField(max_length=32, choices=FailReason.choices, blank=True)
+    # Why a failed or cancelled recipient stopped: the last attempt's reason, or
+    # "expired" (past DELIVERY_LIFETIME) or "cancelled" (by an admin).
+    fail_reason = models.CharField(max_length=32, choices=FailReason.choices, blank=True)
     # A worker owns the row while lease_until is in the future.
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -122,6 +161,8 @@ class Attempt(models.Model):
     text = models.TextField(blank=True)
     # delivered / deferred / failed
     outcome = models.CharField(max_length=10)
+    # Why this try did not deliver (blank when it did).
+    reason = models.CharField(max_length=32, choices=FailReason.choices, blank=True)
 
     class Meta:
         ordering = ["started", "id"]

@@ -20,7 +20,7 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Account
 from relay.delivery.queue import not_leased
-from relay.models import PENDING_STATUSES, Recipient, RecipientStatus
+from relay.models import PENDING_STATUSES, FailReason, Recipient, RecipientStatus
 
 RecipientsArg = QuerySet[Recipient] | Iterable[Recipient | int]
 
@@ -139,7 +139,7 @@ def cancel(
     stop: dict[str, Any] = {
         "status": RecipientStatus.CANCELLED,
         "finished_at": timezone.now(),
-        "fail_reason": "cancelled",
+        "fail_reason": FailReason.CANCELLED,
         "lease_owner": "",
         "lease_until": None,
     }

@@ -3,8 +3,9 @@
 One SMTP transaction per message with all of its claimed recipients; the outcome is per
 recipient: 2xx delivered, 5xx failed, anything temporary (4xx, timeout, refused or lost
 connection, DNS trouble) deferred with a doubling backoff — until the message is older
-than DELIVERY_LIFETIME, then failed with fail_reason "expired". Every try is an Attempt,
-a try that raised included (as a 4.3.0 deferral, so it backs off and expires too).
+than DELIVERY_LIFETIME, then failed as `FailReason.EXPIRED`. Every try is an Attempt with
+the `FailReason` its transport gave, a try that raised included (an internal error that
+defers, so it backs off and expires too).
 
 The outcomes of a message are committed as soon as its transaction has ended, before its
 worker task starts another (`OutcomeRecorder`), so a crashed worker re-sends at most the
@@ -29,7 +30,7 @@ from django.utils import timezone
 from relay.delivery import queue
 from relay.delivery.upstreams import Transport
 from relay.delivery.upstreams.reply import Reply
-from relay.models import Attempt, Message, RecipientStatus
+from relay.models import Attempt, FailReason, Message, RecipientStatus
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,13 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=max(seconds, 0))
 
 
-def fail_reason(reply: Reply) -> str:
-    if reply.code is not None:
-        return "rejected"
-    return {"5.6.7": "smtputf8", "5.1.10": "null_mx", "5.1.2": "no_such_domain"}.get(
-        reply.enhanced, "undeliverable"
-    )
-
-
 def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
     reply = outcome.reply
     state: dict[str, Any] = {
         "last_code": reply.code,
         "last_enhanced": reply.enhanced[:16],
         "last_text": reply.text,
+        "last_reason": reply.reason,
         "finished_at": None,
         "fail_reason": "",
     }
@@ -78,11 +72,11 @@ def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
         state.update(status=RecipientStatus.DELIVERED, finished_at=now)
         return state
     if result == "failed":
-        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=fail_reason(reply))
+        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=reply.reason)
         return state
     expires = outcome.message_created + timedelta(seconds=settings.DELIVERY_LIFETIME)
     if now >= expires:
-        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason="expired")
+        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=FailReason.EXPIRED)
         return state
     # The last try is made at the expiry time, not after it.
     state["next_attempt_at"] = min(now + retry_delay(outcome.recipient.attempts + 1), expires)
@@ -109,6 +103,7 @@ def record_outcomes(owner: str, outcomes: list[Outcome]) -> int:
             "enhanced": o.reply.enhanced[:16],
             "text": o.reply.text,
             "outcome": o.reply.outcome,
+            "reason": o.reply.reason,
         }
         for o in outcomes
     ]
@@ -167,18 +162,21 @@ async def deliver_message(
     t0 = time.monotonic()
     try:
         if message.raw is None:
-            gone = Reply(None, "5.3.0", "The message body is no longer stored", transport.label)
+            gone = Reply(None, "5.3.0", "The message body is no longer stored", transport.label,
+                         reason=FailReason.UNDELIVERABLE)
             replies = {r.address: gone for r in rcpts}
         else:
             # Recipients are compared as sent: one reply per distinct address.
             addresses = list(dict.fromkeys(r.address for r in rcpts))
             replies = await transport.send(message.envelope_from, addresses, message.raw)
     except Exception as exc:
-        reply = Reply(None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label)
+        reply = Reply(None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label,
+                      reason=FailReason.INTERNAL_ERROR)
         duration = int((time.monotonic() - t0) * 1000)
         return [Outcome(r, message.created, reply, started, duration, raised=True) for r in rcpts], exc
     duration = int((time.monotonic() - t0) * 1000)
-    missing = Reply(None, "4.3.0", "No reply for this recipient", transport.label)
+    missing = Reply(None, "4.3.0", "No reply for this recipient", transport.label,
+                    reason=FailReason.INTERNAL_ERROR)
     return [
         Outcome(r, message.created, replies.get(r.address, missing), started, duration)
         for r in rcpts

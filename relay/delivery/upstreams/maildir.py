@@ -7,6 +7,7 @@ import mailbox
 
 from relay.delivery.upstreams.reply import Reply
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.models import FailReason
 
 
 class MaildirTransport:
@@ -26,7 +27,10 @@ class MaildirTransport:
         try:
             key = await asyncio.to_thread(self._write, sender, recipients, raw)
         except OSError as exc:
-            reply = Reply(None, "4.3.0", f"Could not write to {self.label}: {exc}", self.label)
+            reply = Reply(
+                None, "4.3.0", f"Could not write to {self.label}: {exc}", self.label,
+                reason=FailReason.WRITE_FAILED,
+            )
         else:
             reply = Reply(250, "2.0.0", f"Delivered to {self.label} as {key}", self.label)
         return {r: reply for r in recipients}

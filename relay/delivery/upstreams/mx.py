@@ -24,6 +24,7 @@ from accounts.senders import split_address
 from relay.delivery.upstreams.reply import Reply, network_error
 from relay.delivery.upstreams.smtp import smtp_transaction
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.models import FailReason
 
 # A name DNS cannot even ask about: no later try can succeed.
 _BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)
@@ -37,9 +38,14 @@ def _domain_of(address: str) -> str | None:
 
 def _dns_trouble(name: str, exc: dns.exception.DNSException) -> Reply:
     if isinstance(exc, _BAD_NAME):
-        return Reply(None, "5.1.2", f"{name} is not a valid domain name ({exc})", name)
+        return Reply(
+            None, "5.1.2", f"{name} is not a valid domain name ({exc})", name,
+            reason=FailReason.NO_SUCH_DOMAIN,
+        )
     # Timeouts, SERVFAIL (no nameserver answered) and the rest: the next try may work.
-    return Reply(None, "4.4.3", f"DNS lookup for {name} failed: {exc}", name)
+    return Reply(
+        None, "4.4.3", f"DNS lookup for {name} failed: {exc}", name, reason=FailReason.DNS_FAILED
+    )
 
 
 class MxTransport:
@@ -68,7 +74,10 @@ class MxTransport:
                 continue
             except dns.exception.DNSException as exc:
                 # Temporary even for a bad name: the other hosts may just be down today.
-                trouble = Reply(None, "4.4.3", f"DNS lookup for {host} failed: {exc}", host)
+                trouble = Reply(
+                    None, "4.4.3", f"DNS lookup for {host} failed: {exc}", host,
+                    reason=FailReason.DNS_FAILED,
+                )
                 continue
             found += [r.to_text() for r in answer]
         return found, trouble
@@ -80,13 +89,17 @@ class MxTransport:
         except dns.resolver.NoAnswer:
             return [domain]
         except dns.resolver.NXDOMAIN:
-            return Reply(None, "5.1.2", f"Domain {domain} does not exist (DNS NXDOMAIN)", domain)
+            return Reply(
+                None, "5.1.2", f"Domain {domain} does not exist (DNS NXDOMAIN)", domain,
+                reason=FailReason.NO_SUCH_DOMAIN,
+            )
         except dns.exception.DNSException as exc:
             return _dns_trouble(domain, exc)
         records = sorted(answer, key=lambda r: (r.preference, random.random()))
         if len(records) == 1 and records[0].exchange.to_text() == ".":
             return Reply(
-                None, "5.1.10", f"Domain {domain} does not accept mail (null MX, RFC 7505)", domain
+                None, "5.1.10", f"Domain {domain} does not accept mail (null MX, RFC 7505)",
+                domain, reason=FailReason.NULL_MX,
             )
         return [r.exchange.to_text().rstrip(".") for r in records]
 
@@ -124,7 +137,10 @@ class MxTransport:
                     smtp.close()
                 return result.replies
         if last is None:
-            last = Reply(None, "4.4.4", f"No address found for the mail hosts of {domain}", domain)
+            last = Reply(
+                None, "4.4.4", f"No address found for the mail hosts of {domain}", domain,
+                reason=FailReason.NO_ADDRESS,
+            )
         return {r: last for r in recipients}
 
     async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
@@ -135,7 +151,8 @@ class MxTransport:
         for domain, rcpts in by_domain.items():
             if domain is None:
                 replies.update(
-                    {r: Reply(None, "5.1.2", f"{r} has no valid domain name", "mx") for r in rcpts}
+                    {r: Reply(None, "5.1.2", f"{r} has no valid domain name", "mx",
+                              reason=FailReason.NO_SUCH_DOMAIN) for r in rcpts}
                 )
                 continue
             replies.update(await self._send_domain(domain, sender, rcpts, raw))

@@ -13,8 +13,9 @@ import aiosmtplib
 from django.conf import settings
 
 from relay.delivery.upstreams import downgrade
-from relay.delivery.upstreams.reply import Reply, network_error
+from relay.delivery.upstreams.reply import Reply, TransportError, network_error
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.models import FailReason
 
 
 @dataclass
@@ -36,7 +37,10 @@ async def smtp_transaction(
         eightbitmime=smtp.supports_extension("8bitmime"),
         host=host,
     )
-    replies = {r: Reply(None, "5.6.7", why, host) for r, why in prepared.refused.items()}
+    replies = {
+        r: Reply(None, "5.6.7", why, host, reason=FailReason.SMTPUTF8)
+        for r, why in prepared.refused.items()
+    }
     todo = [r for r in recipients if r not in replies]
     result = TransactionResult(replies)
     if not todo:
@@ -72,7 +76,7 @@ async def smtp_transaction(
         replies.update({r: Reply.from_smtp(response.code, response.message, host) for r in accepted})
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         result.broken = True
-        lost = network_error(exc, host, stage)
+        lost = network_error(exc, host, stage, FailReason.CONNECTION_LOST)
         for rcpt in todo:
             replies.setdefault(rcpt, lost)
     return result
@@ -114,13 +118,25 @@ class SmarthostTransport:
             port=self.spec.port,
             timeout=self.timeout,
             use_tls=implicit,
-            start_tls=False if implicit else (True if self.spec.require_tls else None),
+            # STARTTLS whenever offered; `?tls=require` is checked below, before the login,
+            # so that a server without it is told apart from one that failed the handshake.
+            start_tls=False if implicit else None,
             validate_certs=self.spec.verify,
-            username=self.spec.username or None,
-            password=self.spec.password or None,
             local_hostname=settings.RELAY_HOSTNAME,
         )
         await smtp.connect()
+        if self.spec.require_tls and smtp.get_transport_info("sslcontext") is None:
+            _close(smtp)
+            raise TransportError(
+                FailReason.TLS_FAILED,
+                "the server offers no STARTTLS and RELAY_UPSTREAM requires TLS (tls=require)",
+            )
+        if self.spec.username:
+            try:
+                await smtp.login(self.spec.username, self.spec.password)
+            except BaseException:
+                _close(smtp)
+                raise
         return smtp
 
     async def _acquire(self) -> tuple[aiosmtplib.SMTP, bool]:
@@ -143,7 +159,7 @@ class SmarthostTransport:
         for _ in range(2):
             try:
                 smtp, reused = await self._acquire()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, TransportError) as exc:
                 reply = network_error(exc, self.label, "connect to")
                 return {r: reply for r in recipients}
             result = await smtp_transaction(smtp, self.label, sender, recipients, raw)
