@@ -17,7 +17,14 @@ from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 
 from alerts.models import AlertEvent, AlertRule, EventType
-from relay.models import PENDING_STATUSES, EventKind, Recipient, RecipientStatus, RelayEvent
+from relay.models import (
+    PENDING_STATUSES,
+    EventKind,
+    FailReason,
+    Recipient,
+    RecipientStatus,
+    RelayEvent,
+)
 
 SENDER_KINDS = (EventKind.SENDER_REJECTED, EventKind.FROM_REJECTED)
 FAILURE_KINDS = {EventType.DELIVERY_FAILED, EventType.DELIVERY_EXPIRED}
@@ -60,6 +67,7 @@ def recipient_data(r: Recipient) -> dict[str, Any]:
         "enhanced": r.last_enhanced,
         "text": r.last_text,
         "fail_reason": r.fail_reason,
+        "last_reason": r.last_reason,
     }
 
 
@@ -93,12 +101,12 @@ def _failed(rule: AlertRule, since: datetime, kinds: set[str]) -> list[AlertEven
         Q(finished_at__gt=since) | Q(finished_at__isnull=True, created__gt=since)
     )
     if EventType.DELIVERY_FAILED not in kinds:
-        qs = qs.filter(fail_reason="expired")
+        qs = qs.filter(fail_reason=FailReason.EXPIRED)
     elif EventType.DELIVERY_EXPIRED not in kinds:
-        qs = qs.exclude(fail_reason="expired")
+        qs = qs.exclude(fail_reason=FailReason.EXPIRED)
     events = []
     for r in _scoped(rule, qs).select_related("message", "smtp_user").order_by("id"):
-        kind = EventType.DELIVERY_EXPIRED if r.fail_reason == "expired" else EventType.DELIVERY_FAILED
+        kind = EventType.DELIVERY_EXPIRED if r.fail_reason == FailReason.EXPIRED else EventType.DELIVERY_FAILED
         events.append(AlertEvent(
             kind=kind, source_key=f"{kind}:rcpt:{r.pk}",
             occurred_at=r.finished_at or r.created, data=recipient_data(r),

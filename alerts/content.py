@@ -57,6 +57,8 @@ def reading_for(kind: str, data: dict[str, Any]) -> explain.Reading:
         return explain.explain_delivery(
             data.get("code"), data.get("enhanced", ""), data.get("text", ""),
             data.get("fail_reason", ""),
+            # Snapshots taken before reasons were recorded have none: the reply is read.
+            last_reason=data.get("last_reason", ""),
             delayed_minutes=data.get("delayed_minutes") if kind == EventType.DELIVERY_DELAYED else None,
         )
     if kind == EventType.LOGIN_FAILURES:

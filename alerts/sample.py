@@ -15,6 +15,7 @@ from accounts.models import SmtpUser
 from alerts.content import AlertContent
 from alerts.models import AlertEvent, AlertRule, EventType, Notification
 from alerts.sending import build_alert, create_notifications, deliver
+from relay.models import FailReason
 
 
 def _sample_user(rule: AlertRule) -> SmtpUser | None:
@@ -48,7 +49,8 @@ def sample_data(rule: AlertRule) -> dict[str, Any]:
         "code": 550,
         "enhanced": "5.1.1",
         "text": "The email account that you tried to reach does not exist.",
-        "fail_reason": "",
+        "fail_reason": FailReason.REJECTED.value,
+        "last_reason": FailReason.REJECTED.value,
     }
 
 

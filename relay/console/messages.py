@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from accounts.audit import Actor
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
+from relay import explain
 from relay.console.filters import (
     filter_messages,
     filter_params,
@@ -30,7 +31,7 @@ from relay.console.filters import (
 from relay.delivery import actions
 from relay.forms import MessageFilterForm
 from relay.headers import decoded_headers, display_subject
-from relay.models import Message, Recipient, RecipientStatus
+from relay.models import Attempt, Message, Recipient, RecipientStatus
 
 # Which recipients each action touches (bulk retry leaves cancelled ones alone).
 BULK_RETRY_STATUSES: tuple[str, ...] = (RecipientStatus.FAILED, RecipientStatus.DEFERRED)
@@ -117,6 +118,36 @@ def message_list(request: AccountRequest) -> HttpResponse:
     })
 
 
+@dataclass
+class AttemptRow:
+    attempt: Attempt
+    reading: explain.Reading | None  # None for a delivery
+
+
+@dataclass
+class RecipientRow:
+    """A recipient on its message's page, read by the same explainer as the alerts."""
+
+    recipient: Recipient
+    reading: explain.Reading | None  # None while nothing went wrong
+    attempts: list[AttemptRow]
+
+
+def recipient_row(r: Recipient) -> RecipientRow:
+    attempts = [
+        AttemptRow(a, None if a.outcome == "delivered" else explain.explain_attempt(
+            a.code, a.enhanced, a.text, a.reason))
+        for a in r.attempt_set.all()
+    ]
+    reading = None
+    stopped = r.status in (RecipientStatus.FAILED, RecipientStatus.CANCELLED)
+    if stopped or (r.status != RecipientStatus.DELIVERED and r.attempts > 0):
+        reading = explain.explain_delivery(
+            r.last_code, r.last_enhanced, r.last_text, r.fail_reason, last_reason=r.last_reason
+        )
+    return RecipientRow(r, reading, attempts)
+
+
 @member_required()
 def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(
@@ -128,6 +159,7 @@ def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
         "subject": display_subject(message.subject),
         "headers": decoded_headers(message.raw),
         "recipients": recipients,
+        "rows": [recipient_row(r) for r in recipients],
         "retry_statuses": actions.RETRY_STATUSES,
         "cancel_statuses": actions.CANCEL_STATUSES,
         "can_retry": any(r.status in actions.RETRY_STATUSES for r in recipients),

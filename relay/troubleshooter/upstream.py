@@ -1,16 +1,19 @@
 """Troubleshooter check about delivery: recipients the upstream server refused, with its
-most frequent replies. See `relay.troubleshooter.base` for the contract of a check.
+most frequent replies, read by the same explainer as the message page and the alerts.
+See `relay.troubleshooter.base` for the contract of a check.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Count
 from django.urls import reverse
 
 from accounts.models import SmtpUser
-from relay.models import Recipient
+from relay import explain
+from relay.models import FailReason, Recipient
 from relay.troubleshooter.base import (
     NODATA,
     OK,
@@ -24,29 +27,43 @@ from relay.troubleshooter.base import (
 )
 
 
+def _reading(row: dict[str, Any]) -> explain.Reading:
+    return explain.explain_delivery(
+        row["last_code"], row["last_enhanced"], row["last_text"], row["fail_reason"],
+        last_reason=row["last_reason"],
+    )
+
+
+def _advice(top: list[dict[str, Any]]) -> str:
+    """What the most frequent failures mean and what to do, each reading once."""
+    readings = list({r.key: r for r in map(_reading, top)}.values())
+    return " ".join(
+        f"{r.summary[:1].upper()}{r.summary[1:]}: {r.explanation} {r.what_to_do}"
+        for r in readings[:3]
+    )
+
+
 def check_upstream(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     since = now - WINDOW
     counts = {r["status"]: r["n"] for r in Recipient.objects.filter(
         smtp_user=user, created__gte=since).values("status").annotate(n=Count("id")).order_by()}
     failed = Recipient.objects.filter(smtp_user=user, status="failed", finished_at__gte=since)
-    top = list(failed.values("last_code", "last_enhanced", "last_text", "fail_reason")
-               .annotate(n=Count("id")).order_by("-n")[:5])
+    top = list(failed.values("last_code", "last_enhanced", "last_text", "fail_reason",
+                             "last_reason").annotate(n=Count("id")).order_by("-n")[:5])
     n_failed = failed.count() if top else 0
     log = reverse("relay:messages") + f"?user={user.pk}&status=failed"
     evidence = ["Recipients of the last 24 h: " + (", ".join(
         f"{n} {status}" for status, n in sorted(counts.items())) or "none")]
     for r in top:
         reply = " ".join(str(x) for x in (r["last_code"], r["last_enhanced"]) if x)
-        text = (r["last_text"] or r["fail_reason"] or "no reply")[:300]
+        label = FailReason(r["fail_reason"]).label if r["fail_reason"] in FailReason.values else ""
+        text = (r["last_text"] or label or "no reply")[:300]
         evidence.append(f"{times(r['n'])}: {reply} {text}".strip())
     if n_failed:
         evidence.insert(1, f"{n_failed} recipient{'s' if n_failed != 1 else ''} failed in the "
                         "last 24 h; the most frequent replies:")
         return CheckResult("upstream", PROBLEM, "Deliveries failing upstream", evidence, Fix(
-            "The upstream server refused these recipients; its reply says why (an unknown "
-            "recipient: fix the address; a 5.7.x policy reply: check the sender domain's SPF "
-            "and DKIM for this relay).", [Action("See the failed messages", log)]))
+            _advice(top), [Action("See the failed messages", log)]))
     if not counts:
         return CheckResult("upstream", NODATA, "No message accepted in the last 24 h", evidence)
     return CheckResult("upstream", OK, "No delivery failed upstream", evidence)
-

@@ -1,34 +1,12 @@
-"""Plain-language readings of why a message was not sent, and what to do about it.
-
-Two sources: the upstream's reply to a delivery attempt (code, enhanced status code, text;
-or a connection error with no code), and the relay's own rejections (relay events), whose
-advice is the matching row of the troubleshooting table the product grew from.
-"""
+"""Why a delivery did not happen: a `FailReason` and the upstream's reply, read in plain
+language for the message page, the troubleshooter and the alerts alike."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from relay.models import EventKind
-
-
-@dataclass(frozen=True)
-class Reading:
-    key: str
-    # Short, lower case: it ends alert subjects ("… (Acme) — recipient mailbox does not exist").
-    summary: str
-    explanation: str
-    what_to_do: str
-
-
-# The seed's note: a closed port means the relay never sees the message.
-PORT_NOTE = (
-    "A client that cannot reach SMTP+ at all (for example because the port is closed on "
-    "its network) produces no event, so no alert can be sent for it. If an application "
-    "says it cannot connect, try another port (for example 2525 instead of 25) and ask "
-    "the server's administrator which outbound ports are open."
-)
+from relay.explain.reading import Reading
+from relay.models import FailReason
 
 _CHECK_ADDRESS = (
     "Check the recipient address for typos. If it is correct, the mailbox was closed: "
@@ -115,6 +93,112 @@ UNKNOWN = Reading(
     "Open the message in the console to see every attempt and reply.",
 )
 
+_RETRIES = "SMTP+ retries on its own until the message expires."
+CONNECTION_LOST = Reading(
+    "connection_lost",
+    "connection to the upstream server lost",
+    "The next mail server closed or lost the connection in the middle of the transaction.",
+    f"{_RETRIES} If it keeps happening, the server may be overloaded or a firewall may "
+    "cut long connections.",
+)
+TIMEOUT = Reading(
+    "timeout",
+    "upstream server did not answer in time",
+    "The next mail server did not answer within DELIVERY_TIMEOUT seconds.",
+    f"{_RETRIES} If it lasts, check that the server is up and not overloaded, and that no "
+    "firewall silently drops SMTP+'s connections.",
+)
+TLS_FAILED = Reading(
+    "tls_failed",
+    "encryption with the upstream server failed",
+    "SMTP+ could not set up TLS with the next mail server: the handshake failed, its "
+    "certificate could not be verified (expired, self-signed or for another name), or it "
+    "offers no STARTTLS while RELAY_UPSTREAM requires TLS.",
+    "Ask the operator of SMTP+ to check the upstream's certificate and the tls= and "
+    "verify= options of RELAY_UPSTREAM.",
+)
+DNS_FAILED = Reading(
+    "dns_failed",
+    "DNS lookup failed",
+    "SMTP+ could not look up the mail servers of the recipient's domain (the DNS query "
+    "timed out or no name server answered).",
+    f"{_RETRIES} If it lasts, check the DNS resolver of the SMTP+ machine and the "
+    "recipient domain's name servers.",
+)
+NO_ADDRESS = Reading(
+    "no_address",
+    "recipient's mail servers have no address",
+    "The mail servers (MX) the recipient's domain names have no IP address in DNS.",
+    f"{_RETRIES} The recipient domain's DNS must be fixed by its owner; reach the "
+    "recipient another way meanwhile.",
+)
+NULL_MX = Reading(
+    "null_mx",
+    "recipient domain accepts no mail",
+    "The recipient's domain says in DNS that it accepts no email (null MX, RFC 7505).",
+    "Check the part of the address after the @ for typos; if it is right, the domain "
+    "receives no email: reach the recipient another way.",
+)
+NO_SUCH_DOMAIN = Reading(
+    "no_such_domain",
+    "recipient domain does not exist",
+    "The recipient's domain does not exist in DNS, or is not a valid domain name.",
+    DOMAIN_UNKNOWN.what_to_do,
+)
+SMTPUTF8 = Reading(
+    "smtputf8",
+    "upstream cannot take this non-ASCII address",
+    "The address has non-ASCII characters and the next mail server does not support "
+    "SMTPUTF8, so the message cannot be handed to it for this recipient.",
+    "Use the recipient's ASCII address if it has one, or an upstream that supports "
+    "SMTPUTF8.",
+)
+UNDELIVERABLE = Reading(
+    "undeliverable",
+    "message content no longer stored",
+    "The message's content was removed (retention policy) before it could be delivered.",
+    "Send the message again.",
+)
+WRITE_FAILED = Reading(
+    "write_failed",
+    "could not write to the Maildir",
+    "SMTP+ could not write the message into the Maildir of RELAY_UPSTREAM (disk full, "
+    "permissions or a missing folder).",
+    f"{_RETRIES} Ask the operator of SMTP+ to check that folder's free space and "
+    "permissions.",
+)
+INTERNAL_ERROR = Reading(
+    "internal_error",
+    "internal error in SMTP+",
+    "Delivery stopped on an unexpected error inside SMTP+; the try counts and is retried.",
+    f"{_RETRIES} If it lasts, the operator finds the error in the delivery worker's log.",
+)
+CANCELLED = Reading(
+    "cancelled",
+    "cancelled by an admin",
+    "An admin stopped delivery to this recipient (console or manage.py queue).",
+    "Nothing to do; retry the recipient if it should get the message after all.",
+)
+
+# What SMTP+ knows without an upstream reply to read.
+_BY_REASON: dict[str, Reading] = {
+    FailReason.CONNECT_FAILED: UNREACHABLE,
+    FailReason.CONNECTION_LOST: CONNECTION_LOST,
+    FailReason.TIMEOUT: TIMEOUT,
+    FailReason.TLS_FAILED: TLS_FAILED,
+    FailReason.DNS_FAILED: DNS_FAILED,
+    FailReason.NO_ADDRESS: NO_ADDRESS,
+    FailReason.NULL_MX: NULL_MX,
+    FailReason.NO_SUCH_DOMAIN: NO_SUCH_DOMAIN,
+    FailReason.SMTPUTF8: SMTPUTF8,
+    FailReason.UNDELIVERABLE: UNDELIVERABLE,
+    FailReason.WRITE_FAILED: WRITE_FAILED,
+    FailReason.INTERNAL_ERROR: INTERNAL_ERROR,
+    FailReason.CANCELLED: CANCELLED,
+}
+# Where the upstream answered: its reply says more than the reason.
+_REPLY_REASONS = (FailReason.REJECTED, FailReason.TEMPORARY, FailReason.SESSION_REFUSED)
+
 _RULES: list[tuple[Reading, re.Pattern[str]]] = [
     (RELAY_DENIED, re.compile(r"relay(ing)? (access )?(denied|not permitted)|not permitted to relay")),
     (MAILBOX_FULL, re.compile(
@@ -149,7 +233,8 @@ _ENHANCED_IN_TEXT = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def _classify(code: int | None, enhanced: str, text: str) -> Reading:
-    """The reading of one upstream reply (or of a connection error when code is None)."""
+    """The reading of one upstream reply. A reply without a code only comes from a row
+    stored before reasons were recorded: then the text is all there is to read."""
     low = text.lower()
     if not enhanced:
         m = _ENHANCED_IN_TEXT.match(text)
@@ -176,17 +261,33 @@ def _classify(code: int | None, enhanced: str, text: str) -> Reading:
     return UNREACHABLE if _UNREACHABLE_TEXT.search(text) else UNKNOWN
 
 
+def explain_attempt(
+    code: int | None, enhanced: str = "", text: str = "", reason: str = ""
+) -> Reading:
+    """Why one attempt did not deliver: its `FailReason`, and the upstream's reply
+    (code, enhanced code, text) where the upstream answered."""
+    known = _BY_REASON.get(reason)
+    if known is not None:
+        return known
+    return _classify(code, (enhanced or "").strip(), (text or "").strip())
+
+
 def explain_delivery(
     code: int | None,
     enhanced: str = "",
     text: str = "",
     fail_reason: str = "",
     *,
+    last_reason: str = "",
     delayed_minutes: int | None = None,
 ) -> Reading:
-    """Why a recipient failed, expired or is still waiting, in plain language."""
-    last = _classify(code, (enhanced or "").strip(), (text or "").strip())
-    if fail_reason == "expired":
+    """Why a recipient failed, expired, was cancelled or is still waiting, in plain
+    language: `fail_reason` why it stopped, `last_reason` and the reply of its last try."""
+    own = "" if fail_reason in (FailReason.EXPIRED, FailReason.CANCELLED) else fail_reason
+    last = explain_attempt(code, enhanced, text, last_reason or own)
+    if fail_reason == FailReason.CANCELLED:
+        return CANCELLED
+    if fail_reason == FailReason.EXPIRED:
         last_part = f" The last attempt said: {last.explanation}" if (code or text) else ""
         return Reading(
             "expired",
@@ -212,137 +313,3 @@ def explain_delivery(
             ),
         )
     return last
-
-
-# --- Relay-side events -------------------------------------------------------------------
-
-_CONSOLE_USER = "Log into the SMTP+ console and open the SMTP+ user's page."
-
-WRONG_CREDENTIALS = Reading(
-    "wrong_credentials",
-    "SMTP+ user name or password not correct",
-    "The user name and password of the SMTP+ user are not correct.",
-    "Log into the SMTP+ console, retrieve the SMTP+ credentials for that user, and "
-    "re-enter them in the email client or application that is sending the messages.",
-)
-USER_DISABLED = Reading(
-    "user_disabled",
-    "SMTP+ user is disabled",
-    "A client logged in with the credentials of a disabled SMTP+ user.",
-    "Enable the SMTP+ user in the console if it should send, or remove its credentials "
-    "from the client.",
-)
-RATE_LIMITED = Reading(
-    "rate_limited",
-    "hourly sending limit reached",
-    "The SMTP+ user reached its hourly message limit; further messages were refused with "
-    "a temporary error (451 4.7.1) and the client should send them again later.",
-    "Raise or remove the hourly limit on the SMTP+ user's page, or spread the sending "
-    "over time.",
-)
-TLS_REQUIRED = Reading(
-    "tls_required",
-    "client logged in without encryption",
-    "The client tried to log in before starting TLS, which SMTP+ requires.",
-    "Turn on STARTTLS (or SSL/TLS on the implicit-TLS port) in the client's settings.",
-)
-AUTH_REQUIRED = Reading(
-    "auth_required",
-    "client sent without logging in",
-    "The client tried to send without logging in.",
-    "Turn on SMTP authentication in the client and enter the SMTP+ user's credentials.",
-)
-OTHER_RELAY = Reading(
-    "relay_rejected",
-    "message refused by SMTP+",
-    "SMTP+ refused the message.",
-    "Open the relay events page in the console for the details.",
-)
-
-# Matches the reasons relay.handler records for a header block it refuses to guess at.
-UNREADABLE_HEADER_REASON = "cannot be read unambiguously"
-UNREADABLE_HEADER = Reading(
-    "header_unreadable",
-    "unreadable From: header",
-    "SMTP+ refused the message because its From:/Sender: header (or its header block) can "
-    "be read in more than one way: mail readers and DMARC could see another author than "
-    "the one SMTP+ would check, e.g. an address written as the display name "
-    "(sales@example.com <other@example.net>), two From: headers or a malformed line.",
-    "Make the application write one From: header with plain addresses such as "
-    "name@your-authorized-domain or \"Name\" <name@your-authorized-domain>; the relay "
-    "events page shows the header and what is wrong with it.",
-)
-
-
-def _second_level(domain: str) -> str:
-    d = domain.lower().rstrip(".")
-    return d[4:] if d.startswith("www.") and d.count(".") >= 2 else d
-
-
-def sender_rejected(address: str, smtp_username: str = "", header: bool = False) -> Reading:
-    """The seed's two rows for an unauthorized sender: authorize the domain or the address."""
-    where = "From: header address" if header else "sender address"
-    addr = address.strip().strip("<>")
-    domain = addr.rpartition("@")[2] if "@" in addr else ""
-    user = f" “{smtp_username}”" if smtp_username else ""
-    if domain:
-        base = _second_level(domain)
-        www = (
-            f" (the second-level domain: enter {base}, not {domain}, since mail is usually "
-            "sent from the second-level domain)"
-            if base != domain.lower().rstrip(".")
-            else ""
-        )
-        todo = (
-            f"{_CONSOLE_USER} Review the details of the SMTP+ user{user} and either "
-            f"authorize the domain {base}{www}, or authorize only the address {addr}. "
-            "Either is enough."
-        )
-    else:
-        todo = (
-            f"{_CONSOLE_USER} Review the details of the SMTP+ user{user} and authorize the "
-            "sender's domain or address."
-        )
-    return Reading(
-        "sender_rejected",
-        "sender not authorized",
-        f"The {where} {addr or '(empty)'} is not one of the SMTP+ user's authorized "
-        "emails, and its domain is not one of the authorized domains.",
-        todo,
-    )
-
-
-def explain_relay_event(kind: str, reason: str = "", address: str = "", username: str = "") -> Reading:
-    """Reading of a relay event (`kind`: an EventKind value)."""
-    if kind in (EventKind.AUTH_FAILED, EventKind.AUTH_COOLOFF):
-        if "disabled" in reason.lower():
-            return USER_DISABLED
-        return WRONG_CREDENTIALS
-    if kind == EventKind.FROM_REJECTED and UNREADABLE_HEADER_REASON in reason:
-        return UNREADABLE_HEADER
-    if kind in (EventKind.SENDER_REJECTED, EventKind.FROM_REJECTED):
-        return sender_rejected(address, username, header=(kind == EventKind.FROM_REJECTED))
-    if kind == EventKind.RATE_LIMITED:
-        return RATE_LIMITED
-    if kind == EventKind.TLS_REQUIRED:
-        return TLS_REQUIRED
-    if kind == EventKind.AUTH_REQUIRED:
-        return AUTH_REQUIRED
-    if kind == EventKind.SIZE_EXCEEDED:
-        return Reading(
-            TOO_LARGE.key, TOO_LARGE.summary,
-            "The message is larger than SMTP+ accepts.",
-            "Send a smaller message, or ask the operator to raise RELAY_MAX_MESSAGE_SIZE.",
-        )
-    return OTHER_RELAY
-
-
-def login_failures(count: int, minutes: int, who: str) -> Reading:
-    return Reading(
-        "login_failures",
-        "repeated failed logins",
-        f"{count} failed logins {who} within {minutes} minutes.",
-        WRONG_CREDENTIALS.what_to_do
-        + " If you do not recognise the client, someone may be guessing passwords: reset "
-        "the password of the SMTP+ user.",
-    )
