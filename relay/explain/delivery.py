@@ -196,8 +196,21 @@ _BY_REASON: dict[str, Reading] = {
     FailReason.INTERNAL_ERROR: INTERNAL_ERROR,
     FailReason.CANCELLED: CANCELLED,
 }
-# Where the upstream answered: its reply says more than the reason.
-_REPLY_REASONS = (FailReason.REJECTED, FailReason.TEMPORARY, FailReason.SESSION_REFUSED)
+SESSION_REFUSED = Reading(
+    "session_refused",
+    "upstream server refused the session",
+    "The next mail server refused SMTP+ before any recipient was sent (at its greeting, "
+    "STARTTLS or the login).",
+    f"{_RETRIES} The reply text says why; if it is about the login, ask the operator of "
+    "SMTP+ to check the credentials in RELAY_UPSTREAM.",
+)
+# Where the upstream answered, its reply says more than the reason; this is the reading
+# when the reply has nothing more to say.
+_REPLY_REASONS: dict[str, Reading] = {
+    FailReason.REJECTED: REJECTED,
+    FailReason.TEMPORARY: TEMPORARY,
+    FailReason.SESSION_REFUSED: SESSION_REFUSED,
+}
 
 _RULES: list[tuple[Reading, re.Pattern[str]]] = [
     (RELAY_DENIED, re.compile(r"relay(ing)? (access )?(denied|not permitted)|not permitted to relay")),
@@ -269,7 +282,8 @@ def explain_attempt(
     known = _BY_REASON.get(reason)
     if known is not None:
         return known
-    return _classify(code, (enhanced or "").strip(), (text or "").strip())
+    reading = _classify(code, (enhanced or "").strip(), (text or "").strip())
+    return _REPLY_REASONS.get(reason, reading) if reading is UNKNOWN else reading
 
 
 def explain_delivery(
