@@ -2,10 +2,9 @@
 
 Each hook takes a snapshot of the session, asks the pure checks of `relay.smtp.checks`
 whether the command may pass, records the event of a refusal and gives the reply (all
-texts from `relay.smtp.replies`). Database calls go through the context's `run_db()`
-(the relay's own thread pool) or, on PostgreSQL, `asyncdb` (the login query and the
-store, on the event loop). The handler sees its relay process only through a
-`RelayContext`.
+texts from `relay.smtp.replies`). Database calls go through the context's `store`
+(`relay.smtp.store`, chosen once per process) and its group commit. The handler sees
+its relay process only through a `RelayContext`.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from relay.models import EventKind
 from relay.smtp import accept, checks, replies, revocation
 from relay.smtp.checks import Reject
 from relay.smtp.context import RelayContext
-from relay.smtp.limits import messages_last_hour
-from relay.smtp.login import log_in
 from relay.smtp.session import RelaySession
 
 if TYPE_CHECKING:
@@ -51,7 +48,7 @@ class RelayHandler:
             return False
         if hourly.needs_load(user_id):
             try:
-                hourly.load(user_id, await self.context.run_db(messages_last_hour, user_id))
+                hourly.load(user_id, await self.context.store.messages_last_hour(user_id))
             except Exception:
                 log.exception("could not count the last hour's messages of %s", session.username)
                 return True
@@ -114,12 +111,8 @@ class RelayHandler:
         session = server.relay_session
         username = login.decode("utf-8", "replace").strip()
         session.username_tried = accept.printable(username, 320)
-        args = (username, password.decode("utf-8", "replace"), server.client_ip,
-                ctx.guard.hourly.needs_load, ctx.logins_written)
-        if ctx.asyncdb is not None:
-            outcome = await ctx.asyncdb.log_in(ctx.run_db, *args)
-        else:
-            outcome = await ctx.run_db(log_in, *args)
+        outcome = await ctx.store.log_in(
+            username, password.decode("utf-8", "replace"), server.client_ip)
         result = outcome.result
         if not result.ok or result.smtp_user is None or outcome.policy is None:
             return await self._refuse_login(server, result.reason, result.smtp_user)
@@ -217,7 +210,7 @@ class RelayHandler:
             tls=server.is_tls,
             headers=headers,
         )
-        stored = ctx.store(submission)
+        stored = ctx.commit(submission)
         user_id = session.smtp_user_id
         hourly = ctx.guard.hourly
         # Counted when the commit succeeds, even if the client has gone by then.

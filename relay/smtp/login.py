@@ -9,8 +9,9 @@ very next login, whoever wrote it and however. What a session caches at login (t
 policy, the limits) is checked against the user's `version`, read in the same query, by
 `relay.revocation` while the session stays open.
 
-Synchronous: the relay runs it on its own thread pool (on PostgreSQL, `relay.asyncdb`
-runs the same query on the event loop).
+Synchronous: the relay's thread-pool store runs it on the relay's database threads; its
+PostgreSQL store runs the same query on the event loop and decides with the same
+`judge_login()` (`relay.smtp.store`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.utils import timezone
 from accounts.credentials import LoginResult, verify_login
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import SenderPolicy
+from relay.smtp.limits import messages_last_hour
 
 # Log-in time and IP are written at most this often per user and relay: a client that
 # opens a connection per message must not cost an UPDATE per message.
@@ -131,13 +133,44 @@ def log_in(
     the last hour; `logins_written` (user id → monotonic time) throttles the last-login
     update; without it every successful login writes.
     """
-    user, policy = load_login(username)
+    sql, params = login_query(username)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    outcome, todo = judge_login(row, password, client_ip, load_hourly, logins_written)
+    if todo is not None:
+        outcome.hourly_count = write_login(todo)
+    return outcome
+
+
+@dataclass(frozen=True)
+class LoginWrite:
+    """What a successful login still asks of the database: the last hour's count of
+    the user's messages (`count`) and the log-in time and IP (`write`)."""
+
+    user_id: int
+    client_ip: str | None
+    count: bool
+    write: bool
+
+
+def judge_login(
+    row: Sequence[Any] | None,
+    password: str,
+    client_ip: str | None,
+    load_hourly: Callable[[int], bool] | bool,
+    written: dict[int, float] | None,
+) -> tuple[LoginOutcome, LoginWrite | None]:
+    """The login decided from its one row of `login_query()`: the outcome, and what is
+    left to write (None: nothing). Every store reads the row and runs the write its own
+    way; the decision is this one function."""
+    user, policy = login_from_row(row)
     result = verify_login(user, password)
     if not result.ok or user is None or policy is None:
-        return LoginOutcome(result)
-    count, write = login_followup(user, load_hourly, logins_written)
-    hourly = write_login(user.pk, client_ip, count, write)
-    return LoginOutcome(result, policy, hourly)
+        return LoginOutcome(result), None
+    count, write = login_followup(user, load_hourly, written)
+    todo = LoginWrite(user.pk, client_ip, count, write) if count or write else None
+    return LoginOutcome(result, policy), todo
 
 
 def login_followup(
@@ -159,14 +192,12 @@ def login_followup(
     return count, True
 
 
-def write_login(user_id: int, client_ip: str | None, count: bool, write: bool) -> int | None:
-    """The database side of `login_followup()`: the hourly count (if asked for) and the
+def write_login(todo: LoginWrite) -> int | None:
+    """The database side of `judge_login()`: the hourly count (if asked for) and the
     log-in time and IP (if due)."""
-    from relay.smtp.limits import messages_last_hour
-
-    hourly = messages_last_hour(user_id) if count else None
-    if write:
+    hourly = messages_last_hour(todo.user_id) if todo.count else None
+    if todo.write:
         # .update(): no `changed` bump, no signals — a login is not an edit.
-        SmtpUser.objects.filter(pk=user_id).update(
-            last_login_at=timezone.now(), last_login_ip=client_ip)
+        SmtpUser.objects.filter(pk=todo.user_id).update(
+            last_login_at=timezone.now(), last_login_ip=todo.client_ip)
     return hourly

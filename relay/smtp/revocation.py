@@ -7,8 +7,8 @@ the change, a password reset bumps `password_version` too (`SmtpUser.mark_change
 a deleted user has no row at all.
 
 While a relay process has logged-in sessions, `SessionWatch` reads the versions of their
-users every `CHECK_SECONDS`, in ONE primary-key query for all of them (on the relay's
-thread pool, whatever the database: no LISTEN/NOTIFY needed). Nothing is read per
+users every `CHECK_SECONDS`, in ONE primary-key query for all of them (through the
+relay's store, on its thread pool whatever the database: no LISTEN/NOTIFY needed). Nothing is read per
 message or per command. Only a user whose version moved is read again, with the login
 query, and then:
 
@@ -204,7 +204,7 @@ class SessionWatch:
             seen.versions.add(session.version)
         self.checks += 1
         try:
-            changed = await self.relay.run_db(read_changes, held)
+            changed = await self.relay.store.read_changes(held)
         except Exception:
             if not self._failing:
                 log.warning("could not check logged-in SMTP+ users for changes; "

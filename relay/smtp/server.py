@@ -1,10 +1,10 @@
-"""The relay server: listeners, group commit, and the process's shared state.
+"""The relay server: listeners, the store, and the process's shared state.
 
 One `RelayServer` per process: it binds every configured port with
 `loop.create_server()` (not aiosmtpd's `Controller`, which costs a thread per port),
-owns the thread pool that runs the database work (on PostgreSQL the login query and
-the store run on the event loop instead, see `relay.asyncdb`), the in-memory limits, the
-event buffer and the heartbeat.
+owns the thread pool that runs the database work, the store chosen once for this
+database (`open_store()`: on PostgreSQL the login query and the store run on the event
+loop), the group commit, the in-memory limits, the event buffer and the heartbeat.
 """
 
 from __future__ import annotations
@@ -18,19 +18,17 @@ import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import psycopg
-from django.db import DataError, IntegrityError
-
 from relay import nodes
 from relay.listen import Listener, parse_listen
-from relay.smtp import asyncdb, revocation
-from relay.smtp.accept import Submission, store_messages
+from relay.smtp import revocation, store_pg
 from relay.smtp.config import RelayConfig
 from relay.smtp.context import RelayContext
 from relay.smtp.events import EventBuffer, write_events
+from relay.smtp.group_commit import GroupCommit
 from relay.smtp.guard import Guard
 from relay.smtp.handler import RelayHandler
 from relay.smtp.protocol import RelaySMTP, quiet_aiosmtpd_logs
+from relay.smtp.store import RelayStore, ThreadStore, WantsHourly
 from relay.smtp.tls import ImplicitTLS, server_context
 from smtpplus.dbthreads import DbThreads
 
@@ -60,71 +58,12 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-# What one message of a group can cause (a value the database refuses), as Django and,
-# on the event-loop path, psycopg raise it.
-_BAD_MESSAGE = (IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError)
-
-
-class GroupCommit:
-    """Stores messages with as few transactions as the load allows.
-
-    A message is written at once if no transaction is under way; messages that finish
-    DATA during one wait and go into the next transaction together. Each client still
-    gets its 250 only after the transaction holding its message has committed.
-    """
-
-    MAX_BATCH = 100
-
-    def __init__(self, relay: RelayServer) -> None:
-        self.relay = relay
-        self.writing = False
-        self.pending: list[tuple[Submission, asyncio.Future[str]]] = []
-
-    def submit(self, submission: Submission) -> asyncio.Future[str]:
-        future: asyncio.Future[str] = self.relay.loop.create_future()
-        self.pending.append((submission, future))
-        if not self.writing:
-            self.writing = True
-            self.relay.loop.create_task(self._write())
-        return future
-
-    async def _write(self) -> None:
-        hostname = self.relay.config.hostname
-        try:
-            while self.pending:
-                batch = self.pending[: self.MAX_BATCH]
-                del self.pending[: self.MAX_BATCH]
-                try:
-                    ids = await self.relay.store_now([s for s, _ in batch], hostname)
-                except Exception as exc:
-                    if len(batch) == 1 or not isinstance(exc, _BAD_MESSAGE):
-                        # The database itself failed (down, full, …): one attempt per
-                        # message would only hammer it, every client gets its 451 now.
-                        for _, future in batch:
-                            _settle(future, exc=exc)
-                        continue
-                    # One bad message must not fail the others: retry them one by one.
-                    for submission, future in batch:
-                        try:
-                            ids = await self.relay.store_now([submission], hostname)
-                        except Exception as one_exc:
-                            _settle(future, exc=one_exc)
-                        else:
-                            _settle(future, ids[0])
-                    continue
-                for (_, future), queue_id in zip(batch, ids, strict=True):
-                    _settle(future, queue_id)
-        finally:
-            self.writing = False
-
-
-def _settle(future: asyncio.Future[str], result: str = "", exc: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+def open_store(config: RelayConfig, threads: DbThreads, wants_hourly: WantsHourly) -> RelayStore:
+    """The relay's store for the default database, chosen once for the process."""
+    if store_pg.wanted():
+        return store_pg.PostgresStore(threads, config.hostname, wants_hourly,
+                                      max(1, config.db_threads), prepare=config.db_prepare)
+    return ThreadStore(threads, config.hostname, wants_hourly)
 
 
 class RelayServer:
@@ -133,14 +72,11 @@ class RelayServer:
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
         self.db_threads = DbThreads(config.db_threads, "relay-db")
-        # PostgreSQL: logins and stores on the event loop (see relay.asyncdb).
-        self.asyncdb = asyncdb.AsyncPostgres(
-            max(1, config.db_threads), prepare=config.db_prepare) if asyncdb.wanted() else None
-        self.group_commit = GroupCommit(self)
         self.events = EventBuffer()
         self.stats = nodes.ConnectionCounter()
         self.guard = Guard(config, self.record_event, self.stats)
-        self.logins_written: dict[int, float] = {}
+        self.store = open_store(config, self.db_threads, self.guard.hourly.needs_load)
+        self.group_commit = GroupCommit(self.loop, self.store)
         self.session_watch = revocation.SessionWatch(self, config.session_check_seconds)
         self.listeners: list[Listener] = []
         self.node_id = nodes.node_id()
@@ -149,9 +85,8 @@ class RelayServer:
         # All that the handler and each connection see of this server.
         self.context = RelayContext(
             config=config, loop=self.loop, guard=self.guard, record_event=self.record_event,
-            run_db=self.run_db, asyncdb=self.asyncdb, store=self.store, stats=self.stats,
-            session_watch=self.session_watch, logins_written=self.logins_written,
-            open_sessions=self._sessions,
+            store=self.store, commit=self.group_commit.submit, stats=self.stats,
+            session_watch=self.session_watch, open_sessions=self._sessions,
         )
         self.handler = RelayHandler(self.context)
         self._event_flush: asyncio.Task[None] | None = None
@@ -163,16 +98,6 @@ class RelayServer:
     def run_db(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run a synchronous database function on the relay's thread pool."""
         return self.db_threads.run(fn, *args)
-
-    async def store_now(self, subs: list[Submission], hostname: str) -> list[str]:
-        """Commit `subs` in one transaction now; give their queue ids."""
-        if self.asyncdb is not None:
-            return await self.asyncdb.store_messages(subs, hostname)
-        return await self.run_db(store_messages, subs, hostname)
-
-    def store(self, submission: Submission) -> asyncio.Future[str]:
-        """Queue a message for the next commit; the future gives its queue id."""
-        return self.group_commit.submit(submission)
 
     # --- events -----------------------------------------------------------------------
     def record_event(self, kind: str, **fields: Any) -> None:
@@ -303,6 +228,5 @@ class RelayServer:
             await self.run_db(nodes.mark_stopped, self.node_id)
         except Exception:
             log.exception("could not mark the relay node stopped")
-        if self.asyncdb is not None:
-            await self.asyncdb.close()
+        await self.store.close()
         await self.db_threads.aclose()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from types import SimpleNamespace
 
 import pytest
 from django.db import IntegrityError, OperationalError, connection
 
 from relay.models import Message
-from relay.smtp.server import GroupCommit
+from relay.smtp.group_commit import GroupCommit
 from tests.smtp_relay import message
 
 
@@ -62,13 +61,12 @@ def test_a_lost_database_connection_answers_451_then_recovers(relay, cast):
 
 
 class FakeStore:
-    """The relay's store_now() for a group commit: records each group it is given."""
+    """The relay's store for a group commit: records each group it is given."""
 
     def __init__(self, error: Exception, bad: object = None) -> None:
         self.error, self.bad, self.groups = error, bad, []
-        self.config = SimpleNamespace(hostname="relay.test")
 
-    async def store_now(self, subs: list[object], hostname: str) -> list[str]:
+    async def store_messages(self, subs: list[object]) -> list[str]:
         self.groups.append(len(subs))
         if self.bad is None or self.bad in subs:
             raise self.error
@@ -77,8 +75,7 @@ class FakeStore:
 
 def commit_group(relay: FakeStore, subs: list[object]) -> list[object]:
     async def run() -> list[object]:
-        relay.loop = asyncio.get_running_loop()
-        commit = GroupCommit(relay)
+        commit = GroupCommit(asyncio.get_running_loop(), relay)
         futures = [commit.submit(sub) for sub in subs]
         return await asyncio.gather(*futures, return_exceptions=True)
 

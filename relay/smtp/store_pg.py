@@ -1,9 +1,9 @@
-"""The relay's per-message database work on the event loop (PostgreSQL only).
+"""The relay's store on PostgreSQL: its per-message database work on the event loop.
 
-On PostgreSQL the login query and the group-commit store run on the event loop over
-psycopg's `AsyncConnection`s. That saves the thread hand-off per job. Everything else
-(events, heartbeat, last-login writes, hourly counts) and every other database stay on
-the relay's thread pool.
+`PostgresStore` (a `relay.smtp.store.RelayStore`) runs the login query and the
+group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
+thread hand-off per job. Everything else (events, heartbeat, last-login writes, hourly
+counts, the version check) and every other database stay on the relay's thread pool.
 
 Both statements are bound on the server (`$1` parameters, bytes sent as they are, not
 escaped into the query text) and their text does not depend on the data, so they are
@@ -15,7 +15,7 @@ statements):
   JSON parameter (and their raw bytes from one bytea array, sent as they are), the
   Recipient rows from another JSON parameter, joined to their message by queue id.
   One statement is one transaction in autocommit: no BEGIN/COMMIT round trips, all or
-  nothing. It writes the rows `relay.accept.store_messages()` writes.
+  nothing. It writes the rows `relay.smtp.accept.store_messages()` writes.
 
 A connection that fails in any way is closed and replaced by a new one at the next job;
 after a connection-level error the idle ones are dropped too (a restarted server breaks
@@ -29,18 +29,17 @@ import contextlib
 import datetime
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
 from django.db import connections
 from django.db.models import Field, Model
 
-from accounts.credentials import verify_login
 from relay.smtp.accept import Submission, message_rows, recipient_rows
-from relay.smtp.login import LoginOutcome, login_followup, login_from_row, login_query, write_login
-
-RunDb = Callable[..., "asyncio.Future[Any]"]
+from relay.smtp.login import LoginOutcome, judge_login, login_query, write_login
+from relay.smtp.store import ThreadStore, WantsHourly
+from smtpplus.dbthreads import DbThreads
 
 
 def wanted(alias: str = "default") -> bool:
@@ -49,7 +48,13 @@ def wanted(alias: str = "default") -> bool:
 
 
 class AsyncPostgres:
-    """A small pool of psycopg `AsyncConnection`s opened from Django's DATABASES."""
+    """A small pool of psycopg `AsyncConnection`s opened from Django's DATABASES.
+
+    Our own rather than psycopg_pool's `AsyncConnectionPool`: on the login query that one
+    cost about 40 % more of the relay's CPU per job here (its locks, statistics and
+    background tasks), and it would need its own code for "drop the idle connections
+    after a connection error" anyway; this one is a semaphore and a list.
+    """
 
     def __init__(self, size: int = 4, alias: str = "default", prepare: bool = True) -> None:
         self.alias = alias
@@ -106,7 +111,7 @@ class AsyncPostgres:
             return await cursor.fetchone()
 
     async def store_messages(self, subs: list[Submission], hostname: str) -> list[str]:
-        """`relay.accept.store_messages()` over this pool: the same rows, one statement."""
+        """`relay.smtp.accept.store_messages()` over this pool: the same rows, one statement."""
         messages, now = message_rows(subs, hostname)
         # The Recipient rows name their message by queue id; the statement joins them.
         queue_ids = {m["queue_id"]: m["queue_id"] for m in messages}
@@ -120,26 +125,32 @@ class AsyncPostgres:
             await conn.execute(_store_sql(self.alias), params)
         return [str(m["queue_id"]) for m in messages]
 
-    async def log_in(
-        self,
-        run_db: RunDb,
-        username: str,
-        password: str,
-        client_ip: str | None,
-        load_hourly: Callable[[int], bool] | bool,
-        logins_written: dict[int, float] | None,
-    ) -> LoginOutcome:
-        """`relay.login.log_in()` with its one query on this pool; the occasional
-        last-login write and hourly count go to `run_db` (the thread pool)."""
-        user, policy = login_from_row(await self.fetchone(*login_query(username)))
-        result = verify_login(user, password)
-        if not result.ok or user is None or policy is None:
-            return LoginOutcome(result)
-        count, write = login_followup(user, load_hourly, logins_written)
-        hourly = None
-        if count or write:
-            hourly = await run_db(write_login, user.pk, client_ip, count, write)
-        return LoginOutcome(result, policy, hourly)
+
+class PostgresStore(ThreadStore):
+    """`RelayStore` on PostgreSQL: the login query and the store on the event loop over
+    an `AsyncPostgres` pool; the occasional last-login write, the hourly count and the
+    version check on the relay's database threads, as `ThreadStore` runs them."""
+
+    def __init__(
+        self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
+        size: int = 4, prepare: bool = True,
+    ) -> None:
+        super().__init__(threads, hostname, wants_hourly)
+        self.pool = AsyncPostgres(size, prepare=prepare)
+
+    async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
+        row = await self.pool.fetchone(*login_query(username))
+        outcome, todo = judge_login(row, password, client_ip, self.wants_hourly,
+                                    self.logins_written)
+        if todo is not None:
+            outcome.hourly_count = await self.threads.run(write_login, todo)
+        return outcome
+
+    async def store_messages(self, subs: list[Submission]) -> list[str]:
+        return await self.pool.store_messages(subs, self.hostname)
+
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 _MESSAGE, _RECIPIENT = "relay.Message", "relay.Recipient"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import threading
 
@@ -9,6 +10,9 @@ import pytest
 from django.db import connection
 
 from relay.models import Message, Recipient
+from relay.smtp.accept import Submission, parse_headers, store_messages
+from relay.smtp.login import login_query
+from relay.smtp.store_pg import AsyncPostgres
 from tests.smtp_relay import message
 
 pytestmark = pytest.mark.postgres
@@ -57,11 +61,6 @@ def _stored(queue_id: str) -> tuple[dict[str, object], list[dict[str, object]]]:
 def test_the_one_statement_store_writes_the_rows_the_orm_path_writes(cast):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
-    import asyncio
-
-    from relay.smtp.accept import Submission, parse_headers, store_messages
-    from relay.smtp.asyncdb import AsyncPostgres
-
     long_id = "<" + "x" * 300 + "@acme.test>"  # longer than a queue id's column
     raw = ("From: Shop <shop@acme.test>\r\nTo: z@example.net\r\n"
            "Subject: =?utf-8?q?Caf=C3=A9?=\r\n"
@@ -102,11 +101,6 @@ def test_the_one_statement_store_writes_the_rows_the_orm_path_writes(cast):
 def test_the_login_query_is_prepared_on_the_relay_connections_unless_turned_off(cast, prepare):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
-    import asyncio
-
-    from relay.smtp.asyncdb import AsyncPostgres
-    from relay.smtp.login import login_query
-
     async def run() -> list[str]:
         pool = AsyncPostgres(1, prepare=prepare)
         try:
