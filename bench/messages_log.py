@@ -43,7 +43,8 @@ MESSAGE_COLUMNS = ["id", "account_id", "smtp_user_id", "queue_id", "created", "e
                    "port", "smtputf8", "pruned"]
 RECIPIENT_COLUMNS = ["id", "message_id", "account_id", "smtp_user_id", "address", "status",
                      "priority", "created", "attempts", "next_attempt_at", "finished_at",
-                     "last_code", "last_enhanced", "last_text", "fail_reason", "lease_owner"]
+                     "last_code", "last_enhanced", "last_text", "last_reason", "fail_reason",
+                     "lease_owner"]
 
 
 def setup_accounts() -> tuple[Any, Any, list[Any], Any]:
@@ -125,7 +126,9 @@ def make_rows(count: int, account: Any, users: list[Any], start_id: int, start_r
             recipients.append((rid, mid, account.pk, user.pk, f"r{mid % 5000}.{n}@example.net",
                                status, user.priority, created, 1 if code else 0,
                                created + timedelta(minutes=5), created if final else None,
-                               code, enhanced, text, "cancelled" if status == "cancelled" else "",
+                               code, enhanced, text,
+                               {"failed": "rejected", "deferred": "temporary"}.get(status, ""),
+                               "cancelled" if status == "cancelled" else "",
                                ""))
             rid += 1
     return messages, recipients
