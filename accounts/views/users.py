@@ -1,13 +1,13 @@
 """SMTP+ users console: list, create, detail, edit, enable/disable, delete.
 
-The detail page is also rendered by the credential and sender views (with a revealed
-password, the outcome of an "add senders" submission or a "can send as" answer), so
+The detail page also shows what a POST left for it (a new or revealed password, the
+outcome of an "add senders" submission: smtpplus/once.py) and a "can send as" answer, so
 `render_detail` builds its whole context in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
@@ -20,10 +20,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 
 from accounts.actions import smtp_users
+from accounts.actions.senders import AddResult
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
+from smtpplus import once
 
 PAGE_SIZE = 50
 
@@ -160,18 +162,48 @@ def smtpuser_create(request: AccountRequest) -> HttpResponse:
             hourly_limit=form.cleaned_data["hourly_limit"],
             request=request,
         )
-        # Shown once, on the spot; later only through a reveal (re-authenticated).
-        return render_detail(
-            request, smtp_user, password=password,
-            password_note="The user was created. Its password is shown here once; "
-            "copy it now (you can reveal it again later).",
+        del password  # the detail page reads it from its encrypted column
+        show_password_next(
+            request, smtp_user,
+            "The user was created. Copy its password now: from the next page on it is "
+            "hidden, and only an owner or admin can reveal it again.",
         )
+        return redirect(smtp_user)
     return render(request, "accounts/smtpuser_form.html", {"form": form, "smtp_user": None})
+
+
+def show_password_next(request: HttpRequest, smtp_user: SmtpUser, note: str) -> None:
+    """Show the user's password on its next page (after the redirect), once."""
+    once.keep_for_next_page(request, "password", smtp_user.pk, {"note": note})
+
+
+def show_senders_result_next(
+    request: HttpRequest, smtp_user: SmtpUser, result: AddResult, retry: dict[str, Any]
+) -> None:
+    """Show what an "add senders" submission did on the user's next page, once."""
+    once.keep_for_next_page(request, "senders", smtp_user.pk,
+                            {"result": asdict(result), "retry": retry})
+
+
+def _kept_senders_result(data: dict[str, Any] | None) -> tuple[AddResult | None, SendersForm | None]:
+    if data is None:
+        return None, None
+    kept = data["result"]
+    pairs = ("domain_errors", "email_errors", "warnings")
+    result = AddResult(**{k: [tuple(v) for v in kept[k]] if k in pairs else kept[k] for k in kept})
+    return result, SendersForm(initial=data["retry"])
 
 
 @member_required()
 def smtpuser_detail(request: AccountRequest, pk: int) -> HttpResponse:
-    return render_detail(request, scoped_user(request, pk))
+    smtp_user = scoped_user(request, pk)
+    password, note = None, ""
+    shown = once.take(request, "password", smtp_user.pk)
+    if shown is not None and request.membership.can_reveal:
+        password, note = smtp_user.get_password(), str(shown.get("note", ""))
+    add_result, senders_form = _kept_senders_result(once.take(request, "senders", smtp_user.pk))
+    return render_detail(request, smtp_user, password=password, password_note=note,
+                         add_result=add_result, senders_form=senders_form)
 
 
 @member_required(Role.ADMIN)

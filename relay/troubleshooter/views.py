@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, cast
 
 from django import forms
@@ -19,11 +20,13 @@ from accounts.tenancy import AccountRequest, member_required
 from relay.troubleshooter.checks import PROBLEM, Facts, authorize_sender, run_checks
 from relay.troubleshooter.testmessage import (
     Endpoint,
+    Line,
     TestOutcome,
     default_endpoint,
     endpoints,
     send_test_message,
 )
+from smtpplus import once
 
 
 class TestMessageForm(forms.Form):
@@ -77,7 +80,13 @@ def _page(request: AccountRequest, facts: Facts, form: TestMessageForm | None = 
 @member_required()
 def troubleshoot(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
-    return _page(request, Facts(user, timezone.now()))
+    facts = Facts(user, timezone.now())
+    kept = once.take(request, "test_message", user.pk)
+    if kept is None:
+        return _page(request, facts)
+    form = TestMessageForm(kept["form"], options=endpoints(facts.listeners[0]))
+    form.is_valid()  # the values were valid when posted; this binds them for display
+    return _page(request, facts, form=form, outcome=_kept_outcome(kept))
 
 
 @member_required(Role.ADMIN)
@@ -108,4 +117,16 @@ def test_message(request: AccountRequest, pk: int) -> HttpResponse:
         return _page(request, facts, form=form)
     outcome = send_test_message(user, form.cleaned_data["sender"],
                                 form.cleaned_data["recipient"], form.endpoint, request=request)
-    return _page(request, facts, form=form, outcome=outcome)
+    # Shown by the troubleshooter's page after the redirect: a reload sends nothing.
+    once.keep_for_next_page(request, "test_message", user.pk, {
+        "outcome": asdict(outcome), "form": {**form.cleaned_data, "port": form.endpoint.port},
+    })
+    return redirect(reverse("relay:troubleshoot", args=[user.pk]) + "#test-message")
+
+
+def _kept_outcome(data: dict[str, Any]) -> TestOutcome:
+    kept = data["outcome"]
+    return TestOutcome(
+        ok=kept["ok"], summary=kept["summary"], endpoint=Endpoint(**kept["endpoint"]),
+        transcript=[Line(**line) for line in kept["transcript"]], queue_id=kept["queue_id"],
+    )

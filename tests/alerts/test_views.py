@@ -64,7 +64,8 @@ def test_a_rule_needs_a_channel(client, cast):
 
 def test_a_webhook_secret_is_shown_once_at_creation_and_can_be_reset(client, cast):
     login(client, cast.alice)
-    r = client.post(reverse("alerts:rule_create"), {**FORM, "webhook_url": "https://hooks.example.com/a"})
+    r = client.post(reverse("alerts:rule_create"), {**FORM, "webhook_url": "https://hooks.example.com/a"},
+                    follow=True)
     assert r.status_code == 200 and r["Cache-Control"] == "no-store"
     rule = AlertRule.objects.get(name="Shop failures")
     secret = rule.get_webhook_secret()
@@ -72,7 +73,7 @@ def test_a_webhook_secret_is_shown_once_at_creation_and_can_be_reset(client, cas
     # Not on the rule's page afterwards.
     assert secret not in client.get(reverse("alerts:rule_detail", args=[rule.pk])).content.decode()
 
-    r = client.post(reverse("alerts:rule_reset_secret", args=[rule.pk]))
+    r = client.post(reverse("alerts:rule_reset_secret", args=[rule.pk]), follow=True)
     rule.refresh_from_db()
     assert rule.get_webhook_secret() != secret
     assert rule.get_webhook_secret() in r.content.decode()

@@ -58,3 +58,16 @@ def test_an_owner_creates_a_user_reveals_its_password_and_authorizes_senders(pag
     page.fill("#id_address", "news@shop.example.com")
     page.click("#send-as button")
     assert page.inner_text("#send-as-result") == "Allowed: domain shop.example.com is authorized"
+
+
+def test_reloading_the_user_created_page_creates_nothing(page, cast):
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto("/users/new/")
+    page.fill("#id_name", "Newsletter")
+    page.click("button:has-text('Create user')")
+    user = SmtpUser.objects.get(account=cast.acme, name="Newsletter")
+    assert page.inner_text("#cred-password") == user.get_password()
+    page.reload()
+    assert SmtpUser.objects.filter(account=cast.acme, name="Newsletter").count() == 1
+    assert page.locator("#cred-password").count() == 0
+    assert page.locator("#cred-password-hidden").count() == 1

@@ -105,6 +105,7 @@ def test_creating_a_user_shows_its_password_once_on_the_spot(alice_client, cast)
     response = alice_client.post(
         url("smtpuser_create"),
         {"name": "Newsletter", "note": "Mailchimp export", "priority": "2", "hourly_limit": "500"},
+        follow=True,  # to the user's page, which shows the password once
     )
     assert response.status_code == 200
     user = SmtpUser.objects.get(account=cast.acme, name="Newsletter")
@@ -122,7 +123,8 @@ def test_creating_a_user_shows_its_password_once_on_the_spot(alice_client, cast)
 
 
 def test_an_admin_may_create_users(client, cast):
-    response = login(client, cast.bob).post(url("smtpuser_create"), {"name": "Bob's", "priority": "3"})
+    response = login(client, cast.bob).post(url("smtpuser_create"), {"name": "Bob's", "priority": "3"},
+                                                follow=True)
     assert response.status_code == 200
     assert SmtpUser.objects.filter(account=cast.acme, name="Bob's").exists()
 
