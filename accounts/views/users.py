@@ -189,8 +189,16 @@ def _kept_senders_result(data: dict[str, Any] | None) -> tuple[AddResult | None,
     if data is None:
         return None, None
     kept = data["result"]
-    pairs = ("domain_errors", "email_errors", "warnings")
-    result = AddResult(**{k: [tuple(v) for v in kept[k]] if k in pairs else kept[k] for k in kept})
+
+    def pairs(name: str) -> list[tuple[str, str]]:  # JSON made the tuples lists
+        return [(str(a), str(b)) for a, b in kept[name]]
+
+    result = AddResult(
+        added_domains=kept["added_domains"], added_emails=kept["added_emails"],
+        unchanged=kept["unchanged"], domain_errors=pairs("domain_errors"),
+        email_errors=pairs("email_errors"), warnings=pairs("warnings"),
+        emails_in_domain_box=kept["emails_in_domain_box"],
+    )
     return result, SendersForm(initial=data["retry"])
 
 
