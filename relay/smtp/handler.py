@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _Missing
 
 from accounts.senders import SenderPolicy, split_address
-from relay.models import EventKind
+from relay.models import COOLOFF_STARTED, EventKind
 from relay.smtp import accept, revocation
 from relay.smtp.headerblock import Unreadable
-from relay.smtp.limits import messages_last_hour
+from relay.smtp.limits import CooloffOwner, messages_last_hour
 from relay.smtp.login import log_in
 
 if TYPE_CHECKING:
@@ -224,11 +224,15 @@ class RelayHandler:
             account_id=user.account.pk if user else None,
             smtp_user_id=user.pk if user else None,
         )
-        if relay.failures.record_failure(server.client_ip):
+        owner = CooloffOwner(server.session.username_tried,
+                             user.account.pk if user else None, user.pk if user else None)
+        if relay.failures.record_failure(server.client_ip, owner):
             reply = cooloff_reply(relay.failures.cooloff)
             server.record_event(EventKind.AUTH_COOLOFF, reply,
-                                reason=f"{relay.failures.limit} failed logins within "
-                                       f"{int(relay.failures.window)} seconds")
+                                reason=f"{COOLOFF_STARTED}: {relay.failures.limit} failed "
+                                       f"logins within {int(relay.failures.window)} seconds",
+                                account_id=owner.account_id, smtp_user_id=owner.smtp_user_id)
+            relay.cooloff_watch.start()
             await server.push(reply)
             server.transport.close()
             return AuthResult(success=False, handled=True)

@@ -28,7 +28,7 @@ from django.db import DataError, IntegrityError, connections
 from relay import nodes
 from relay.listen import Listener, parse_listen
 from relay.models import EventKind
-from relay.smtp import asyncdb, revocation
+from relay.smtp import asyncdb, cooloffs, revocation
 from relay.smtp.accept import Submission, store_messages
 from relay.smtp.events import EventBuffer, write_events
 from relay.smtp.handler import TOO_MANY_CONNECTIONS, RelayHandler, cooloff_reply
@@ -202,6 +202,7 @@ class RelayServer:
         self.stats = nodes.ConnectionCounter()
         self.logins_written: dict[int, float] = {}
         self.session_watch = revocation.SessionWatch(self, config.session_check_seconds)
+        self.cooloff_watch = cooloffs.CooloffWatch(self, config.session_check_seconds)
         self.listeners: list[Listener] = []
         self.node_id = nodes.node_id()
         self._servers: list[asyncio.Server] = []
@@ -249,8 +250,10 @@ class RelayServer:
         if not left:
             return None
         reply = cooloff_reply(left)
+        owner = self.failures.owner(ip or "")  # the account whose username started it
         self.record_event(EventKind.AUTH_COOLOFF, client_ip=ip or None, port=port, reply=reply,
-                          reason=reason)
+                          reason=reason, username=owner.username, account_id=owner.account_id,
+                          smtp_user_id=owner.smtp_user_id)
         return reply
 
     def connection_closed(self, smtp: RelaySMTP) -> None:
@@ -377,6 +380,7 @@ class RelayServer:
             smtp.hang_up()
         await asyncio.sleep(0)  # let closed sessions record their last events
         await self.session_watch.stop()
+        await self.cooloff_watch.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -422,6 +422,7 @@ Check = Callable[[SmtpUser, datetime, Facts | None], CheckResult]
 
 def all_checks() -> list[Check]:
     """The checks in the order the page shows them: the relay itself first."""
+    from relay.troubleshooter.lockout import check_lockout
     from relay.troubleshooter.relay_checks import (
         check_port_open,
         check_port_supported,
@@ -431,6 +432,7 @@ def all_checks() -> list[Check]:
     return [
         check_relay_running,
         check_credentials,
+        check_lockout,
         check_sender_domains,
         check_sender_emails,
         check_port_open,

@@ -18,6 +18,7 @@ from accounts.models import Role, SmtpUser
 from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
 from relay.troubleshooter.checks import PROBLEM, Facts, authorize_sender, run_checks
+from relay.troubleshooter.lockout import release_cooloff
 from relay.troubleshooter.testmessage import (
     Endpoint,
     Line,
@@ -105,6 +106,20 @@ def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
         messages.success(request, f"{text} Resend the rejected messages: they were not stored.")
     anchor = "#check-sender_domain" if kind == "domain" else "#check-sender_email"
     return redirect(reverse("relay:troubleshoot", args=[user.pk]) + anchor)
+
+
+@member_required(Role.ADMIN)
+@require_POST
+def troubleshoot_unblock(request: AccountRequest, pk: int) -> HttpResponse:
+    """Lift a failed-login cool-off on every relay process (audited)."""
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
+    client_ip = request.POST.get("client_ip", "")[:45]
+    if release_cooloff(request.account, client_ip, request=request):
+        messages.success(request, f"{client_ip} is unblocked: every relay process lets it log "
+                                  "in again within a second.")
+    else:
+        messages.info(request, f"{client_ip} is not locked out (any more).")
+    return redirect(reverse("relay:troubleshoot", args=[user.pk]) + "#check-lockout")
 
 
 @member_required(Role.ADMIN)
