@@ -26,12 +26,14 @@ from smtpplus import once
 def _rules_with_status(account: Any) -> Any:
     notes = Notification.objects.filter(alert__rule=OuterRef("pk"), alert__is_test=False)
     last_failed = notes.filter(status=NotificationStatus.FAILED).order_by("-last_attempt_at", "-id")
+    # A test alert counts as sent: it is the proof that the channel works.
+    sent = (Notification.objects.filter(alert__rule=OuterRef("pk"), status=NotificationStatus.SENT)
+            .order_by("-sent_at", "-id"))
     return (
         AlertRule.objects.filter(account=account)
         .annotate(
-            last_sent=Subquery(
-                notes.filter(status=NotificationStatus.SENT).order_by("-sent_at").values("sent_at")[:1]
-            ),
+            last_sent=Subquery(sent.values("sent_at")[:1]),
+            last_sent_test=Subquery(sent.values("alert__is_test")[:1]),
             last_error=Subquery(last_failed.values("error")[:1]),
             last_error_at=Subquery(last_failed.values("last_attempt_at")[:1]),
         )

@@ -218,3 +218,33 @@ def test_deleting_a_rule_keeps_its_notifications_and_their_events_in_the_log(cli
     client.post(reverse("alerts:rule_delete", args=[rule.pk]))
     detail = client.get(reverse("alerts:notification_detail", args=[n.pk])).content.decode()
     assert "(deleted)" in detail and "ghost@example.net" in detail
+
+
+def test_a_rule_mailing_admin_at_localhost_asks_for_a_real_address(client, cast):
+    rule = make_rule(cast.acme, name="Defaults", email_recipients="admin@localhost\nops@acme.test")
+    login(client, cast.alice)
+    for page in (reverse("alerts:rules"), reverse("alerts:rule_detail", args=[rule.pk])):
+        html = client.get(page).content.decode()
+        assert "Alerts of “Defaults” go to admin@localhost, where nobody reads mail" in html
+        assert "Give a real address" in html and reverse("alerts:rule_edit", args=[rule.pk]) in html
+
+
+def test_a_rule_with_real_addresses_has_no_such_notice(client, cast):
+    rule = make_rule(cast.acme, name="Fine", email_recipients="ops@acme.test")
+    login(client, cast.alice)
+    assert "where nobody reads mail" not in client.get(
+        reverse("alerts:rule_detail", args=[rule.pk])).content.decode()
+
+
+def test_a_test_alert_updates_last_sent(client, cast):
+    rule = make_rule(cast.acme, name="Tested")
+    login(client, cast.alice)
+    detail = reverse("alerts:rule_detail", args=[rule.pk])
+    never = '<dt>Last sent</dt><dd><span class="muted">never</span>'
+    assert never in client.get(detail).content.decode()
+    client.post(reverse("alerts:rule_test", args=[rule.pk]))
+    html = client.get(detail).content.decode()
+    assert never not in html
+    assert '<span class="muted">(test)</span></dd>' in html
+    row = client.get(reverse("alerts:rules")).content.decode().split(">Tested</a>")[1].split("</tr>")[0]
+    assert '<span class="muted">(test)</span>' in row and "never" not in row
