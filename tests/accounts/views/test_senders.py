@@ -292,3 +292,10 @@ def test_the_send_as_answer_is_escaped(alice_client, cast):
     html = send_as(alice_client, cast.acme_smtp, "<b>x</b>@acme.test")
     assert "<b>x</b>" not in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_a_pasted_name_and_address_saves_the_address_without_an_error(alice_client, shop):
+    html = alice_client.post(add_url(shop), {"emails": "Alice <alice@acme.example>"},
+                             follow=True).content.decode()
+    assert emails_of(shop) == ["alice@acme.example"]
+    assert "missing @" not in html
