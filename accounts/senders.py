@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import AddressHeader, HeaderRegistry
 from typing import TYPE_CHECKING
 
 import idna
@@ -54,6 +54,7 @@ def _address_of_named(value: str) -> str:
         raise InvalidEntry("two addresses in one entry: which one is meant? Keep only the one "
                            "between < and >")
     header = _HEADERS("to", value)
+    assert isinstance(header, AddressHeader)  # "to" is an address header in the registry
     addresses = header.addresses
     if len(addresses) != 1 or header.defects:
         raise InvalidEntry("not one address: write it as name@example.com or Name <name@example.com>")
