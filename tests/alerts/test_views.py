@@ -248,3 +248,11 @@ def test_a_test_alert_updates_last_sent(client, cast):
     assert '<span class="muted">(test)</span></dd>' in html
     row = client.get(reverse("alerts:rules")).content.decode().split(">Tested</a>")[1].split("</tr>")[0]
     assert '<span class="muted">(test)</span>' in row and "never" not in row
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "http://localhost/hook"])
+def test_a_private_webhook_is_refused_naming_the_setting_that_allows_it(client, cast, url):
+    login(client, cast.alice)
+    r = client.post(reverse("alerts:rule_create"), {**FORM, "webhook_url": url})
+    assert "ALERTS_WEBHOOK_ALLOW_PRIVATE=true" in r.content.decode()
+    assert not AlertRule.objects.filter(name=FORM["name"]).exists()
