@@ -7,6 +7,7 @@ outcome of an "add senders" submission: smtpplus/once.py) and a "can send as" an
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,8 +33,10 @@ PAGE_SIZE = 50
 TLS_LABELS = {
     "starttls": "STARTTLS",
     "implicit": "SSL/TLS (implicit TLS)",
-    "none": "None (no encryption)",
+    "none": "none",
 }
+# The same modes where a sentence names one port: "port 2525 (no encryption)".
+TLS_NAMES = {**TLS_LABELS, "none": "no encryption"}
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,28 @@ def connection_settings() -> dict[str, Any]:
             groups.append(PortGroup(tls, TLS_LABELS[tls], compact_ports(ports)))
     return {
         "host": settings.RELAY_HOSTNAME,
+        "host_is_local": is_local_host(settings.RELAY_HOSTNAME),
         "port_groups": groups,
+        "n_ports": len({item.port for item in listeners}),
         "reported": reported,
         "recommended": _describe(_recommended(listeners)),
         "require_tls": settings.RELAY_REQUIRE_TLS,
     }
 
 
+def is_local_host(host: str) -> bool:
+    """A name only this machine can use to reach the relay."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _describe(item: Listener | None) -> dict[str, Any] | None:
-    return {"port": item.port, "label": TLS_LABELS[item.tls]} if item else None
+    return {"port": item.port, "label": TLS_NAMES[item.tls]} if item else None
 
 
 def _recommended(listeners: list[Listener]) -> Listener | None:
