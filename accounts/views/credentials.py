@@ -20,6 +20,7 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts import audit
 from accounts.actions import smtp_users
 from accounts.forms import ConfirmPasswordForm
 from accounts.models import Role, SmtpUser
@@ -114,7 +115,12 @@ def confirm_password(request: AccountRequest) -> HttpResponse:
         next_url = ""
     view_name, smtp_user = _pending_action(request, next_url)
     form = ConfirmPasswordForm(request, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not form.is_valid():
+        # A wrong password here is someone at a logged-in console guessing: audited.
+        audit.record("console.reauth_failed", account=request.account, request=request,
+                     target=smtp_user, target_label=str(smtp_user or ""),
+                     details={"for": REPLAYED_VIEWS.get(view_name, "")})
+    elif request.method == "POST":
         mark_reauthenticated(request)
         if view_name:
             # 307 keeps POST: the browser re-sends this form (with its CSRF token) to the

@@ -252,3 +252,21 @@ def test_behind_the_proxy_the_audit_log_records_the_forwarded_client(
     alice_client.post(reveal_url(cast.acme_smtp), REMOTE_ADDR="127.0.0.1",
                       HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.9")
     assert AuditEvent.objects.get(action="smtpuser.reveal").ip == "203.0.113.9"
+
+
+def test_a_failed_reauthentication_is_audited_without_the_password(alice_client, cast):
+    response = alice_client.post(CONFIRM, {"password": "not my password",
+                                           "next": reveal_url(cast.acme_smtp)},
+                                 REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(action="console.reauth_failed")
+    assert (event.actor, event.account, event.ip, event.target_id) == (
+        cast.alice, cast.acme, "203.0.113.9", str(cast.acme_smtp.pk))
+    assert event.details == {"for": "reveal the password of"}
+    assert "not my password" not in str(event.details) + event.target_label
+    assert reveals() == 0
+
+
+def test_a_successful_reauthentication_writes_no_failure(alice_client, cast):
+    confirm(alice_client)
+    assert not AuditEvent.objects.filter(action="console.reauth_failed").exists()
