@@ -41,7 +41,8 @@ NOT_PAGES = {
     "accounts:smtpuser_email_remove", "accounts:smtpuser_send_as", "accounts:member_invite",
     "accounts:member_role", "accounts:invitation_cancel", "accounts:switch",
     "relay:message_retry", "relay:message_cancel", "relay:troubleshoot_authorize",
-    "relay:test_message", "alerts:rule_toggle", "alerts:rule_test", "alerts:rule_reset_secret",
+    "relay:test_message", "relay:troubleshoot_unblock", "alerts:rule_toggle", "alerts:rule_test",
+    "alerts:rule_reset_secret",
 }
 
 
