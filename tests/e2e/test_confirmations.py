@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import Membership, Role
 from alerts.models import AlertRule
 from relay.models import Recipient
 from tests.conftest import PASSWORD
@@ -84,3 +85,13 @@ def test_retrying_a_hard_failed_recipient_warns_that_it_refused_for_good(page, c
     page.locator(f"#recipient-{failed.pk} ~ section button", has_text="Cancel").first.click()
     assert prompts == ["Cancel delivery to later@example.net?"]
     assert Recipient.objects.get(address="later@example.net").status == "deferred"
+
+
+def test_changing_a_members_role_asks_first(page, cast):
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto("/members/")
+    page.select_option("select[aria-label='Role of bob@acme.test']", "viewer")
+    prompts = dismiss_next(page)
+    page.locator("tr", has_text="bob@acme.test").locator("button", has_text="Change role").click()
+    assert prompts == ["Change the role of bob@acme.test? A lower role takes rights away at once."]
+    assert Membership.objects.get(account=cast.acme, user=cast.bob).role == Role.ADMIN
