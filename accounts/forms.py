@@ -54,7 +54,8 @@ class SendersForm(forms.Form):
     emails = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "news@example.com"}),
         required=False,
-        help_text="Separate entries with ; , spaces or new lines.",
+        help_text="Separate entries with ; , spaces or new lines. A pasted "
+                  "“Name <news@example.com>” authorizes the address.",
     )
     include_subdomains = forms.BooleanField(
         required=False, label="Include subdomains of the domains added"

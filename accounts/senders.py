@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.headerregistry import AddressHeader, HeaderRegistry
 from typing import TYPE_CHECKING
 
 import idna
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from accounts.models import SmtpUser
 
 SEPARATORS = re.compile(r"[;,\s]+")
+# `Name <x@y>` as pasted from a mail client: one entry, spaces (and, quoted, commas) in
+# the name included.
+_NAMED_ADDRESS = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"|[^;,\n<>"])*<[^<>@\n]*@[^<>\n]*>')
+_HEADERS = HeaderRegistry()
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # Characters that never belong in an unquoted local part we accept for authorization.
 _BAD_LOCAL = re.compile(r'[\s<>()\[\]\\,;:@\x00-\x1f\x7f]')
@@ -30,8 +35,30 @@ class InvalidEntry(ValueError):
 
 
 def split_entries(text: str) -> list[str]:
-    """Split what an admin typed: `;`, `,`, spaces and newlines all separate entries."""
-    return [e for e in SEPARATORS.split(text or "") if e]
+    """Split what an admin typed: `;`, `,`, spaces and newlines all separate entries,
+    except inside a pasted `Name <address>`, which stays one entry."""
+    text = text or ""
+    entries: list[str] = []
+    start = 0
+    for named in _NAMED_ADDRESS.finditer(text):
+        entries += [e for e in SEPARATORS.split(text[start:named.start()]) if e]
+        entries.append(named.group().strip())
+        start = named.end()
+    return entries + [e for e in SEPARATORS.split(text[start:]) if e]
+
+
+def _address_of_named(value: str) -> str:
+    """The address of a `Name <address>` entry (the stdlib's header parser reads it);
+    refused when it is not exactly one clear address."""
+    if "@" in value[:value.rindex("<")]:
+        raise InvalidEntry("two addresses in one entry: which one is meant? Keep only the one "
+                           "between < and >")
+    header = _HEADERS("to", value)
+    assert isinstance(header, AddressHeader)  # "to" is an address header in the registry
+    addresses = header.addresses
+    if len(addresses) != 1 or header.defects:
+        raise InvalidEntry("not one address: write it as name@example.com or Name <name@example.com>")
+    return addresses[0].addr_spec
 
 
 def normalize_domain(entry: str) -> str:
@@ -96,6 +123,8 @@ def normalize_email(entry: str) -> str:
     value = entry.strip()
     if value.startswith("<") and value.endswith(">"):
         value = value[1:-1]
+    elif value.endswith(">") and "<" in value:
+        value = _address_of_named(value)
     if "@" not in value:
         raise InvalidEntry("missing @")
     local, _, domain = value.rpartition("@")

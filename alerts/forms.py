@@ -118,7 +118,11 @@ class AlertRuleForm(forms.Form):
         except ValidationError:
             raise ValidationError(f"“{url}” is not a valid URL.") from None
         if problem := webhook_host_problem(url):
-            raise ValidationError(f"Alerts cannot be sent to this URL: {problem}.")
+            raise ValidationError(
+                f"Alerts cannot be sent to this URL: {problem}. An operator who trusts every "
+                "account with this machine's network can allow it with "
+                "ALERTS_WEBHOOK_ALLOW_PRIVATE=true."
+            )
         return url
 
     def clean(self) -> dict[str, Any]:

@@ -85,6 +85,17 @@ class AlertRule(models.Model):
     def email_list(self) -> list[str]:
         return [line.strip() for line in self.email_recipients.splitlines() if line.strip()]
 
+    @property
+    def unread_emails(self) -> list[str]:
+        """Recipients at a host that is no mail domain (the first account's login
+        `admin@localhost`, `*.local`): alerts sent there reach no one."""
+        unread = []
+        for email in self.email_list:
+            host = email.rpartition("@")[2].lower().rstrip(".")
+            if "." not in host or host.endswith((".localhost", ".local", ".invalid")):
+                unread.append(email)
+        return unread
+
     def event_labels(self) -> list[str]:
         labels = dict(EventType.choices)
         return [str(labels.get(e, e)) for e in self.events]

@@ -21,17 +21,20 @@ from alerts.forms import AlertRuleForm
 from alerts.models import AlertRule, Notification, NotificationStatus
 from alerts.sample import send_test_alert
 from relay.explain import PORT_NOTE
+from smtpplus import once
 
 
 def _rules_with_status(account: Any) -> Any:
     notes = Notification.objects.filter(alert__rule=OuterRef("pk"), alert__is_test=False)
     last_failed = notes.filter(status=NotificationStatus.FAILED).order_by("-last_attempt_at", "-id")
+    # A test alert counts as sent: it is the proof that the channel works.
+    sent = (Notification.objects.filter(alert__rule=OuterRef("pk"), status=NotificationStatus.SENT)
+            .order_by("-sent_at", "-id"))
     return (
         AlertRule.objects.filter(account=account)
         .annotate(
-            last_sent=Subquery(
-                notes.filter(status=NotificationStatus.SENT).order_by("-sent_at").values("sent_at")[:1]
-            ),
+            last_sent=Subquery(sent.values("sent_at")[:1]),
+            last_sent_test=Subquery(sent.values("alert__is_test")[:1]),
             last_error=Subquery(last_failed.values("error")[:1]),
             last_error_at=Subquery(last_failed.values("last_attempt_at")[:1]),
         )
@@ -75,7 +78,8 @@ def rule_form(request: AccountRequest, pk: int | None = None) -> HttpResponse:
                 )
                 messages.success(request, f"Alert rule “{rule.name}” saved.")
             if secret:
-                return _secret_page(request, rule, secret, created=True)
+                # Shown by the rule's page after the redirect (smtpplus/once.py).
+                once.keep_for_next_page(request, "webhook_secret", rule.pk, {"created": True})
             return redirect("alerts:rule_detail", pk=rule.pk)
     elif rule is None:
         default_email = getattr(request.user, "email", "") or request.user.get_username()
@@ -92,6 +96,9 @@ def rule_detail(request: AccountRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(
         _rules_with_status(request.account), pk=pk
     )
+    kept = once.take(request, "webhook_secret", rule.pk)
+    if kept is not None and request.membership.can_edit:
+        return _secret_page(request, rule, rule.get_webhook_secret(), created=bool(kept.get("created")))
     recent = (
         Notification.objects.filter(alert__rule=rule).select_related("alert")
         .order_by("-created", "-id")[:20]
@@ -141,8 +148,9 @@ def rule_reset_secret(request: AccountRequest, pk: int) -> HttpResponse:
     if not rule.webhook_url:
         messages.error(request, "This rule has no webhook.")
         return redirect("alerts:rule_detail", pk=rule.pk)
-    secret = services.reset_secret(rule, actor=Actor.from_request(request))
-    return _secret_page(request, rule, secret, created=False)
+    services.reset_secret(rule, actor=Actor.from_request(request))
+    once.keep_for_next_page(request, "webhook_secret", rule.pk, {"created": False})
+    return redirect("alerts:rule_detail", pk=rule.pk)
 
 
 @member_required()

@@ -183,6 +183,13 @@ class EventKind(models.TextChoices):
     STORE_FAILED = "store_failed", "Could not store message"
     SESSION_REVOKED = "session_revoked", "Session closed after an admin change"
     BAD_MESSAGE = "bad_message", "Malformed message"
+    # Written by the console's "unblock now"; every relay process lifts the cool-off.
+    COOLOFF_RELEASED = "cooloff_released", "Cool-off lifted by an admin"
+
+
+# The reason of the AUTH_COOLOFF event that starts a cool-off (the later ones, for
+# connections refused during it, say "connection during cool-off").
+COOLOFF_STARTED = "cool-off started"
 
 
 class RelayEvent(models.Model):

@@ -22,6 +22,11 @@ urlpatterns = [
         name="troubleshoot_authorize",
     ),
     path(
+        "users/<int:pk>/troubleshoot/unblock/",
+        troubleshooter.troubleshoot_unblock,
+        name="troubleshoot_unblock",
+    ),
+    path(
         "users/<int:pk>/troubleshoot/test-message/",
         troubleshooter.test_message,
         name="test_message",

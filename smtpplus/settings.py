@@ -63,6 +63,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.tenancy.account_context",
+                "smtpplus.console_url.console_url_context",
             ],
         },
     },

@@ -2,7 +2,8 @@
 
 Both actions are POST-only, need the admin's console password re-entered within
 `SMTPPLUS_REAUTH_SECONDS`, answer with `Cache-Control: no-store` and are audited by
-`accounts.services`. Without a fresh re-authentication the admin is sent to the
+`accounts.actions`; the password is then shown once on the user's page, after a redirect.
+Without a fresh re-authentication the admin is sent to the
 confirm-password page, whose success replays the original POST (a 307 redirect keeps
 the method), so the page the admin asked for is shown straight away.
 """
@@ -19,12 +20,13 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts import audit
 from accounts.actions import smtp_users
 from accounts.audit import Actor
 from accounts.forms import ConfirmPasswordForm
 from accounts.models import Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
-from accounts.views.users import post_required, render_detail, scoped_user
+from accounts.views.users import post_required, scoped_user, show_password_next
 
 REAUTH_SESSION_KEY = "smtpplus_reauth"
 # POST actions the confirm page replays after a successful re-authentication.
@@ -63,11 +65,9 @@ def smtpuser_reveal(request: AccountRequest, pk: int) -> HttpResponse:
         return not_allowed
     if not reauth_is_fresh(request):
         return redirect_to_confirm(reverse("accounts:smtpuser_reveal", args=[pk]))
-    password = smtp_users.reveal_password(smtp_user, actor=Actor.from_request(request))
-    return render_detail(
-        request, smtp_user, password=password,
-        password_note="Revealed for you; this was recorded in the audit log.",
-    )
+    smtp_users.reveal_password(smtp_user, actor=Actor.from_request(request))
+    show_password_next(request, smtp_user, "Revealed for you; this was recorded in the audit log.")
+    return credentials_section(smtp_user)
 
 
 @sensitive_post_parameters("password")
@@ -78,12 +78,18 @@ def smtpuser_reset_password(request: AccountRequest, pk: int) -> HttpResponse:
         return not_allowed
     if not reauth_is_fresh(request):
         return redirect_to_confirm(reverse("accounts:smtpuser_reset_password", args=[pk]))
-    password = smtp_users.reset_password(smtp_user, actor=Actor.from_request(request))
-    return render_detail(
-        request, smtp_user, password=password,
-        password_note="This is the new password. The old one no longer works: "
+    smtp_users.reset_password(smtp_user, actor=Actor.from_request(request))
+    show_password_next(
+        request, smtp_user,
+        "This is the new password. The old one no longer works: "
         "update every application that sends with this user.",
     )
+    return credentials_section(smtp_user)
+
+
+def credentials_section(smtp_user: SmtpUser) -> HttpResponse:
+    """To the user's page (GET), which shows the password once: a reload repeats nothing."""
+    return HttpResponseRedirect(f"{smtp_user.get_absolute_url()}#credentials", status=303)
 
 
 def _pending_action(request: AccountRequest, next_url: str) -> tuple[str, SmtpUser | None]:
@@ -110,7 +116,13 @@ def confirm_password(request: AccountRequest) -> HttpResponse:
         next_url = ""
     view_name, smtp_user = _pending_action(request, next_url)
     form = ConfirmPasswordForm(request, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not form.is_valid():
+        # A wrong password here is someone at a logged-in console guessing: audited.
+        audit.record("console.reauth_failed", account=request.account,
+                     actor=Actor.from_request(request),
+                     target=smtp_user, target_label=str(smtp_user or ""),
+                     details={"for": REPLAYED_VIEWS.get(view_name, "")})
+    elif request.method == "POST":
         mark_reauthenticated(request)
         if view_name:
             # 307 keeps POST: the browser re-sends this form (with its CSRF token) to the

@@ -12,7 +12,12 @@ from accounts.forms import SendAsForm, SendersForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import can_send_as
 from accounts.tenancy import AccountRequest, member_required
-from accounts.views.users import post_required, render_detail, scoped_user
+from accounts.views.users import (
+    post_required,
+    render_detail,
+    scoped_user,
+    show_senders_result_next,
+)
 
 
 def senders_section(smtp_user: SmtpUser) -> HttpResponse:
@@ -41,14 +46,13 @@ def senders_add(request: AccountRequest, pk: int) -> HttpResponse:
         return render_detail(request, smtp_user, senders_form=form, status=400)
     if result.needs_attention:
         # Keep only the entries that still need fixing in the boxes.
-        retry = SendersForm(
-            initial={
-                "domains": "\n".join(entry for entry, _ in result.domain_errors),
-                "emails": "\n".join(entry for entry, _ in result.email_errors),
-                "include_subdomains": form.cleaned_data["include_subdomains"],
-            }
-        )
-        return render_detail(request, smtp_user, senders_form=retry, add_result=result)
+        retry = {
+            "domains": "\n".join(entry for entry, _ in result.domain_errors),
+            "emails": "\n".join(entry for entry, _ in result.email_errors),
+            "include_subdomains": form.cleaned_data["include_subdomains"],
+        }
+        show_senders_result_next(request, smtp_user, result, retry)
+        return senders_section(smtp_user)
     if result.changed:
         messages.success(request, "Authorized: " + ", ".join(result.added_display) + ".")
     if result.unchanged:

@@ -1,13 +1,14 @@
 """SMTP+ users console: list, create, detail, edit, enable/disable, delete.
 
-The detail page is also rendered by the credential and sender views (with a revealed
-password, the outcome of an "add senders" submission or a "can send as" answer), so
+The detail page also shows what a POST left for it (a new or revealed password, the
+outcome of an "add senders" submission: smtpplus/once.py) and a "can send as" answer, so
 `render_detail` builds its whole context in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
@@ -20,19 +21,23 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 
 from accounts.actions import smtp_users
+from accounts.actions.senders import AddResult
 from accounts.audit import Actor
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
+from smtpplus import once
 
 PAGE_SIZE = 50
 
 TLS_LABELS = {
     "starttls": "STARTTLS",
     "implicit": "SSL/TLS (implicit TLS)",
-    "none": "None (no encryption)",
+    "none": "none",
 }
+# The same modes where a sentence names one port: "port 2525 (no encryption)".
+TLS_NAMES = {**TLS_LABELS, "none": "no encryption"}
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,28 @@ def connection_settings() -> dict[str, Any]:
             groups.append(PortGroup(tls, TLS_LABELS[tls], compact_ports(ports)))
     return {
         "host": settings.RELAY_HOSTNAME,
+        "host_is_local": is_local_host(settings.RELAY_HOSTNAME),
         "port_groups": groups,
+        "n_ports": len({item.port for item in listeners}),
         "reported": reported,
         "recommended": _describe(_recommended(listeners)),
         "require_tls": settings.RELAY_REQUIRE_TLS,
     }
 
 
+def is_local_host(host: str) -> bool:
+    """A name only this machine can use to reach the relay."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _describe(item: Listener | None) -> dict[str, Any] | None:
-    return {"port": item.port, "label": TLS_LABELS[item.tls]} if item else None
+    return {"port": item.port, "label": TLS_NAMES[item.tls]} if item else None
 
 
 def _recommended(listeners: list[Listener]) -> Listener | None:
@@ -161,18 +179,56 @@ def smtpuser_create(request: AccountRequest) -> HttpResponse:
             hourly_limit=form.cleaned_data["hourly_limit"],
             actor=Actor.from_request(request),
         )
-        # Shown once, on the spot; later only through a reveal (re-authenticated).
-        return render_detail(
-            request, smtp_user, password=password,
-            password_note="The user was created. Its password is shown here once; "
-            "copy it now (you can reveal it again later).",
+        del password  # the detail page reads it from its encrypted column
+        show_password_next(
+            request, smtp_user,
+            "The user was created. Copy its password now: from the next page on it is "
+            "hidden, and only an owner or admin can reveal it again.",
         )
+        return redirect(smtp_user)
     return render(request, "accounts/smtpuser_form.html", {"form": form, "smtp_user": None})
+
+
+def show_password_next(request: HttpRequest, smtp_user: SmtpUser, note: str) -> None:
+    """Show the user's password on its next page (after the redirect), once."""
+    once.keep_for_next_page(request, "password", smtp_user.pk, {"note": note})
+
+
+def show_senders_result_next(
+    request: HttpRequest, smtp_user: SmtpUser, result: AddResult, retry: dict[str, Any]
+) -> None:
+    """Show what an "add senders" submission did on the user's next page, once."""
+    once.keep_for_next_page(request, "senders", smtp_user.pk,
+                            {"result": asdict(result), "retry": retry})
+
+
+def _kept_senders_result(data: dict[str, Any] | None) -> tuple[AddResult | None, SendersForm | None]:
+    if data is None:
+        return None, None
+    kept = data["result"]
+
+    def pairs(name: str) -> list[tuple[str, str]]:  # JSON made the tuples lists
+        return [(str(a), str(b)) for a, b in kept[name]]
+
+    result = AddResult(
+        added_domains=kept["added_domains"], added_emails=kept["added_emails"],
+        unchanged=kept["unchanged"], domain_errors=pairs("domain_errors"),
+        email_errors=pairs("email_errors"), warnings=pairs("warnings"),
+        emails_in_domain_box=kept["emails_in_domain_box"],
+    )
+    return result, SendersForm(initial=data["retry"])
 
 
 @member_required()
 def smtpuser_detail(request: AccountRequest, pk: int) -> HttpResponse:
-    return render_detail(request, scoped_user(request, pk))
+    smtp_user = scoped_user(request, pk)
+    password, note = None, ""
+    shown = once.take(request, "password", smtp_user.pk)
+    if shown is not None and request.membership.can_reveal:
+        password, note = smtp_user.get_password(), str(shown.get("note", ""))
+    add_result, senders_form = _kept_senders_result(once.take(request, "senders", smtp_user.pk))
+    return render_detail(request, smtp_user, password=password, password_note=note,
+                         add_result=add_result, senders_form=senders_form)
 
 
 @member_required(Role.ADMIN)

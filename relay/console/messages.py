@@ -163,6 +163,10 @@ def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
         "retry_statuses": actions.RETRY_STATUSES,
         "cancel_statuses": actions.CANCEL_STATUSES,
         "can_retry": any(r.status in actions.RETRY_STATUSES for r in recipients),
+        # What "Retry now (whole message)" touches, said before it is done.
+        "n_retry": sum(r.status in actions.RETRY_STATUSES for r in recipients),
+        "n_failed": sum(r.status == RecipientStatus.FAILED for r in recipients),
+        "n_delivered": sum(r.status == RecipientStatus.DELIVERED for r in recipients),
         "can_cancel": any(r.status in actions.CANCEL_STATUSES for r in recipients),
         "can_edit": request.membership.can_edit,
     })

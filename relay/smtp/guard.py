@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.models import EventKind
+from relay.models import COOLOFF_STARTED, EventKind
 from relay.smtp.checks import Reject
-from relay.smtp.limits import ConnectionLimiter, HourlyLimits, LoginFailures
+from relay.smtp.limits import ConnectionLimiter, CooloffOwner, HourlyLimits, LoginFailures
 from relay.smtp.replies import TOO_MANY_CONNECTIONS, cooloff_reply
 
 if TYPE_CHECKING:
     from relay.nodes import ConnectionCounter
     from relay.smtp.config import RelayConfig
     from relay.smtp.context import EventSink
+    from relay.smtp.cooloffs import CooloffWatch
 
 
 class Guard:
@@ -32,6 +33,8 @@ class Guard:
             config.auth_failure_limit, config.auth_failure_window, config.auth_cooloff
         )
         self.hourly = HourlyLimits()
+        # Lifts the cool-offs an admin released (relay/smtp/cooloffs.py); set by the server.
+        self.cooloff_watch: CooloffWatch | None = None
         self._record_event = record_event
         self._stats = stats
 
@@ -58,20 +61,26 @@ class Guard:
         """The 421 reply (its event recorded) if `ip` may not try to log in now."""
         return self._cooloff_refusal(ip, port, "login attempt during cool-off")
 
-    def login_failed(self, ip: str | None) -> Reject | None:
-        """Count a failed login; the refusal to send (and record) if it starts the
-        client's cool-off."""
+    def login_failed(self, ip: str | None, owner: CooloffOwner | None = None) -> Reject | None:
+        """Count a failed login (by `owner`'s username: the account that sees the
+        cool-off); the refusal to send (and record, as `owner`'s) if it starts the
+        client's cool-off, which the cool-off watch then follows for an admin's release."""
         failures = self.failures
-        if not failures.record_failure(ip or ""):
+        if not failures.record_failure(ip or "", owner):
             return None
+        if self.cooloff_watch is not None:
+            self.cooloff_watch.start()
         return Reject(cooloff_reply(failures.cooloff), EventKind.AUTH_COOLOFF,
-                      f"{failures.limit} failed logins within {int(failures.window)} seconds")
+                      f"{COOLOFF_STARTED}: {failures.limit} failed logins within "
+                      f"{int(failures.window)} seconds")
 
     def _cooloff_refusal(self, ip: str | None, port: int, reason: str) -> str | None:
         left = self.failures.remaining_cooloff(ip or "")
         if not left:
             return None
         reply = cooloff_reply(left)
+        owner = self.failures.owner(ip or "")  # the account whose username started it
         self._record_event(EventKind.AUTH_COOLOFF, client_ip=ip or None, port=port,
-                           reply=reply, reason=reason)
+                           reply=reply, reason=reason, username=owner.username,
+                           account_id=owner.account_id, smtp_user_id=owner.smtp_user_id)
         return reply

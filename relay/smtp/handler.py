@@ -21,6 +21,7 @@ from relay.models import EventKind
 from relay.smtp import accept, checks, replies, revocation
 from relay.smtp.checks import Reject
 from relay.smtp.context import RelayContext
+from relay.smtp.limits import CooloffOwner
 from relay.smtp.session import RelaySession
 
 if TYPE_CHECKING:
@@ -140,9 +141,12 @@ class RelayHandler:
             account_id=user.account.pk if user else None,
             smtp_user_id=user.pk if user else None,
         )
-        cooloff = self.context.guard.login_failed(server.client_ip)
+        owner = CooloffOwner(server.relay_session.username_tried,
+                             user.account.pk if user else None, user.pk if user else None)
+        cooloff = self.context.guard.login_failed(server.client_ip, owner)
         if cooloff is not None:
-            server.record_event(cooloff.kind, cooloff.reply, reason=cooloff.reason)
+            server.record_event(cooloff.kind, cooloff.reply, reason=cooloff.reason,
+                                account_id=owner.account_id, smtp_user_id=owner.smtp_user_id)
             await server.push(cooloff.reply)
             assert server.transport is not None
             server.transport.close()

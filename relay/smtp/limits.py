@@ -3,7 +3,8 @@ cool-off, and the per-user hourly message count.
 
 They live in memory because they are checked on every connection or message and must
 cost nothing there. With several relay processes each one counts for itself: the
-connection cap and the login cool-off apply per process, and the hourly count is
+connection cap and the login cool-off apply per process (an admin lifts a cool-off on
+every process: relay/smtp/cooloffs.py), and the hourly count is
 re-read from the database at a login and before a message is refused for it, when the
 count in memory is older than a minute (`HOURLY_RELOAD_SECONDS`): a refused client sees
 the hour move on and the other processes' messages within a minute, even on a
@@ -43,6 +44,15 @@ class ConnectionLimiter:
             self._open.pop(ip, None)
 
 
+@dataclass(frozen=True)
+class CooloffOwner:
+    """Whose username put a client into the cool-off, so that the account sees it."""
+
+    username: str = ""
+    account_id: int | None = None
+    smtp_user_id: int | None = None
+
+
 class LoginFailures:
     """`limit` failed logins from one IP within `window` seconds → refused for `cooloff`."""
 
@@ -55,6 +65,23 @@ class LoginFailures:
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
+        self._owners: dict[str, CooloffOwner] = {}
+        # Wall-clock start of each cool-off: an admin's release is matched against it.
+        self.blocked_since: dict[str, float] = {}
+
+    def owner(self, ip: str) -> CooloffOwner:
+        return self._owners.get(ip) or CooloffOwner()
+
+    def blocked_ips(self) -> list[str]:
+        """The IPs in a cool-off now."""
+        return [ip for ip in list(self._blocked_until) if self.remaining_cooloff(ip)]
+
+    def release(self, ip: str) -> bool:
+        """Lift `ip`'s cool-off (an admin's "unblock now"); True if it had one."""
+        self._failures.pop(ip, None)
+        self._owners.pop(ip, None)
+        self.blocked_since.pop(ip, None)
+        return self._blocked_until.pop(ip, None) is not None
 
     def remaining_cooloff(self, ip: str) -> float:
         """Seconds this IP must still wait, 0 when it may log in."""
@@ -64,11 +91,14 @@ class LoginFailures:
         left = until - self.clock()
         if left <= 0:
             del self._blocked_until[ip]
+            self._owners.pop(ip, None)
+            self.blocked_since.pop(ip, None)
             return 0.0
         return left
 
-    def record_failure(self, ip: str) -> bool:
-        """Count a failed login; True if it puts the IP into the cool-off."""
+    def record_failure(self, ip: str, owner: CooloffOwner | None = None) -> bool:
+        """Count a failed login (by `owner`'s username, if known); True if it puts the IP
+        into the cool-off."""
         if not self.limit:
             return False
         now = self.clock()
@@ -79,6 +109,8 @@ class LoginFailures:
             times.popleft()
         if len(times) >= self.limit:
             self._blocked_until[ip] = now + self.cooloff
+            self._owners[ip] = owner or CooloffOwner()
+            self.blocked_since[ip] = time.time()
             times.clear()
             return True
         return False
@@ -90,6 +122,8 @@ class LoginFailures:
             del self._failures[ip]
         for ip in [ip for ip, until in self._blocked_until.items() if until <= now]:
             del self._blocked_until[ip]
+            self._owners.pop(ip, None)
+            self.blocked_since.pop(ip, None)
 
 
 @dataclass

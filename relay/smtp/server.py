@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from relay import nodes
 from relay.listen import Listener, parse_listen
-from relay.smtp import revocation, store_pg
+from relay.smtp import cooloffs, revocation, store_pg
 from relay.smtp.config import RelayConfig
 from relay.smtp.context import RelayContext
 from relay.smtp.events import EventBuffer, write_events
@@ -78,6 +78,8 @@ class RelayServer:
         self.store = open_store(config, self.db_threads, self.guard.hourly.needs_load)
         self.group_commit = GroupCommit(self.loop, self.store)
         self.session_watch = revocation.SessionWatch(self, config.session_check_seconds)
+        self.cooloff_watch = cooloffs.CooloffWatch(self, config.session_check_seconds)
+        self.guard.cooloff_watch = self.cooloff_watch
         self.listeners: list[Listener] = []
         self.node_id = nodes.node_id()
         self._servers: list[asyncio.Server] = []
@@ -218,6 +220,7 @@ class RelayServer:
             smtp.hang_up()
         await asyncio.sleep(0)  # let closed sessions record their last events
         await self.session_watch.stop()
+        await self.cooloff_watch.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

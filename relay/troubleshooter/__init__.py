@@ -2,7 +2,7 @@
 
 This module is the registry: which checks run, in which order. The contract of a check
 is in `base`; the checks, one module per family, in `relay`, `credentials`, `senders`,
-`limits` and `upstream`; the one-click fixes in `fixes`; the test message in `testmessage`.
+`limits`, `lockout` and `upstream`; the one-click fixes in `fixes`; the test message in `testmessage`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from accounts.models import SmtpUser
 from relay.troubleshooter.base import Check, CheckResult, Facts
 from relay.troubleshooter.credentials import check_credentials
 from relay.troubleshooter.limits import check_hourly_limit, check_size
+from relay.troubleshooter.lockout import check_lockout
 from relay.troubleshooter.relay import check_port_open, check_port_supported, check_relay_running
 from relay.troubleshooter.senders import (
     check_has_senders,
@@ -29,6 +30,7 @@ def all_checks() -> list[Check]:
     return [
         check_relay_running,
         check_credentials,
+        check_lockout,
         check_sender_domains,
         check_sender_emails,
         check_port_open,

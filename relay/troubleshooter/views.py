@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,12 +21,16 @@ from relay.forms import TestMessageForm
 from relay.troubleshooter import run_checks
 from relay.troubleshooter.base import PROBLEM, Facts
 from relay.troubleshooter.fixes import authorize_sender
+from relay.troubleshooter.lockout import release_cooloff
 from relay.troubleshooter.testmessage import (
+    Endpoint,
+    Line,
     TestOutcome,
     default_endpoint,
     endpoints,
     send_test_message,
 )
+from smtpplus import once
 
 
 def _default_sender(facts: Facts) -> str:
@@ -61,7 +68,13 @@ def _page(request: AccountRequest, facts: Facts, form: TestMessageForm | None = 
 @member_required()
 def troubleshoot(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
-    return _page(request, Facts(user, timezone.now()))
+    facts = Facts(user, timezone.now())
+    kept = once.take(request, "test_message", user.pk)
+    if kept is None:
+        return _page(request, facts)
+    form = TestMessageForm(kept["form"], options=endpoints(facts.listeners[0]))
+    form.is_valid()  # the values were valid when posted; this binds them for display
+    return _page(request, facts, form=form, outcome=_kept_outcome(kept))
 
 
 @member_required(Role.ADMIN)
@@ -84,6 +97,20 @@ def troubleshoot_authorize(request: AccountRequest, pk: int) -> HttpResponse:
 
 @member_required(Role.ADMIN)
 @require_POST
+def troubleshoot_unblock(request: AccountRequest, pk: int) -> HttpResponse:
+    """Lift a failed-login cool-off on every relay process (audited)."""
+    user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
+    client_ip = request.POST.get("client_ip", "")[:45]
+    if release_cooloff(request.account, client_ip, actor=Actor.from_request(request)):
+        messages.success(request, f"{client_ip} is unblocked: every relay process lets it log "
+                                  "in again within a second.")
+    else:
+        messages.info(request, f"{client_ip} is not locked out (any more).")
+    return redirect(reverse("relay:troubleshoot", args=[user.pk]) + "#check-lockout")
+
+
+@member_required(Role.ADMIN)
+@require_POST
 def test_message(request: AccountRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(SmtpUser, pk=pk, account=request.account)
     facts = Facts(user, timezone.now())
@@ -93,4 +120,16 @@ def test_message(request: AccountRequest, pk: int) -> HttpResponse:
     outcome = send_test_message(user, form.cleaned_data["sender"],
                                 form.cleaned_data["recipient"], form.endpoint,
                                 actor=Actor.from_request(request))
-    return _page(request, facts, form=form, outcome=outcome)
+    # Shown by the troubleshooter's page after the redirect: a reload sends nothing.
+    once.keep_for_next_page(request, "test_message", user.pk, {
+        "outcome": asdict(outcome), "form": {**form.cleaned_data, "port": form.endpoint.port},
+    })
+    return redirect(reverse("relay:troubleshoot", args=[user.pk]) + "#test-message")
+
+
+def _kept_outcome(data: dict[str, Any]) -> TestOutcome:
+    kept = data["outcome"]
+    return TestOutcome(
+        ok=kept["ok"], summary=kept["summary"], endpoint=Endpoint(**kept["endpoint"]),
+        transcript=[Line(**line) for line in kept["transcript"]], queue_id=kept["queue_id"],
+    )

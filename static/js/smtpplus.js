@@ -24,3 +24,17 @@ document.addEventListener("submit", function (ev) {
 document.addEventListener("change", function (ev) {
   if (ev.target.matches && ev.target.matches("[data-autosubmit]") && ev.target.form) ev.target.form.submit();
 });
+// Fields that only matter with a box ticked: <div data-shown-with="events=login_failures">
+// is hidden while no checkbox name="events" value="login_failures" is checked.
+function syncShownWith() {
+  document.querySelectorAll("[data-shown-with]").forEach(function (el) {
+    var want = el.getAttribute("data-shown-with").split("=");
+    var boxes = document.querySelectorAll('input[type=checkbox][name="' + want[0] + '"]');
+    var on = Array.prototype.some.call(boxes, function (b) { return b.value === want[1] && b.checked; });
+    el.hidden = !on && !el.querySelector(".errorlist");
+  });
+}
+document.addEventListener("change", function (ev) {
+  if (ev.target.matches && ev.target.matches("input[type=checkbox]")) syncShownWith();
+});
+syncShownWith();

@@ -52,3 +52,38 @@ def test_parse_emails_ignores_duplicates_case_insensitively():
     result = parse_emails("Ann@Example.com; ann@example.com; nope")
     assert result.valid == ["Ann@example.com"]
     assert result.errors == [("nope", "missing @")]
+
+
+def test_a_pasted_display_name_form_authorizes_its_address():
+    parsed = parse_emails("Alice <alice@acme.example>")
+    assert parsed.valid == ["alice@acme.example"] and parsed.errors == []
+
+
+def test_a_quoted_display_name_with_a_comma_stays_one_entry():
+    parsed = parse_emails('"Smith, Alice" <alice@acme.example>; bob@acme.example')
+    assert parsed.valid == ["alice@acme.example", "bob@acme.example"] and parsed.errors == []
+
+
+def test_a_display_name_form_with_an_idn_domain_is_stored_as_an_a_label():
+    assert parse_emails("Info <info@bücher.example>").valid == ["info@xn--bcher-kva.example"]
+
+
+def test_a_display_name_that_is_itself_an_address_is_refused_as_ambiguous():
+    parsed = parse_emails("bob@other.example <alice@acme.example>")
+    assert parsed.valid == []
+    [(entry, reason)] = parsed.errors
+    assert entry == "bob@other.example <alice@acme.example>"
+    assert reason.startswith("two addresses in one entry")
+
+
+def test_a_display_name_form_with_a_broken_address_is_one_refused_entry():
+    [(entry, _)] = parse_emails("Alice <alice@>").errors
+    assert entry == "Alice <alice@>"
+
+
+def test_a_display_name_form_in_the_domain_box_is_offered_as_an_address():
+    assert parse_domains("Alice <alice@acme.example>").emails_in_domain_box == ["alice@acme.example"]
+
+
+def test_angle_brackets_without_an_address_split_as_before():
+    assert split_entries("<b>bold</b> x.com") == ["<b>bold</b>", "x.com"]

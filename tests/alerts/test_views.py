@@ -64,7 +64,8 @@ def test_a_rule_needs_a_channel(client, cast):
 
 def test_a_webhook_secret_is_shown_once_at_creation_and_can_be_reset(client, cast):
     login(client, cast.alice)
-    r = client.post(reverse("alerts:rule_create"), {**FORM, "webhook_url": "https://hooks.example.com/a"})
+    r = client.post(reverse("alerts:rule_create"), {**FORM, "webhook_url": "https://hooks.example.com/a"},
+                    follow=True)
     assert r.status_code == 200 and r["Cache-Control"] == "no-store"
     rule = AlertRule.objects.get(name="Shop failures")
     secret = rule.get_webhook_secret()
@@ -72,7 +73,7 @@ def test_a_webhook_secret_is_shown_once_at_creation_and_can_be_reset(client, cas
     # Not on the rule's page afterwards.
     assert secret not in client.get(reverse("alerts:rule_detail", args=[rule.pk])).content.decode()
 
-    r = client.post(reverse("alerts:rule_reset_secret", args=[rule.pk]))
+    r = client.post(reverse("alerts:rule_reset_secret", args=[rule.pk]), follow=True)
     rule.refresh_from_db()
     assert rule.get_webhook_secret() != secret
     assert rule.get_webhook_secret() in r.content.decode()
@@ -217,3 +218,41 @@ def test_deleting_a_rule_keeps_its_notifications_and_their_events_in_the_log(cli
     client.post(reverse("alerts:rule_delete", args=[rule.pk]))
     detail = client.get(reverse("alerts:notification_detail", args=[n.pk])).content.decode()
     assert "(deleted)" in detail and "ghost@example.net" in detail
+
+
+def test_a_rule_mailing_admin_at_localhost_asks_for_a_real_address(client, cast):
+    rule = make_rule(cast.acme, name="Defaults", email_recipients="admin@localhost\nops@acme.test")
+    login(client, cast.alice)
+    for page in (reverse("alerts:rules"), reverse("alerts:rule_detail", args=[rule.pk])):
+        html = client.get(page).content.decode()
+        assert "Alerts of “Defaults” go to admin@localhost, where nobody reads mail" in html
+        assert "Give a real address" in html and reverse("alerts:rule_edit", args=[rule.pk]) in html
+
+
+def test_a_rule_with_real_addresses_has_no_such_notice(client, cast):
+    rule = make_rule(cast.acme, name="Fine", email_recipients="ops@acme.test")
+    login(client, cast.alice)
+    assert "where nobody reads mail" not in client.get(
+        reverse("alerts:rule_detail", args=[rule.pk])).content.decode()
+
+
+def test_a_test_alert_updates_last_sent(client, cast):
+    rule = make_rule(cast.acme, name="Tested")
+    login(client, cast.alice)
+    detail = reverse("alerts:rule_detail", args=[rule.pk])
+    never = '<dt>Last sent</dt><dd><span class="muted">never</span>'
+    assert never in client.get(detail).content.decode()
+    client.post(reverse("alerts:rule_test", args=[rule.pk]))
+    html = client.get(detail).content.decode()
+    assert never not in html
+    assert '<span class="muted">(test)</span></dd>' in html
+    row = client.get(reverse("alerts:rules")).content.decode().split(">Tested</a>")[1].split("</tr>")[0]
+    assert '<span class="muted">(test)</span>' in row and "never" not in row
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "http://localhost/hook"])
+def test_a_private_webhook_is_refused_naming_the_setting_that_allows_it(client, cast, url):
+    login(client, cast.alice)
+    r = client.post(reverse("alerts:rule_create"), {**FORM, "webhook_url": url})
+    assert "ALERTS_WEBHOOK_ALLOW_PRIVATE=true" in r.content.decode()
+    assert not AlertRule.objects.filter(name=FORM["name"]).exists()

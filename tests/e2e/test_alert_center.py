@@ -49,3 +49,17 @@ def test_an_admin_creates_a_rule_sends_a_test_alert_and_sees_it_in_the_log(page,
     assert "no.such.person@example.net" in main
     assert "Recipient mailbox does not exist." in main
     assert Notification.objects.get().status == "sent"
+
+
+def test_threshold_fields_show_only_with_their_event_ticked(page, cast):
+    log_in(page, "bob@acme.test", PASSWORD)
+    page.goto("/alerts/new/")
+    delay, threshold, window = "#id_delay_minutes", "#id_login_threshold", "#id_login_window_minutes"
+    assert not page.is_visible(delay) and not page.is_visible(threshold)
+    assert not page.is_visible(window)
+    page.check("input[name=events][value=delivery_delayed]")
+    assert page.is_visible(delay) and not page.is_visible(threshold)
+    page.check("input[name=events][value=login_failures]")
+    assert page.is_visible(threshold) and page.is_visible(window)
+    page.uncheck("input[name=events][value=delivery_delayed]")
+    assert not page.is_visible(delay)

@@ -31,6 +31,8 @@ def test_an_admin_sees_why_a_message_failed_and_requeues_it(page, cast):
     assert page.locator("h1.subject").inner_text() == "I love you ♥"
     section = page.locator(f"#recipient-{recipient.pk}")
     assert "Recipient address rejected: User unknown" in section.locator("table.attempts").inner_text()
+    # A hard-failed recipient asks first (tests/e2e/test_confirmations.py).
+    page.once("dialog", lambda d: d.accept())
     section.locator("button", has_text="Retry now").click()
 
     page.wait_for_selector(f"#recipient-{recipient.pk} .badge.queued")

@@ -58,3 +58,30 @@ def test_an_owner_creates_a_user_reveals_its_password_and_authorizes_senders(pag
     page.fill("#id_address", "news@shop.example.com")
     page.click("#send-as button")
     assert page.inner_text("#send-as-result") == "Allowed: domain shop.example.com is authorized"
+
+
+def test_reloading_the_user_created_page_creates_nothing(page, cast):
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto("/users/new/")
+    page.fill("#id_name", "Newsletter")
+    page.click("button:has-text('Create user')")
+    user = SmtpUser.objects.get(account=cast.acme, name="Newsletter")
+    assert page.inner_text("#cred-password") == user.get_password()
+    page.reload()
+    assert SmtpUser.objects.filter(account=cast.acme, name="Newsletter").count() == 1
+    assert page.locator("#cred-password").count() == 0
+    assert page.locator("#cred-password-hidden").count() == 1
+
+
+def test_the_can_send_as_answer_is_scrolled_into_view(page, cast):
+    for n in range(30):  # a long page: the answer is far below the top
+        cast.acme_smtp.authorized_emails.create(email=f"sender{n}@acme.test")
+    page.set_viewport_size({"width": 1280, "height": 700})
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/")
+    page.fill("#id_address", "news@acme.test")
+    page.click("#send-as button")
+    page.wait_for_selector("#send-as-result")
+    box = page.locator("#send-as-result").bounding_box()
+    assert box is not None
+    assert 0 <= box["y"] and box["y"] + box["height"] <= 700, box

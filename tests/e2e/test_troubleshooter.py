@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import smtplib
 
 import pytest
 
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
+from tests.smtp_relay import dialog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -52,3 +54,31 @@ def test_an_admin_sends_a_test_message_and_reads_the_conversation(page, relay, c
     assert "C: AUTH PLAIN ********" in transcript
     assert "S: 235 2.7.0 Authentication successful" in transcript
     assert cast.acme_smtp_password not in page.content()
+
+
+@pytest.mark.parametrize("relay", [{"RELAY_AUTH_FAILURE_LIMIT": 3}], indirect=True)
+def test_a_locked_out_client_is_shown_as_a_problem_and_unblocked(page, relay, cast):
+    bad = b"AUTH PLAIN " + base64.b64encode(f"\0{cast.acme_smtp.username}\0wrong".encode())
+    assert dialog(relay.host, relay.port, [b"EHLO c", bad, bad, bad])[-1].startswith("421 4.7.0")
+    relay.flush()
+    log_in(page, "bob@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/troubleshoot/")
+    check = page.locator("#check-lockout")
+    assert check.get_attribute("data-status") == "problem"
+    assert "Client 127.0.0.1 is locked out until" in check.locator("h2").inner_text()
+    assert "is locked out until" in page.inner_text("#summary") + page.inner_text("main")
+    check.locator("button", has_text="Unblock 127.0.0.1 now").click()
+    page.wait_for_selector(".flash")
+    assert "127.0.0.1 is unblocked" in page.inner_text(".flash")
+    assert page.locator("#check-lockout").get_attribute("data-status") == "ok"
+    # The relay lets the client in again, with the right password.
+    deadline = 50
+    while deadline:
+        try:
+            with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+                smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+            break
+        except smtplib.SMTPConnectError:
+            deadline -= 1
+            page.wait_for_timeout(100)
+    assert deadline, "the relay kept refusing the client after the unblock"

@@ -3,10 +3,14 @@ exists, the console (gunicorn), and the relay with its delivery and alert worker
 
 Ctrl-C (or SIGTERM) stops every part; if one part dies, the others are stopped too; if
 this process dies (even by SIGKILL), every part gets SIGTERM (smtpplus/lifetime.py).
+
+Unless SMTPPLUS_CONSOLE_URL is set, `--bind` becomes the console URL of every part, so
+that the links in alert emails and invitations point at the console that was started.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +24,12 @@ from django.core.management.base import BaseCommand, CommandParser
 from smtpplus.lifetime import start_child, watch_parent
 
 
+def console_url_for(bind: str) -> str:
+    """SMTPPLUS_CONSOLE_URL when the operator set it (a proxy's https:// address), else
+    the address gunicorn is told to listen on."""
+    return os.environ.get("SMTPPLUS_CONSOLE_URL") or f"http://{bind}"
+
+
 class Command(BaseCommand):
     help = "Migrate, create a first account if needed, and run console + relay + workers."
 
@@ -30,7 +40,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         watch_parent()
-        call_command("bootstrap", console_url=f"http://{opts['bind']}")
+        console_url = console_url_for(opts["bind"])
+        # The children read it at start-up (settings), the alert sender and invitations too.
+        os.environ["SMTPPLUS_CONSOLE_URL"] = console_url
+        call_command("bootstrap", console_url=console_url)
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         parts: dict[str, list[str]] = {

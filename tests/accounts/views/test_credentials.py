@@ -77,12 +77,14 @@ def test_the_whole_reveal_flow_ends_on_the_users_page_with_the_password(alice_cl
     assert f'<code id="cred-password">{password}</code>' in html
     assert 'data-copy="#cred-password"' in html
     assert "no-store" in response["Cache-Control"]
-    assert [r[0] for r in response.redirect_chain] == [reveal_url(cast.acme_smtp)]
+    # The reveal is replayed, then redirects to the user's page (a reload repeats nothing).
+    assert [r[0] for r in response.redirect_chain] == [
+        reveal_url(cast.acme_smtp), cast.acme_smtp.get_absolute_url() + "#credentials"]
 
 
 def test_reveal_after_a_recent_reauthentication_is_immediate_and_audited(alice_client, cast):
     confirm(alice_client)
-    response = alice_client.post(reveal_url(cast.acme_smtp), REMOTE_ADDR="203.0.113.9")
+    response = alice_client.post(reveal_url(cast.acme_smtp), REMOTE_ADDR="203.0.113.9", follow=True)
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     assert cast.acme_smtp_password in response.content.decode()
@@ -132,7 +134,7 @@ def test_a_viewer_cannot_reveal_or_reset_even_after_confirming(client, cast):
 def test_an_admin_may_reveal(client, cast):
     bob = login(client, cast.bob)
     confirm(bob)
-    assert cast.acme_smtp_password in bob.post(reveal_url(cast.acme_smtp)).content.decode()
+    assert cast.acme_smtp_password in bob.post(reveal_url(cast.acme_smtp), follow=True).content.decode()
 
 
 def test_reset_requires_reauthentication_too(alice_client, cast):
@@ -160,16 +162,19 @@ def test_reset_shows_the_new_password_once_and_the_old_one_stops_working(alice_c
 
 
 def test_passwords_never_reach_urls_or_flash_messages(alice_client, cast):
-    created = alice_client.post(reverse("accounts:smtpuser_create"), {"name": "N", "priority": "3"})
+    # Each POST redirects to a page that shows the password (followed here).
+    created = alice_client.post(reverse("accounts:smtpuser_create"), {"name": "N", "priority": "3"},
+                                follow=True)
     confirm(alice_client)
     responses = [
         created,
-        alice_client.post(reveal_url(cast.acme_smtp)),
-        alice_client.post(reset_url(cast.acme_smtp)),
+        alice_client.post(reveal_url(cast.acme_smtp), follow=True),
+        alice_client.post(reset_url(cast.acme_smtp), follow=True),
     ]
     cast.acme_smtp.refresh_from_db()
     secrets = {cast.acme_smtp_password, cast.acme_smtp.get_password()}
     for response in responses:
+        assert not any(s in url for s in secrets for url, _ in response.redirect_chain)
         assert not response.has_header("Location")
         stored = [m.message for m in get_messages(response.wsgi_request)]
         assert not any(s in m for s in secrets for m in stored)
@@ -247,3 +252,21 @@ def test_behind_the_proxy_the_audit_log_records_the_forwarded_client(
     alice_client.post(reveal_url(cast.acme_smtp), REMOTE_ADDR="127.0.0.1",
                       HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.9")
     assert AuditEvent.objects.get(action="smtpuser.reveal").ip == "203.0.113.9"
+
+
+def test_a_failed_reauthentication_is_audited_without_the_password(alice_client, cast):
+    response = alice_client.post(CONFIRM, {"password": "not my password",
+                                           "next": reveal_url(cast.acme_smtp)},
+                                 REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(action="console.reauth_failed")
+    assert (event.actor, event.account, event.ip, event.target_id) == (
+        cast.alice, cast.acme, "203.0.113.9", str(cast.acme_smtp.pk))
+    assert event.details == {"for": "reveal the password of"}
+    assert "not my password" not in str(event.details) + event.target_label
+    assert reveals() == 0
+
+
+def test_a_successful_reauthentication_writes_no_failure(alice_client, cast):
+    confirm(alice_client)
+    assert not AuditEvent.objects.filter(action="console.reauth_failed").exists()

@@ -38,7 +38,7 @@ def shop(cast):
 
 
 def test_valid_entries_are_saved_and_each_invalid_one_is_named_with_its_reason(alice_client, shop):
-    response = alice_client.post(add_url(shop), {"domains": "example.com; shop.example.com, bad..domain"})
+    response = alice_client.post(add_url(shop), {"domains": "example.com; shop.example.com, bad..domain"}, follow=True)
     assert response.status_code == 200
     assert domains_of(shop) == {"example.com": False, "shop.example.com": False}
     html = response.content.decode()
@@ -65,7 +65,7 @@ def test_a_clean_submission_redirects_back_with_a_message(alice_client, shop):
 
 
 def test_one_audit_row_lists_everything_a_submission_added(alice_client, cast, shop):
-    alice_client.post(add_url(shop), {"domains": "a.test b.test", "emails": "x@a.test"})
+    alice_client.post(add_url(shop), {"domains": "a.test b.test", "emails": "x@a.test"}, follow=True)
     event = AuditEvent.objects.get(action="smtpuser.senders_add")
     assert event.details == {
         "added_domains": ["a.test", "b.test"], "include_subdomains": False, "added_emails": ["x@a.test"],
@@ -74,7 +74,7 @@ def test_one_audit_row_lists_everything_a_submission_added(alice_client, cast, s
 
 
 def test_duplicates_are_ignored_and_change_nothing(alice_client, shop):
-    alice_client.post(add_url(shop), {"domains": "a.test", "emails": "X@a.test"})
+    alice_client.post(add_url(shop), {"domains": "a.test", "emails": "X@a.test"}, follow=True)
     response = alice_client.post(
         add_url(shop), {"domains": "a.test A.TEST a.test.", "emails": "x@A.test x@a.test"}, follow=True
     )
@@ -85,30 +85,30 @@ def test_duplicates_are_ignored_and_change_nothing(alice_client, shop):
 
 
 def test_www_domains_are_saved_with_a_warning(alice_client, shop):
-    html = alice_client.post(add_url(shop), {"domains": "www.example.com"}).content.decode()
+    html = alice_client.post(add_url(shop), {"domains": "www.example.com"}, follow=True).content.decode()
     assert domains_of(shop) == {"www.example.com": False}
     assert "mail is usually sent from example.com, not www.example.com" in html
 
 
 def test_an_address_in_the_domain_box_is_offered_as_an_address(alice_client, shop):
-    html = alice_client.post(add_url(shop), {"domains": "sales@example.com"}).content.decode()
+    html = alice_client.post(add_url(shop), {"domains": "sales@example.com"}, follow=True).content.decode()
     assert domains_of(shop) == {} and emails_of(shop) == []
     assert "These are email addresses, typed into the domain box" in html
     assert '<input type="hidden" name="emails" value="sales@example.com">' in html
     assert "Add as authorized address" in html
     # The one-click offer posts it as an address.
-    alice_client.post(add_url(shop), {"emails": "sales@example.com"})
+    alice_client.post(add_url(shop), {"emails": "sales@example.com"}, follow=True)
     assert emails_of(shop) == ["sales@example.com"]
 
 
 def test_include_subdomains_applies_to_the_domains_added(alice_client, shop):
-    alice_client.post(add_url(shop), {"domains": "old.test"})
-    alice_client.post(add_url(shop), {"domains": "new.test old.test", "include_subdomains": "on"})
+    alice_client.post(add_url(shop), {"domains": "old.test"}, follow=True)
+    alice_client.post(add_url(shop), {"domains": "new.test old.test", "include_subdomains": "on"}, follow=True)
     assert domains_of(shop) == {"old.test": False, "new.test": True}
 
 
 def test_idn_domains_are_stored_as_a_labels_and_shown_as_u_labels(alice_client, shop):
-    alice_client.post(add_url(shop), {"domains": "Bücher.example", "emails": "info@bücher.example"})
+    alice_client.post(add_url(shop), {"domains": "Bücher.example", "emails": "info@bücher.example"}, follow=True)
     assert domains_of(shop) == {"xn--bcher-kva.example": False}
     assert emails_of(shop) == ["info@xn--bcher-kva.example"]
     html = alice_client.get(shop.get_absolute_url()).content.decode()
@@ -117,19 +117,19 @@ def test_idn_domains_are_stored_as_a_labels_and_shown_as_u_labels(alice_client, 
 
 
 def test_an_empty_submission_asks_for_something(alice_client, shop):
-    response = alice_client.post(add_url(shop), {"domains": " ", "emails": ""})
+    response = alice_client.post(add_url(shop), {"domains": " ", "emails": ""}, follow=True)
     assert response.status_code == 400
     assert "Enter at least one domain or email address." in response.content.decode()
 
 
 def test_invalid_addresses_are_named_with_their_reason(alice_client, shop):
-    html = alice_client.post(add_url(shop), {"emails": "ok@a.test nobody"}).content.decode()
+    html = alice_client.post(add_url(shop), {"emails": "ok@a.test nobody"}, follow=True).content.decode()
     assert emails_of(shop) == ["ok@a.test"]
     assert "<li><code>nobody</code>: missing @</li>" in html
 
 
 def test_entries_are_escaped_when_shown_back(alice_client, shop):
-    html = alice_client.post(add_url(shop), {"domains": "<script>alert(1)</script>"}).content.decode()
+    html = alice_client.post(add_url(shop), {"domains": "<script>alert(1)</script>"}, follow=True).content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
@@ -292,3 +292,10 @@ def test_the_send_as_answer_is_escaped(alice_client, cast):
     html = send_as(alice_client, cast.acme_smtp, "<b>x</b>@acme.test")
     assert "<b>x</b>" not in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_a_pasted_name_and_address_saves_the_address_without_an_error(alice_client, shop):
+    html = alice_client.post(add_url(shop), {"emails": "Alice <alice@acme.example>"},
+                             follow=True).content.decode()
+    assert emails_of(shop) == ["alice@acme.example"]
+    assert "missing @" not in html

@@ -105,6 +105,7 @@ def test_creating_a_user_shows_its_password_once_on_the_spot(alice_client, cast)
     response = alice_client.post(
         url("smtpuser_create"),
         {"name": "Newsletter", "note": "Mailchimp export", "priority": "2", "hourly_limit": "500"},
+        follow=True,  # to the user's page, which shows the password once
     )
     assert response.status_code == 200
     user = SmtpUser.objects.get(account=cast.acme, name="Newsletter")
@@ -122,7 +123,8 @@ def test_creating_a_user_shows_its_password_once_on_the_spot(alice_client, cast)
 
 
 def test_an_admin_may_create_users(client, cast):
-    response = login(client, cast.bob).post(url("smtpuser_create"), {"name": "Bob's", "priority": "3"})
+    response = login(client, cast.bob).post(url("smtpuser_create"), {"name": "Bob's", "priority": "3"},
+                                                follow=True)
     assert response.status_code == 200
     assert SmtpUser.objects.filter(account=cast.acme, name="Bob's").exists()
 
@@ -342,3 +344,34 @@ def test_posts_without_a_csrf_token_are_refused(cast):
     user.refresh_from_db()
     assert user.active and user.name == "Acme web shop"
     assert not SmtpUser.objects.filter(name="X").exists()
+
+
+def test_one_unencrypted_port_reads_plainly(alice_client, cast, settings):
+    settings.RELAY_HOSTNAME = "relay.acme.test"
+    settings.RELAY_LISTEN = "0.0.0.0:2525"
+    settings.RELAY_LISTEN_TLS = ""
+    settings.RELAY_TLS_CERT = ""
+    html = alice_client.get(cast.acme_smtp.get_absolute_url()).content.decode()
+    assert "encryption: none" in html and "None (no encryption)" not in html
+    assert "Start with port 2525 (no encryption)." in html
+    assert "try another port" not in html
+
+
+def test_several_ports_suggest_trying_another(alice_client, cast, settings):
+    settings.RELAY_LISTEN = "0.0.0.0:587,2525"
+    settings.RELAY_TLS_CERT = "/etc/ssl/relay.pem"
+    html = alice_client.get(cast.acme_smtp.get_absolute_url()).content.decode()
+    assert "Start with port 587 (STARTTLS); if your network blocks it, try another port above." in html
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1", "relay.localhost"])
+def test_a_local_relay_hostname_is_flagged_for_remote_apps(alice_client, cast, settings, host):
+    settings.RELAY_HOSTNAME = host
+    html = alice_client.get(cast.acme_smtp.get_absolute_url()).content.decode()
+    assert 'id="host-is-local"' in html
+    assert "remote applications cannot reach the relay with it" in html
+
+
+def test_a_public_relay_hostname_is_not_flagged(alice_client, cast, settings):
+    settings.RELAY_HOSTNAME = "relay.acme.test"
+    assert 'id="host-is-local"' not in alice_client.get(cast.acme_smtp.get_absolute_url()).content.decode()

@@ -19,7 +19,7 @@ def test_all_checks_run_for_a_healthy_user(relay, cast, upstream):
     user = SmtpUser.objects.get(pk=cast.acme_smtp.pk)
     results = run_checks(user)
     assert [r.key for r in results] == [
-        "relay", "credentials", "sender_domain", "sender_email", "port_open",
+        "relay", "credentials", "lockout", "sender_domain", "sender_email", "port_open",
         "port_supported", "has_senders", "hourly_limit", "size", "upstream",
     ]
     assert {r.key: r.status for r in results if r.status != OK} == {}

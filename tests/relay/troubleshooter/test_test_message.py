@@ -22,7 +22,9 @@ def url(user) -> str:
 
 
 def post(client, user, port, sender="shop@acme.test", recipient="someone@example.net"):
-    return client.post(url(user), {"sender": sender, "recipient": recipient, "port": port})
+    # Followed: the POST redirects to the troubleshooter, which shows the outcome once.
+    return client.post(url(user), {"sender": sender, "recipient": recipient, "port": port},
+                       follow=True)
 
 
 def secrets_of(user, password: str) -> list[str]:
@@ -140,3 +142,16 @@ def test_wildcard_listeners_are_reached_over_loopback(host, expected):
     from relay.listen import Listener
 
     assert endpoints([Listener(host, 587, "starttls")]) == [Endpoint(expected, 587, "starttls")]
+
+
+def test_a_reload_after_a_test_message_sends_nothing_more(relay, cast, client):
+    client.force_login(cast.alice)
+    response = client.post(url(cast.acme_smtp), {"sender": "shop@acme.test",
+                                                 "recipient": "someone@example.net",
+                                                 "port": relay.port})
+    assert response.status_code == 302 and response["Location"].endswith("#test-message")
+    first = client.get(response["Location"]).content.decode()
+    assert "Accepted: 250 2.0.0 Ok: queued as " in first
+    again = client.get(response["Location"]).content.decode()
+    assert "Accepted: 250" not in again
+    assert Message.objects.count() == 1
