@@ -42,6 +42,7 @@ NOT_PAGES = {
     "accounts:member_role", "accounts:invitation_cancel", "accounts:switch",
     "relay:message_retry", "relay:message_cancel", "relay:troubleshoot_authorize",
     "relay:test_message", "alerts:rule_toggle", "alerts:rule_test", "alerts:rule_reset_secret",
+    "accounts:api_key_create", "accounts:api_key_revoke",
 }
 
 
@@ -110,6 +111,7 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
         "/messages/bulk/?action=retry&status=failed", f"/messages/{message.pk}/", "/events/",
         "/alerts/", "/alerts/new/", f"/alerts/{rule.pk}/", f"/alerts/{rule.pk}/edit/",
         f"/alerts/{rule.pk}/delete/", "/alerts/log/", "/subject-tool/", "/password/",
+        "/api-keys/",
     ]:
         visits.open(path)
 
