@@ -5,6 +5,7 @@ document from our own script, under the console's strict Content-Security-Policy
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from accounts.apikeys import digest_key
 from accounts.models import ApiKey
@@ -30,7 +31,8 @@ def test_an_admin_creates_a_key_and_reads_the_api_reference(page, cast):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.bring_to_front()
     page.click("button[data-copy='#api-key']")
-    page.wait_for_function("document.querySelector(\"[data-copy='#api-key']\").textContent == 'Copied'")
+    # A locator wait, not wait_for_function: its polling evaluates strings, which the CSP forbids.
+    expect(page.locator("button[data-copy='#api-key']")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == shown
     page.reload()
     assert page.locator("#new-key").count() == 0  # shown once
