@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.db import models
 from django.http import HttpRequest
 
-from accounts.models import Account, AuditEvent
+from accounts.models import Account, ApiKey, AuditEvent
 from accounts.tenancy import client_ip
 
 ANONYMOUS_LABEL = "anonymous visitor"
@@ -55,6 +55,11 @@ class Actor:
     def system(cls, label: str) -> Actor:
         """SMTP+ itself, doing something on its own (e.g. a new account's default rule)."""
         return cls(label=label)
+
+    @classmethod
+    def api_key(cls, key: ApiKey, ip: str | None = None) -> Actor:
+        """A call to /api/v1/ with an API key: labelled with the key's name."""
+        return cls(label=f"API key: {key.name}", ip=ip, account=key.account)
 
     def labelled(self, label: str) -> Actor:
         """The same actor (user, address) under another name in the log."""

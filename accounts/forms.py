@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib.auth import authenticate, get_user_model, password_validation
 
+from accounts.apikeys import parse_networks
 from accounts.login import password_guess_brake
-from accounts.models import Account, AuditEvent, Membership, Role
+from accounts.models import Account, ApiKeyRole, AuditEvent, Membership, Role
 
 if TYPE_CHECKING:
     from accounts.tenancy import AccountRequest
@@ -145,6 +146,26 @@ class SetPasswordForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("password1", exc)
         return cleaned
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses the key, e.g. “Deploy pipeline”.")
+    role = forms.ChoiceField(choices=ApiKeyRole.choices, initial=ApiKeyRole.READ_ONLY,
+                             help_text="Read only keys cannot change anything.")
+    expires_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, label="Expires after (days)",
+        help_text="Leave empty for a key that does not expire.",
+    )
+    networks = forms.CharField(
+        max_length=2000, required=False, label="Allowed client networks",
+        help_text="CIDR networks or addresses, e.g. “10.0.0.0/8 192.0.2.7”; empty: any.",
+    )
+
+    def clean_networks(self) -> list[str]:
+        try:
+            return parse_networks(self.cleaned_data.get("networks") or "")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 class AuditFilterForm(forms.Form):

@@ -210,3 +210,47 @@ class LoginFailureCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.failures}"
+
+
+class ApiKeyRole(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    READ_ONLY = "read_only", "Read only"
+
+
+class ApiKey(models.Model):
+    """A bearer key for /api/v1/ on behalf of one account (`accounts.apikeys`).
+
+    Only a keyed digest of the secret is stored: unlike SMTP+ passwords nobody ever needs
+    to read a key back, so a database dump gives nothing to log in with. `prefix` (the
+    first characters of the key) identifies it in lists and logs.
+    """
+
+    account = models.ForeignKey(Account, models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=10, choices=ApiKeyRole.choices, default=ApiKeyRole.READ_ONLY)
+    prefix = models.CharField(max_length=20, unique=True)
+    digest = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Client networks allowed to use the key ("10.0.0.0/8", "2001:db8::/32"); empty: any.
+    allowed_networks: models.JSONField[Any, Any] = models.JSONField(default=list, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role == ApiKeyRole.ADMIN
+
+    def is_usable(self, now: Any = None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

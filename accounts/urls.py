@@ -1,8 +1,8 @@
-"""SMTP+ users, credentials, authorized senders, members, invitations, account switching, audit log."""
+"""SMTP+ users, credentials, authorized senders, API keys, members, invitations, account switching, audit log."""
 
 from django.urls import path
 
-from accounts.views import audit, credentials, members, senders, users
+from accounts.views import api_keys, audit, credentials, members, senders, users
 
 app_name = "accounts"
 urlpatterns = [
@@ -37,6 +37,9 @@ urlpatterns = [
     ),
     path("users/<int:pk>/can-send-as/", senders.send_as, name="smtpuser_send_as"),
     path("audit/", audit.audit_log, name="audit"),
+    path("api-keys/", api_keys.api_keys, name="api_keys"),
+    path("api-keys/new/", api_keys.api_key_create, name="api_key_create"),
+    path("api-keys/<int:pk>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
     path("members/", members.members, name="members"),
     path("members/invite/", members.invite, name="member_invite"),
     path("members/<int:pk>/role/", members.member_role, name="member_role"),

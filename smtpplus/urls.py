@@ -1,10 +1,58 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import include, path
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as NinjaValidationError
 
+from accounts import api as accounts_api
 from accounts import login
+from accounts.apiauth import ApiError, ApiKeyAuth
+from alerts import api as alerts_api
+from relay import api as relay_api
 from relay.console import dashboard, subjects
 from smtpplus import views
+
+# The management API: one instance, each app's endpoints in its own module. Its own
+# docs page (`views.api_docs`) replaces ninja's, which loads Swagger UI from a CDN.
+api = NinjaAPI(
+    title="SMTP+ API", version="1", auth=ApiKeyAuth(), urls_namespace="api",
+    openapi_url="/openapi.json", docs_url=None,
+    description="Manage SMTP+ users, their authorized senders, messages, relay events, "
+    "alert rules and the audit log of one account. Authenticate with an API key: "
+    "`Authorization: Bearer smtpk_…`. Errors are `{\"code\", \"message\"}`.",
+)
+api.add_router("/", accounts_api.router)
+api.add_router("/", relay_api.router)
+api.add_router("/", alerts_api.router)
+api.add_router("/", accounts_api.audit_router)
+
+
+def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
+    return api.create_response(request, {"code": code, "message": message}, status=status)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return _error(request, exc.status, exc.code, exc.message)
+
+
+@api.exception_handler(AuthenticationError)
+def _no_key(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _error(request, 401, "missing_key", "Send an API key: Authorization: Bearer <key>.")
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors]
+    return _error(request, 422, "invalid", "; ".join(parts) or "The request is not valid.")
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "not_found", "Not found.")
+
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -15,6 +63,8 @@ urlpatterns = [
     path("no-account/", views.no_account, name="no_account"),
     path("healthz", views.healthz, name="healthz"),
     path("subject-tool/", subjects.subject_tool, name="subject_tool"),
+    path("api/v1/docs", views.api_docs, name="api_docs"),
+    path("api/v1/", api.urls),
     path("", include("accounts.urls")),
     path("", include("relay.urls")),
     path("alerts/", include("alerts.urls")),

@@ -49,7 +49,8 @@ GLOBEX_IP = "192.0.2.71"
 INITECH_PK = 7_200_001
 PROJECT_APPS = ("accounts", "relay", "alerts")
 # Not console pages, or public by design (the invitation token is its own credential).
-SKIP_PREFIXES = ("admin/", "login/", "logout/", "password/", "static/", "invite/")
+# api/: the API answers with JSON 401/404 instead of the login page (tests/api cover it).
+SKIP_PREFIXES = ("admin/", "login/", "logout/", "password/", "static/", "invite/", "api/")
 SKIP_NAMES = {"login", "logout", "password_change", "password_change_done", "invite_accept"}
 # Query parameters list pages may use to filter by an object; tried with Globex's ids.
 ID_PARAMS = ("user", "smtp_user", "smtpuser", "rule", "message", "recipient", "account", "id", "pk")

@@ -1,0 +1,89 @@
+"""What every /api/v1/ endpoint shares: the API key check, the JSON error shape, the
+write guard and the audit actor of a call.
+
+A request carries `Authorization: Bearer <key>`. A missing, unknown, revoked or expired
+key, or one used from outside its allowed networks, is a 401; a read-only key on a write
+endpoint is a 403; another account's object is a 404, as in the console. Every error is
+`{"code": "...", "message": "..."}`: a stable machine code and a sentence for people.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja import Schema
+from ninja.security import HttpBearer
+
+from accounts.apikeys import ip_allowed, key_matches, split_key
+from accounts.audit import Actor
+from accounts.models import Account, ApiKey
+from accounts.tenancy import client_ip
+
+
+class ApiError(Exception):
+    """An error answer of the API: HTTP status, machine code, human message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+
+
+# The error answers every authenticated endpoint may give, for the OpenAPI document.
+AUTH_ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+
+
+class ApiKeyAuth(HttpBearer):
+    """Bearer API keys; records when and from where each key was last used."""
+
+    openapi_description = "An API key of the account: `Authorization: Bearer smtpk_…`."
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey:
+        prefix = split_key(token)
+        key = (
+            ApiKey.objects.select_related("account").filter(prefix=prefix).first()
+            if prefix else None
+        )
+        # The digest is compared even without a row, so an unknown prefix costs the same.
+        matches = key_matches(token, key.digest if key is not None else "0" * 64)
+        if key is None or not matches:
+            raise ApiError(401, "invalid_key", "The API key is not valid.")
+        if key.revoked_at is not None:
+            raise ApiError(401, "revoked_key", "The API key has been revoked.")
+        if not key.is_usable():
+            raise ApiError(401, "expired_key", "The API key has expired.")
+        ip = client_ip(request)
+        if not ip_allowed(ip, key.allowed_networks):
+            raise ApiError(401, "network_not_allowed",
+                           "The API key may not be used from this network.")
+        now = timezone.now()
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
+        key.last_used_at, key.last_used_ip = now, ip
+        return key
+
+
+def api_key(request: HttpRequest) -> ApiKey:
+    """The key the request authenticated with (every endpoint requires one)."""
+    return cast(ApiKey, request.auth)  # type: ignore[attr-defined]
+
+
+def account_of(request: HttpRequest) -> Account:
+    return api_key(request).account
+
+
+def writer(request: HttpRequest) -> Actor:
+    """The audit actor of a write call; a 403 for a read-only key."""
+    key = api_key(request)
+    if not key.can_write:
+        raise ApiError(403, "read_only_key", "This API key is read only; this call needs an admin key.")
+    return Actor.api_key(key, ip=client_ip(request))
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"No such {what} in this account.")
