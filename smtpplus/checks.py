@@ -3,8 +3,10 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
+from smtpplus.dns import parse_resolvers
 from smtpplus.settings import DEV_SECRET_KEY
 
 
@@ -74,4 +76,32 @@ def check_smtpplus_settings(app_configs: Any = None, **kwargs: Any) -> list[Warn
                 id="smtpplus.W008",
             )
         )
+    if settings.SMTPPLUS_SENDER_VERIFICATION == "off":
+        warnings.append(
+            Warning(
+                "SMTPPLUS_SENDER_VERIFICATION is off: any account can authorize any domain "
+                "or address and send as it, without proving that it owns it.",
+                hint="Leave it at 'required' unless this relay serves one trusted account.",
+                id="smtpplus.W009",
+            )
+        )
     return warnings
+
+
+@register()
+def check_sending_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Settings that would make sender verification or DNS lookups misbehave."""
+    errors: list[Error] = []
+    if settings.SMTPPLUS_SENDER_VERIFICATION not in ("required", "off"):
+        errors.append(Error(
+            f"SMTPPLUS_SENDER_VERIFICATION is {settings.SMTPPLUS_SENDER_VERIFICATION!r}.",
+            hint="Set it to 'required' (the default) or 'off'.", id="smtpplus.E001"))
+    try:
+        parse_resolvers(list(settings.SMTPPLUS_DNS_RESOLVERS))
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), hint="Use host[:port] entries, e.g. 127.0.0.1:53.",
+                            id="smtpplus.E002"))
+    if settings.SMTPPLUS_DNS_TIMEOUT <= 0:
+        errors.append(Error("SMTPPLUS_DNS_TIMEOUT must be a positive number of seconds.",
+                            id="smtpplus.E003"))
+    return errors
