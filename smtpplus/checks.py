@@ -7,6 +7,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from smtpplus.dns import parse_resolvers
+from smtpplus.egress import egress_networks, spf_include
 from smtpplus.settings import DEV_SECRET_KEY
 
 
@@ -104,4 +105,21 @@ def check_sending_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
     if settings.SMTPPLUS_DNS_TIMEOUT <= 0:
         errors.append(Error("SMTPPLUS_DNS_TIMEOUT must be a positive number of seconds.",
                             id="smtpplus.E003"))
+    return errors
+
+
+@register()
+def check_egress_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """What the SPF check of sending domains compares records with must be readable."""
+    errors: list[Error] = []
+    try:
+        egress_networks()
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), hint="Comma-separated addresses or networks.",
+                            id="smtpplus.E020"))
+    try:
+        spf_include()
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), hint="The domain your smarthost asks you to include: "
+                            "in SPF records.", id="smtpplus.E021"))
     return errors

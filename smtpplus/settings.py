@@ -173,6 +173,11 @@ SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", defau
 # host[:port] or [v6]:port, comma separated; empty: the system's resolver.
 SMTPPLUS_DNS_RESOLVERS = env.list("SMTPPLUS_DNS_RESOLVERS", default=[])
 SMTPPLUS_DNS_TIMEOUT = env.float("SMTPPLUS_DNS_TIMEOUT", default=5.0)
+# How this relay's mail reaches the internet, for the SPF check of sending domains
+# (accounts.spfhealth): the public addresses or networks delivery connects from, and the
+# smarthost's SPF include: domain when delivery goes through one. Either or both.
+RELAY_EGRESS_IPS = env.list("RELAY_EGRESS_IPS", default=[])
+RELAY_SPF_INCLUDE = env.str("RELAY_SPF_INCLUDE", default="")
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 
