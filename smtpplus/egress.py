@@ -12,6 +12,7 @@ so the operator states it; when neither is set the SPF check says what to set.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import dns.exception
 import dns.name
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
 
 
 def parse_egress_ips(entries: list[str]) -> list[Network]:
@@ -58,10 +60,12 @@ def parse_spf_include(value: str) -> str:
         raise ImproperlyConfigured(
             f"RELAY_SPF_INCLUDE: {value!r} is not a domain name "
             "(like spf.smarthost.example)") from None
-    if len(name.labels) < 3:  # "example." has 2 labels with the root
+    text = name.to_text(omit_final_dot=True).lower()
+    # At least two labels ("localhost" is no SPF domain), each letters, digits, - and _.
+    if len(name.labels) < 3 or not all(_LABEL.match(label) for label in text.split(".")):
         raise ImproperlyConfigured(
             f"RELAY_SPF_INCLUDE: {value!r} is not a domain name (like spf.smarthost.example)")
-    return name.to_text(omit_final_dot=True).lower()
+    return text
 
 
 def egress_networks() -> list[Network]:
