@@ -24,7 +24,7 @@ import dmarc
 import dns.resolver
 from publicsuffixlist import PublicSuffixList
 
-from accounts.findings import Finding
+from accounts.findings import Finding, ordered
 from accounts.spfrecord import zone_line
 from smtpplus.dns import lookup_txt, make_resolver
 
@@ -78,7 +78,7 @@ def dmarc_findings(domain: str, resolver: dns.resolver.Resolver | None = None) -
     if len(records) > 1:
         return [_multiple(name, records)]
     if records:
-        return _policy(domain, name, records[0], inherited=False)
+        return ordered(_policy(domain, name, records[0], inherited=False))
     org = organizational_domain(domain)
     if org != domain:
         org_name = f"_dmarc.{org}"
@@ -94,7 +94,7 @@ def dmarc_findings(domain: str, resolver: dns.resolver.Resolver | None = None) -
                 "info", "dmarc.inherited", f"{domain} uses the DMARC record of {org}",
                 f"{name} has none, so receivers apply the policy published at {org_name} "
                 f"(its sp= for subdomains, or else its p=): \"{org_records[0]}\"."),
-                *_policy(domain, org_name, org_records[0], inherited=True)]
+                *ordered(_policy(domain, org_name, org_records[0], inherited=True))]
     where = f" Publishing it at _dmarc.{org} instead covers {org} and all its subdomains." \
         if org != domain else ""
     return [_finding(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dns.resolver
 
-from accounts.findings import Finding
+from accounts.findings import Finding, ordered
 from accounts.spfrecord import (
     MAX_LOOKUPS,
     MAX_VOID_LOOKUPS,
@@ -73,8 +73,8 @@ def spf_findings(domain: str, resolver: dns.resolver.Resolver | None = None) -> 
             "error", "spf.multiple", f"{domain} has {len(records)} SPF records",
             f"It publishes {shown}. With more than one, receivers stop with a permanent "
             "error (permerror) and SPF fails for every message. Replace them with this "
-            "one record, which keeps the terms of both.",
-            domain, with_terms(merged(records), relay_terms()))]
+            "one record, which keeps the terms of each.",
+            domain, with_terms(merged(records), relay_terms())), *_unconfigured()]
     record = records[0]
     walk = Walk(domain, resolver)
     walk.run(record)
@@ -84,13 +84,14 @@ def spf_findings(domain: str, resolver: dns.resolver.Resolver | None = None) -> 
         findings += _receiver_view(domain, walk, resolver)
         broken = any(f.code in BROKEN for f in findings)
     findings += _policy(domain, record, walk)
-    findings += _authorization(domain, record, walk, resolver, broken)
+    erroneous = any(f.code in BROKEN and f.severity == "error" for f in findings)
+    findings += _authorization(domain, record, walk, resolver, erroneous)
     if not broken:
         findings.append(_finding(
             "ok", "spf.valid", f"{domain} has one valid SPF record",
             f'"{record}" — {walk.lookup_count} of the {MAX_LOOKUPS} DNS lookups an '
             "evaluation may make."))
-    return findings
+    return ordered(findings)
 
 
 def _no_record(domain: str) -> Finding:

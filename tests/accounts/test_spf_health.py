@@ -274,3 +274,46 @@ def test_a_timeout_is_could_not_check(dns_server, egress, settings):
     findings = spf_findings("anything.test")
     assert codes(findings) == ["spf.unknown"]
     assert "timeout" in findings[0].explanation
+
+
+def test_an_error_in_an_included_record_is_named_with_where_it_is(dns_server, egress):
+    dns_server.set_records("incerr.test", [
+        ("@", "TXT", '"v=spf1 ip4:203.0.113.7 include:_spf.incerr.test -all"'),
+        ("_spf", "TXT", '"v=spf1 ip4:198.51.100.300 -all"'),
+    ])
+    finding = one(spf_findings("incerr.test"), "spf.syntax")
+    assert finding.title == "An SPF record that incerr.test includes has an error"
+    assert '"ip4:198.51.100.300" in the record of _spf.incerr.test' in finding.explanation
+    assert finding.fix == ""  # not ours to change: the explanation says whom to ask
+
+
+def test_includes_that_loop_are_an_error(dns_server, egress):
+    dns_server.set_records("loop.test", [
+        ("@", "TXT", '"v=spf1 ip4:203.0.113.7 include:a.loop.test -all"'),
+        ("a", "TXT", '"v=spf1 include:loop.test -all"'),
+    ])
+    findings = spf_findings("loop.test")
+    finding = one(findings, "spf.include_error")
+    assert "loop.test is already being evaluated (a loop)" in finding.explanation
+    assert "spf.valid" not in codes(findings)
+
+
+def test_an_error_only_a_receiver_meets_is_still_reported(dns_server, egress):
+    # More than 10 MX hosts behind one mx term: no term is wrong, but pyspf (evaluating as
+    # a receiver does) stops with a permanent error.
+    dns_server.set_records("mx11.test", [("@", "TXT", '"v=spf1 ip4:203.0.113.7 mx -all"')]
+                           + [("@", "MX", f"{i} mx{i}.mx11.test.") for i in range(11)]
+                           + [(f"mx{i}", "A", f"198.51.100.{i + 1}") for i in range(11)])
+    findings = spf_findings("mx11.test")
+    finding = one(findings, "spf.receiver_error")
+    assert finding.severity == "error"
+    assert "More than 10 MX records returned" in finding.explanation
+    assert "spf.valid" not in codes(findings)
+
+
+def test_a_macro_term_is_counted_but_not_followed(dns_server, egress):
+    dns_server.set_records("macro.test", [
+        ("@", "TXT", '"v=spf1 ip4:203.0.113.7 exists:%{i}._spf.macro.test -all"')])
+    findings = spf_findings("macro.test")
+    assert "1 of the 10" in one(findings, "spf.valid").explanation
+    assert "spf.void_lookup" not in codes(findings)
