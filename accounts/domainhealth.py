@@ -71,6 +71,7 @@ class Verdict:
     rule: str  # "bulk senders (5,000+ messages a day), since February 2024"
     result: Result
     requirements: tuple[Requirement, ...]
+    name: str = ""  # "Gmail (bulk senders)": the verdict in one line of a list
 
     @property
     def summary(self) -> str:
@@ -153,12 +154,14 @@ def provider_verdicts(domain: SendingDomain, findings: list[Finding] | None = No
                           "; ".join(f"{r.label.split()[0]}: {r.why}" for r in either))
     bulk = (spf, dkim, record, aligned)
     rules = [
-        ("Any receiver", "DMARC evaluation", (aligned,), False),
-        ("Gmail", "all senders, since February 2024: SPF or DKIM", either, True),
-        ("Gmail", "bulk senders (5,000+ messages a day), since February 2024", bulk, False),
-        ("Yahoo", "bulk senders, since February 2024", bulk, False),
+        ("Any receiver", "DMARC evaluation", (aligned,), False, "DMARC at any receiver"),
+        ("Gmail", "all senders, since February 2024: SPF or DKIM", either, True,
+         "Gmail (all senders)"),
+        ("Gmail", "bulk senders (5,000+ messages a day), since February 2024", bulk, False,
+         "Gmail (bulk senders)"),
+        ("Yahoo", "bulk senders, since February 2024", bulk, False, "Yahoo (bulk senders)"),
         ("Outlook.com", "high-volume senders (5,000+ messages a day), since May 2025",
-         bulk, False),
+         bulk, False, "Outlook.com (high-volume senders)"),
     ]
-    return [Verdict(provider, rule, _combine(reqs, any_of=any_of), reqs)
-            for provider, rule, reqs, any_of in rules]
+    return [Verdict(provider, rule, _combine(reqs, any_of=any_of), reqs, name)
+            for provider, rule, reqs, any_of, name in rules]

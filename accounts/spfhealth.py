@@ -14,6 +14,8 @@ Codes (`Finding.code`) let the provider verdicts read stored findings: "spf.vali
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dns.resolver
 
 from accounts.findings import Finding, ordered
@@ -85,13 +87,49 @@ def spf_findings(domain: str, resolver: dns.resolver.Resolver | None = None) -> 
         broken = any(f.code in BROKEN for f in findings)
     findings += _policy(domain, record, walk)
     erroneous = any(f.code in BROKEN and f.severity == "error" for f in findings)
-    findings += _authorization(domain, record, walk, resolver, erroneous)
+    about_relay, lacking = _authorization(domain, record, walk, resolver, erroneous)
+    findings += about_relay
     if not broken:
         findings.append(_finding(
             "ok", "spf.valid", f"{domain} has one valid SPF record",
             f'"{record}" — {walk.lookup_count} of the {MAX_LOOKUPS} DNS lookups an '
             "evaluation may make."))
-    return ordered(findings)
+    return ordered(_one_record_to_publish(domain, record, walk, lacking, findings, resolver))
+
+
+def corrected(domain: str, record: str, walk: Walk, lacking: list[str],
+              resolver: dns.resolver.Resolver) -> str:
+    """The domain's record with every change the findings ask of it at once, and still
+    authorizing this relay (a record that let it in only by +all gets its addresses)."""
+    drop = [term for where, term, _ in walk.syntax + walk.problems if where == domain]
+    fixed = without_terms(record, drop + walk.void_top + walk.ptr)
+    if walk.all_term and walk.all_term[0] == domain and walk.all_term[2] in ("+all", "?all"):
+        fixed = replace_all(fixed, "~all")
+    elif walk.all_term is None and walk.policy_record[0] == domain:
+        fixed = replace_all(fixed, "~all")
+    fixed = with_terms(fixed, lacking)
+    if fixed == record:
+        return fixed
+    still_out = [net for net in egress_networks()
+                 if any(check_address(ip, domain, resolver, fixed)[0] in ("fail", "softfail",
+                                                                          "neutral")
+                        for ip in probe_addresses(net))]
+    return with_terms(fixed, egress_terms(still_out))
+
+
+def _one_record_to_publish(domain: str, record: str, walk: Walk, lacking: list[str],
+                           findings: list[Finding], resolver: dns.resolver.Resolver
+                           ) -> list[Finding]:
+    """Every finding that changes the domain's own record offers the record with all the
+    changes at once: publishing one finding's record would undo another's."""
+    own = [f for f in findings if f.fix and f.record_name == domain]
+    if not own:
+        return findings
+    fix = zone_line(domain, corrected(domain, record, walk, lacking, resolver))
+    note = " The record shown makes every change listed for this record at once." \
+        if len(own) > 1 else ""
+    return [replace(f, fix=fix, explanation=f.explanation + note) if f in own else f
+            for f in findings]
 
 
 def _no_record(domain: str) -> Finding:
@@ -184,11 +222,12 @@ def _policy(domain: str, record: str, walk: Walk) -> list[Finding]:
             f"Name the addresses with ip4:/ip6: instead. {REPLACE}",
             domain, without_terms(record, walk.ptr)))
     if walk.all_term is None:
+        where, last = walk.policy_record
         return findings + [_finding(
             "warning", "spf.no_all", f"The SPF record of {domain} does not end with an all term",
             "Mail from servers the record does not name gets a neutral result: the record "
             f"does not say they are not allowed. End it with ~all (or -all). {REPLACE}",
-            domain, replace_all(record, "~all"))]
+            where, replace_all(last, "~all"))]
     where, policy_record, qualifier = walk.all_term
     if qualifier not in ("+all", "?all"):
         return findings
@@ -203,10 +242,11 @@ def _policy(domain: str, record: str, walk: Walk) -> list[Finding]:
 
 
 def _authorization(domain: str, record: str, walk: Walk, resolver: dns.resolver.Resolver,
-                   broken: bool) -> list[Finding]:
+                   broken: bool) -> tuple[list[Finding], list[str]]:
+    """The findings about this relay, and the terms the record lacks to authorize it."""
     networks, include = egress_networks(), spf_include()
     if not networks and not include:
-        return _unconfigured()
+        return _unconfigured(), []
     findings: list[Finding] = []
     missing: list[tuple[Network, str]] = []
     passed: list[str] = []
@@ -240,7 +280,10 @@ def _authorization(domain: str, record: str, walk: Walk, resolver: dns.resolver.
             f"Mail sent from {', '.join(passed)} passes SPF."))
     if unknown:
         findings.append(_unknown(domain, "; ".join(unknown)))
-    return findings
+    lacking = egress_terms([net for net, _ in missing])
+    if include and include not in walk.targets:
+        lacking.append(f"include:{include}")
+    return findings, lacking
 
 
 def _not_authorized(domain: str, record: str, missing: list[tuple[Network, str]],

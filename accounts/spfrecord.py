@@ -76,14 +76,15 @@ def _pyspf_lookup(name: str, qtype: str, *_args: Any, **_kwargs: Any) -> list[An
 spf.DNSLookup = _pyspf_lookup
 
 
-def check_address(ip: str, domain: str, resolver: dns.resolver.Resolver | None = None
-                  ) -> tuple[str, str]:
+def check_address(ip: str, domain: str, resolver: dns.resolver.Resolver | None = None,
+                  record: str | None = None) -> tuple[str, str]:
     """pyspf's result for mail from `postmaster@domain` sent from `ip`: ("pass", …),
-    ("softfail", …), ("permerror", why), ("temperror", why)…"""
+    ("softfail", …), ("permerror", why), ("temperror", why)… `record`: evaluate this
+    text as the domain's record instead of the published one (a changed record)."""
     token = _resolver.set(resolver or make_resolver())
     try:
         result, _code, explanation = spf.query(
-            i=ip, s=f"postmaster@{domain}", h=domain, strict=True).check()
+            i=ip, s=f"postmaster@{domain}", h=domain, strict=True).check(spf=record)
     finally:
         _resolver.reset(token)
     return str(result), str(explanation)
@@ -109,8 +110,11 @@ class Walk:
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)  # every include:/redirect= domain
-    ptr: list[str] = field(default_factory=list)
+    ptr: list[str] = field(default_factory=list)  # ptr terms of the domain's own record
     all_term: tuple[str, str, str] | None = None  # domain, its record, the effective all
+    # The last record of the domain's policy (its own, or the end of its redirect= chain):
+    # where an `all` term goes when there is none.
+    policy_record: tuple[str, str] = ("", "")
 
     @property
     def lookup_count(self) -> int:
@@ -125,6 +129,8 @@ class Walk:
         redirect= leads), whose `all` term applies to every address nothing else names;
         `top`: the domain's own term this record was reached through."""
         query = spf.query(i=PROBE_ADDRESS, s=f"postmaster@{domain}", h=domain, strict=True)
+        if main:
+            self.policy_record = (domain, record)
         mechanisms: list[tuple[str, str, str, str]] = []
         redirect = ""
         for term in record.split()[1:]:
@@ -171,7 +177,8 @@ class Walk:
         if name == "include":
             self._follow(domain, mech, arg, chain, top, main=False)
         elif name == "ptr":
-            self.ptr.append(mech)
+            if domain == self.domain:
+                self.ptr.append(mech)
         else:
             rdtypes = ("MX",) if name == "mx" else ("A", "AAAA")
             state = _any_record(arg, rdtypes, self.resolver)

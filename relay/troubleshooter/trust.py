@@ -83,8 +83,7 @@ def _domain_facts(shown: str, sd: SendingDomain) -> tuple[str, list[str]]:
     for finding in findings:
         if finding.severity == "warning":
             lines.append(f"{shown} — {finding.check.upper()} (warning): {_fix_line(finding)}")
-    failing = [f"{v.provider} ({v.rule.split(',')[0]})"
-               for v in provider_verdicts(sd, findings) if v.result == "fail"]
+    failing = [v.name for v in provider_verdicts(sd, findings) if v.result == "fail"]
     if failing:
         status = PROBLEM
         lines.append(f"{shown} would fail: {', '.join(failing)}.")

@@ -18,7 +18,7 @@ def codes(findings):
 
 def one(findings, code):
     found = [f for f in findings if f.code == code]
-    assert len(found) == 1, codes(findings)
+    assert len(found) == 1, [(f.code, f.title, f.explanation) for f in findings]
     return found[0]
 
 
@@ -317,3 +317,31 @@ def test_a_macro_term_is_counted_but_not_followed(dns_server, egress):
     findings = spf_findings("macro.test")
     assert "1 of the 10" in one(findings, "spf.valid").explanation
     assert "spf.void_lookup" not in codes(findings)
+
+
+def test_several_changes_to_one_record_are_offered_as_one_record(dns_server, egress):
+    # ptr makes receivers look up the sending address's name: the reverse zone answers.
+    dns_server.set_records("113.0.203.in-addr.arpa", [("7", "PTR", "relay.several.test.")])
+    dns_server.set_records("several.test", [
+        ("@", "TXT", '"v=spf1 ip4:198.51.100.1 a:old.several.test ptr +all"'),
+        ("relay", "A", "203.0.113.7")])
+    findings = spf_findings("several.test")
+    changing = [f for f in findings if f.fix]
+    assert sorted(f.code for f in changing) == ["spf.permissive_all", "spf.ptr", "spf.void_lookup"]
+    # ptr (or else +all) lets the relay in today; the record without them names its address.
+    assert one(findings, "spf.authorized").severity == "ok"
+    assert {f.fix for f in changing} == {
+        'several.test. IN TXT "v=spf1 ip4:198.51.100.1 ip4:203.0.113.7 ~all"'}
+    assert all("makes every change listed for this record at once" in f.explanation
+               for f in changing)
+
+
+def test_a_missing_all_term_behind_a_redirect_goes_to_the_record_it_leads_to(dns_server, egress):
+    dns_server.set_records("redir3.test", [
+        ("@", "TXT", '"v=spf1 redirect=_spf.redir3.test"'),
+        ("_spf", "TXT", '"v=spf1 ip4:203.0.113.7"'),
+    ])
+    finding = one(spf_findings("redir3.test"), "spf.no_all")
+    # ~all in the domain's own record would stop redirect= from ever being used.
+    assert finding.record_name == "_spf.redir3.test"
+    assert finding.fix == '_spf.redir3.test. IN TXT "v=spf1 ip4:203.0.113.7 ~all"'

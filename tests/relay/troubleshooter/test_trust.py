@@ -95,7 +95,8 @@ def test_each_spf_and_dmarc_problem_comes_with_its_fix(dns_server, cast, egress)
             ) in text
     assert ('acme.test — DMARC: acme.test has no DMARC record. Publish: _dmarc.acme.test. IN '
             'TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@acme.test"') in text
-    assert "would fail: " in text and "Yahoo (bulk senders)" in text
+    assert ("acme.test would fail: Gmail (bulk senders), Yahoo (bulk senders), Outlook.com "
+            "(high-volume senders).") in text
 
 
 def test_a_missing_dkim_key_is_a_problem_even_with_good_records(dns_server, cast, egress):
