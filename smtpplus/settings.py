@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.tenancy.account_context",
                 "smtpplus.console_url.console_url_context",
+                "smtpplus.navigation.navigation_context",
             ],
         },
     },
@@ -180,6 +181,16 @@ RELAY_EGRESS_IPS = env.list("RELAY_EGRESS_IPS", default=[])
 RELAY_SPF_INCLUDE = env.str("RELAY_SPF_INCLUDE", default="")
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
+
+# --- Prometheus metrics (README "Monitoring") ----------------------------------------
+# Where each long-running process serves its metrics (HOST:PORT; empty: not served).
+METRICS_RELAY_LISTEN = env.str("METRICS_RELAY_LISTEN", default="")
+METRICS_DELIVERY_LISTEN = env.str("METRICS_DELIVERY_LISTEN", default="")
+METRICS_ALERTS_LISTEN = env.str("METRICS_ALERTS_LISTEN", default="")
+# The console's /metrics (queue gauges): a bearer token and/or the client networks
+# allowed to read it; with neither set it answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 
 # --- Relay ----------------------------------------------------------------------------
 RELAY_HOSTNAME = env.str("RELAY_HOSTNAME", default="localhost")
