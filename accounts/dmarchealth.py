@@ -198,7 +198,7 @@ def _policy(domain: str, name: str, record: str, *, inherited: bool) -> list[Fin
             "The record has no rua=, so receivers send no aggregate reports: you cannot see "
             "who sends as the domain or whether your own mail passes. This is the record "
             f"with one (use a mailbox you read). {REPLACE}",
-            name, changed(record, "rua", f"mailto:dmarc-reports@{domain}")))
+            name, changed(record, "rua", f"mailto:dmarc-reports@{name[len('_dmarc.'):]}")))
     return findings
 
 

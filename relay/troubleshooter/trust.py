@@ -52,6 +52,18 @@ def covering(domain: str, sending: list[SendingDomain]) -> SendingDomain | None:
     return exact or next((sd for sd in sending if sd.covers(domain)), None)
 
 
+def sending_from(facts: Facts, sending: list[SendingDomain]) -> list[str]:
+    """The domains the user sends from: its authorized domains, then the domains of its
+    authorized addresses that a sending domain of the account covers (an address at
+    someone else's domain, like a mailbox provider's, is not the account's to sign)."""
+    names = [domain for domain, _ in facts.domains]
+    for email in facts.emails:
+        domain = email.rpartition("@")[2].lower()
+        if domain not in names and covering(domain, sending) is not None:
+            names.append(domain)
+    return names
+
+
 def _fix_line(finding: Finding) -> str:
     line = f"{finding.title}."
     if finding.fix:
@@ -95,13 +107,13 @@ def _domain_facts(shown: str, sd: SendingDomain) -> tuple[str, list[str]]:
 
 def check_trust(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     facts = facts or Facts(user, now)
-    names = [domain for domain, _ in facts.domains]
-    if not names:
-        return CheckResult(KEY, NODATA, TITLE, [
-            "The user is authorized for no domain, so there is no sending domain to check "
-            "(addresses at other providers are authenticated by those providers)."])
     sending = list(SendingDomain.objects.filter(account_id=user.account_id)
                    .prefetch_related("dkim_keys"))
+    names = sending_from(facts, sending)
+    if not names:
+        return CheckResult(KEY, NODATA, TITLE, [
+            "The user sends from no domain of the account (addresses at other providers "
+            "are authenticated by those providers), so there is no sending domain to check."])
     statuses: list[str] = []
     evidence: list[str] = []
     actions: list[Action] = []

@@ -132,3 +132,37 @@ def test_the_check_is_on_the_troubleshooter_page(dns_server, cast, egress, alice
     assert 'id="check-trust"' in page
     assert "Recipients may not trust this user&#x27;s mail" in page
     assert "ip4:198.51.100.1 ip4:203.0.113.7 -all" in page
+
+
+def test_an_authorized_address_at_a_sending_domain_is_checked_too(dns_server, cast, egress):
+    dns_server.set_records("acme.test", [("@", "TXT", '"v=spf1 ip4:198.51.100.1 -all"')])
+    cast.acme_smtp.authorized_domains.all().delete()
+    cast.acme_smtp.authorized_emails.create(email="shop@acme.test")
+    cast.acme_smtp.authorized_emails.create(email="someone@gmail.example")
+    checked(sending(cast.acme))
+    result = trust(cast)
+    assert result.status == PROBLEM
+    assert any(line.startswith("acme.test — SPF:") for line in result.evidence)
+    assert not any("gmail.example" in line for line in result.evidence)
+
+
+def test_a_user_sending_only_from_other_providers_addresses_has_nothing_to_check(cast):
+    cast.acme_smtp.authorized_domains.all().delete()
+    cast.acme_smtp.authorized_emails.create(email="someone@gmail.example")
+    result = trust(cast)
+    assert result.status == NODATA
+    assert "sends from no domain of the account" in result.evidence[0]
+
+
+def test_the_check_reads_a_bounded_number_of_rows(dns_server, cast, egress):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for name in ("acme.test", "acme-shop.test", "acme-mail.test"):
+        dns_server.set_records(name, GOOD)
+        cast.acme_smtp.authorized_domains.get_or_create(domain=name)
+        checked(sending(cast.acme, name))
+    with CaptureQueriesContext(connection) as queries:
+        assert trust(cast).status == OK
+    # authorized domains, authorized addresses, sending domains, their DKIM keys
+    assert len(queries) == 4, [q["sql"] for q in queries]
