@@ -153,8 +153,8 @@ def _structure(domain: str, record: str, walk: Walk) -> list[Finding]:
         detail = ", ".join(f"{term} {n}" for term, n in walk.lookups.items())
         findings.append(_finding(
             "error", "spf.too_many_lookups",
-            f"The SPF record of {domain} needs {walk.lookup_count} DNS lookups (at most "
-            f"{MAX_LOOKUPS})",
+            f"The SPF record of {domain} needs {'at least ' if walk.truncated else ''}"
+            f"{walk.lookup_count} DNS lookups (at most {MAX_LOOKUPS})",
             f"Each include, a, mx, ptr, exists and redirect costs one, counted through every "
             f"included record ({detail}). Past {MAX_LOOKUPS} receivers stop with a permanent "
             "error (permerror) and SPF fails for every message. Remove the terms of "

@@ -40,6 +40,7 @@ from smtpplus.egress import Network, egress_networks, spf_include
 CHECK = "spf"
 MAX_LOOKUPS = 10
 MAX_VOID_LOOKUPS = 2
+FOLLOW_LIMIT = 3 * MAX_LOOKUPS  # a walk stops reading includes past this many lookups
 LOOKUP_MECHANISMS = ("include", "a", "mx", "ptr", "exists")
 # An address no SPF record names (TEST-NET-1's last): evaluating it runs every term.
 PROBE_ADDRESS = "192.0.2.255"
@@ -115,6 +116,7 @@ class Walk:
     # The last record of the domain's policy (its own, or the end of its redirect= chain):
     # where an `all` term goes when there is none.
     policy_record: tuple[str, str] = ("", "")
+    truncated: bool = False  # stopped following includes past FOLLOW_LIMIT lookups
 
     @property
     def lookup_count(self) -> int:
@@ -145,6 +147,9 @@ class Walk:
                 mech, name, arg, _cidr, result = query.validate_mechanism(term)
             except spf.PermError as exc:
                 self.syntax.append((domain, term, str(exc)))
+                continue
+            except spf.TempError as exc:  # a macro that needs DNS to expand
+                self.unknown.append(f"{term} in {domain}: {exc}")
                 continue
             mechanisms.append((mech, name, str(arg), str(result)))
         for mech, name, arg, result in mechanisms:
@@ -180,7 +185,7 @@ class Walk:
             if domain == self.domain:
                 self.ptr.append(mech)
         else:
-            rdtypes = ("MX",) if name == "mx" else ("A", "AAAA")
+            rdtypes = {"mx": ("MX",), "exists": ("A",)}.get(name, ("A", "AAAA"))
             state = _any_record(arg, rdtypes, self.resolver)
             if state == "void":
                 self._void(domain, mech)
@@ -190,6 +195,9 @@ class Walk:
     def _follow(self, domain: str, term: str, target: str, chain: tuple[str, ...], top: str,
                 *, main: bool) -> None:
         target = target.rstrip(".").lower()
+        if self.lookup_count > FOLLOW_LIMIT:
+            self.truncated = True  # far past the limit already: no need to read further
+            return
         if target in chain:
             self.problems.append((domain, term, f"{target} is already being evaluated (a loop)"))
             return

@@ -345,3 +345,15 @@ def test_a_missing_all_term_behind_a_redirect_goes_to_the_record_it_leads_to(dns
     # ~all in the domain's own record would stop redirect= from ever being used.
     assert finding.record_name == "_spf.redir3.test"
     assert finding.fix == '_spf.redir3.test. IN TXT "v=spf1 ip4:203.0.113.7 ~all"'
+
+
+def test_a_record_far_over_the_limit_is_not_read_to_the_end(dns_server, egress):
+    hosts = " ".join(f"a:h{i}.far.test" for i in range(9))
+    dns_server.set_records("far.test", [
+        ("@", "TXT", '"v=spf1 ip4:203.0.113.7 ' + " ".join(f"include:i{n}.far.test" for n in range(4))
+         + ' -all"')]
+        + [(f"i{n}", "TXT", f'"v=spf1 {hosts} -all"') for n in range(4)]
+        + [(f"h{i}", "A", "198.51.100.1") for i in range(9)])
+    finding = one(spf_findings("far.test"), "spf.too_many_lookups")
+    # 3 includes of 1 + 9 lookups each, then the 4th include is counted but not read.
+    assert "needs at least 31 DNS lookups" in finding.title
