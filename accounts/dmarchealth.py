@@ -24,7 +24,7 @@ import dmarc
 import dns.resolver
 from publicsuffixlist import PublicSuffixList
 
-from accounts.findings import Finding, ordered
+from accounts.findings import Finding, Severity, ordered
 from accounts.spfrecord import zone_line
 from smtpplus.dns import lookup_txt, make_resolver
 
@@ -49,9 +49,9 @@ def dmarc_records(records: tuple[str, ...]) -> list[str]:
     return [r.strip() for r in records if _RECORD.match(r)]
 
 
-def _finding(severity: str, code: str, title: str, explanation: str, name: str = "",
+def _finding(severity: Severity, code: str, title: str, explanation: str, name: str = "",
              record: str = "") -> Finding:
-    return Finding(CHECK, severity, title, explanation,  # type: ignore[arg-type]
+    return Finding(CHECK, severity, title, explanation,
                    zone_line(name, record) if record else "", name if record else "",
                    "TXT" if record else "", code)
 

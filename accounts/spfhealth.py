@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import dns.resolver
 
-from accounts.findings import Finding, ordered
+from accounts.findings import Finding, Severity, ordered
 from accounts.spfrecord import (
     MAX_LOOKUPS,
     MAX_VOID_LOOKUPS,
@@ -46,10 +46,10 @@ BROKEN = ("spf.none", "spf.multiple", "spf.syntax", "spf.include_error", "spf.to
 REPLACE = "Publish it in place of the current record (a domain must have one SPF record)."
 
 
-def _finding(severity: str, code: str, title: str, explanation: str, domain: str = "",
+def _finding(severity: Severity, code: str, title: str, explanation: str, domain: str = "",
              record: str = "") -> Finding:
     fix = zone_line(domain, record) if record else ""
-    return Finding(CHECK, severity, title, explanation, fix,  # type: ignore[arg-type]
+    return Finding(CHECK, severity, title, explanation, fix,
                    domain if record else "", "TXT" if record else "", code)
 
 
