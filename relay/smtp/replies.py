@@ -64,7 +64,7 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try ag
 READY_FOR_TLS = "220 2.0.0 Ready to start TLS"
 # Extensions aiosmtpd's EHLO reply does not list although the relay supports them; they
 # go before its last line ("250 HELP").
-EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES")
+EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES", b"250-DSN")
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
 
 # --- envelope -------------------------------------------------------------------------

@@ -45,9 +45,11 @@ def _advice(top: list[dict[str, Any]]) -> str:
 
 def check_upstream(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
     since = now - WINDOW
-    counts = {r["status"]: r["n"] for r in Recipient.objects.filter(
-        smtp_user=user, created__gte=since).values("status").annotate(n=Count("id")).order_by()}
-    failed = Recipient.objects.filter(smtp_user=user, status="failed", finished_at__gte=since)
+    # The user's own mail: the delivery reports SMTP+ sent for it (null sender) aside.
+    own = Recipient.objects.filter(smtp_user=user).exclude(message__envelope_from="")
+    counts = {r["status"]: r["n"] for r in own.filter(
+        created__gte=since).values("status").annotate(n=Count("id")).order_by()}
+    failed = own.filter(status="failed", finished_at__gte=since)
     top = list(failed.values("last_code", "last_enhanced", "last_text", "fail_reason",
                              "last_reason").annotate(n=Count("id")).order_by("-n")[:5])
     n_failed = failed.count() if top else 0
