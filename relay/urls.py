@@ -3,7 +3,7 @@ message."""
 
 from django.urls import path
 
-from relay.console import events, messages, suppressions
+from relay.console import dsn_settings, events, messages, suppressions
 from relay.troubleshooter import views as troubleshooter
 
 app_name = "relay"
@@ -21,6 +21,9 @@ urlpatterns = [
     path("suppressions/remove/", suppressions.suppression_remove, name="suppressions_remove"),
     path("suppressions/import/", suppressions.suppression_import, name="suppressions_import"),
     path("suppressions/export.csv", suppressions.suppression_export, name="suppressions_export"),
+    path("users/<int:pk>/delivery-reports/", dsn_settings.dsn_settings_page, name="dsn_settings"),
+    path("users/<int:pk>/delivery-reports/save/", dsn_settings.dsn_settings_save,
+         name="dsn_settings_save"),
     path("users/<int:pk>/troubleshoot/", troubleshooter.troubleshoot, name="troubleshoot"),
     path(
         "users/<int:pk>/troubleshoot/authorize/",
