@@ -16,11 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -113,8 +114,40 @@ def refusal_reply(entry: Suppression, address: str) -> str:
 
 def refusal_for(account_id: int, address: str) -> str | None:
     """The RCPT TO refusal for `address` if the account has suppressed it, else None."""
-    entry = active(account_id, address)
-    return refusal_reply(entry, address) if entry is not None else None
+    query = lookup_query(account_id, address)
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(*query)
+        return refusal_from_row(cursor.fetchone(), address)
+
+
+def lookup_query(account_id: int, address: str) -> tuple[str, list[Any]] | None:
+    """The relay's per-RCPT query (one unique-index lookup), for any connection to the
+    database; None when `address` is no address (nothing to look up)."""
+    key = normalise(address)
+    if key is None:
+        return None
+    q = connection.ops.quote_name
+    opts = Suppression._meta
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    # Quoted names from the model only; every value is a parameter.
+    sql = (
+        f"SELECT {q('created')}, {q('reason')}, {q('reply')} FROM {q(opts.db_table)} "  # noqa: S608
+        f"WHERE {q('account_id')} = %s AND {q('address')} = %s "
+        f"AND ({q('expires')} IS NULL OR {q('expires')} > %s)"
+    )
+    return sql, [account_id, key, now]
+
+
+def refusal_from_row(row: Sequence[object] | None, address: str) -> str | None:
+    if row is None:
+        return None
+    created, reason, reply = row
+    if isinstance(created, str):  # SQLite
+        created = parse_datetime(created)
+    assert isinstance(created, datetime)
+    return refusal_reply(Suppression(created=created, reason=str(reason), reply=str(reply)), address)
 
 
 def suppress_failed(

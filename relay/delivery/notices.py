@@ -137,6 +137,8 @@ def _report(rows: list[Recipient], due: str) -> int:
     target: str | None = None
     if asked:
         target, why_not = _target(message)
+        if target is not None and suppressions.active(message.account_id, target) is not None:
+            target, why_not = None, f"{target} is on the account's suppression list"
         if target is None:
             records += [DsnRecord(recipient=r, action=due, note=why_not) for r in asked]
             asked = []
