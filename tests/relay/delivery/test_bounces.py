@@ -10,7 +10,10 @@ import smtplib
 from datetime import timedelta
 from email.message import EmailMessage
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from relay.delivery.worker import deliver_due
@@ -243,6 +246,20 @@ def test_one_delay_warning_once_a_recipient_has_waited_the_configured_hours(
     assert (slow["Action"], slow["Status"]) == ("delayed", "4.3.0")
 
 
+def test_no_delay_warning_for_a_recipient_whose_notify_leaves_delay_out(
+    relay, cast, upstream, settings
+):
+    settings.DSN_DELAY_WARNING_HOURS = 4
+    upstream.replies["slow@example.net"] = "451 4.3.0 Try later"
+    send(relay, cast, {"slow@example.net": ["NOTIFY=FAILURE"]})
+    Message.objects.update(created=timezone.now() - timedelta(hours=5))
+    Recipient.objects.update(created=timezone.now() - timedelta(hours=5))
+    deliver_due(upstream=upstream.url())
+    deliver_due(upstream=upstream.url())
+    assert reports(upstream) == []
+    assert Recipient.objects.get().status == "deferred"
+
+
 def test_delay_warnings_are_off_by_default(relay, cast, upstream):
     upstream.replies["slow@example.net"] = "451 4.3.0 Try later"
     send(relay, cast, {"slow@example.net": []})
@@ -275,6 +292,11 @@ def test_a_mailbox_level_failure_suppresses_the_address_and_the_next_rcpt_is_ref
     relay.flush()
     event = RelayEvent.objects.get(kind=EventKind.SUPPRESSED)
     assert event.address == "Gone@Example.NET" and event.account == cast.acme
+
+    call_command("suppression", "remove", "--account", cast.acme.slug, "gone@example.net",
+                 stdout=StringIO())
+    _, replies = send(relay, cast, {"gone@example.net": []})
+    assert replies[0][0] == 250
 
 
 def test_a_policy_refusal_never_suppresses(relay, cast, upstream):
