@@ -59,6 +59,7 @@ _POLICY_TEXT = re.compile(
     re.IGNORECASE,
 )
 CSV_FIELDS = ["address", "reason", "reply", "note", "created", "expires"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def normalise(address: str) -> str | None:
@@ -225,6 +226,8 @@ def import_csv(account: Account, text: str, actor: Actor) -> ImportResult:
         if number == 1 and row[0].strip().lower() == "address":
             continue  # the header of an export
         address = row[0].strip()
+        if address.startswith("'") and address[1:2] in _FORMULA_START:
+            address = address[1:]  # written so by export_csv()
         key = normalise(address)
         expires: datetime | None = None
         raw_expires = row[5].strip() if len(row) > 5 else ""
@@ -255,13 +258,18 @@ def import_csv(account: Account, text: str, actor: Actor) -> ImportResult:
     return result
 
 
+def _cell(value: str) -> str:
+    """A cell a spreadsheet will not run as a formula (a leading ' it shows as text)."""
+    return "'" + value if value[:1] in _FORMULA_START else value
+
+
 def export_csv(entries: QuerySet[Suppression]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
     for e in entries:
-        writer.writerow([e.address, e.reason, e.reply, e.note, e.created.isoformat(),
-                         e.expires.isoformat() if e.expires else ""])
+        writer.writerow([_cell(e.address), e.reason, _cell(e.reply), _cell(e.note),
+                         e.created.isoformat(), e.expires.isoformat() if e.expires else ""])
     return out.getvalue()
 
 

@@ -8,6 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.audit import Actor
 from accounts.models import AuditEvent
 from relay import suppressions
 from relay.models import Suppression
@@ -91,3 +92,12 @@ def test_an_export_imports_again_and_a_bad_line_refuses_the_whole_file(cast, tmp
     with pytest.raises(CommandError, match="line 2: 'not-an-address'"):
         run("import", "--account", cast.globex.slug, str(path))
     assert not Suppression.objects.filter(address="c@example.net").exists()
+
+
+@pytest.mark.django_db
+def test_an_export_cannot_run_as_a_spreadsheet_formula_and_still_imports(cast):
+    run("add", "--account", cast.acme.slug, "=cmd@example.net", "--note", "+1 boss")
+    exported = str(run("export", "--account", cast.acme.slug))
+    assert "'=cmd@example.net" in exported and "'+1 boss" in exported
+    result = suppressions.import_csv(cast.globex, exported, Actor.command_line())
+    assert result.added == ["=cmd@example.net"]

@@ -9,7 +9,6 @@ import email.policy
 import smtplib
 from datetime import timedelta
 from email.message import EmailMessage
-
 from io import StringIO
 
 import pytest
