@@ -47,3 +47,19 @@ def test_a_dismissed_confirmation_keeps_the_address(page, cast):
     page.once("dialog", lambda d: d.dismiss())
     page.click("button[aria-label='Remove gone@example.net']")
     assert Suppression.objects.filter(address="gone@example.net").exists()
+
+
+def test_an_admin_sends_a_users_delivery_reports_to_the_it_staff(page, cast):
+    from relay.models import DsnSettings
+
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/")
+    page.click("#dsn-settings-link")
+    page.check("input[name=mode][value=address]")
+    page.fill("#id_dsn_address", "it@acme.test")
+    page.click("form[aria-label='Delivery reports'] button[type=submit]")
+    page.wait_for_selector(".flash")
+    assert "Delivery report settings saved." in page.inner_text(".flash")
+    saved = DsnSettings.objects.get(smtp_user=cast.acme_smtp)
+    assert (saved.mode, saved.address) == ("address", "it@acme.test")
+    assert page.is_checked("input[name=mode][value=address]")

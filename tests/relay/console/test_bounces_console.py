@@ -144,3 +144,11 @@ def test_a_report_is_written_once_even_if_asked_twice(cast):
     message, _ = bounce(cast)
     assert notices.write_due() == 0
     assert Message.objects.filter(dsn_of=message).count() == 1
+
+
+def test_reports_do_not_count_against_the_users_hourly_limit(cast):
+    from relay.smtp.limits import messages_last_hour
+
+    bounce(cast)
+    assert Message.objects.filter(smtp_user=cast.acme_smtp).count() == 2
+    assert messages_last_hour(cast.acme_smtp.pk) == 1
