@@ -13,7 +13,6 @@ import random
 from collections import defaultdict
 
 import aiosmtplib
-import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
@@ -26,6 +25,7 @@ from relay.delivery.upstreams.smtp import smtp_transaction
 from relay.delivery.upstreams.spec import UpstreamSpec
 from relay.dsn_params import DsnRequest
 from relay.models import FailReason
+from smtpplus.dns import make_async_resolver
 
 # A name DNS cannot even ask about: no later try can succeed.
 _BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)
@@ -54,7 +54,9 @@ class MxTransport:
         self.spec = spec
         self.timeout = timeout
         self.label = "mx"
-        self.resolver = dns.asyncresolver.Resolver()
+        # The product's one resolver (SMTPPLUS_DNS_RESOLVERS), unless the upstream names
+        # its own nameserver.
+        self.resolver = make_async_resolver(timeout=min(timeout, 30.0))
         # Without a cache every message would ask again for the same few domains.
         self.resolver.cache = dns.resolver.LRUCache()
         if spec.nameserver:
@@ -62,7 +64,6 @@ class MxTransport:
             self.resolver.nameservers = [host or spec.nameserver]
             if host and port.isdigit():
                 self.resolver.port = int(port)
-        self.resolver.lifetime = min(timeout, 30.0)
 
     async def _addresses(self, host: str) -> tuple[list[str], Reply | None]:
         """A mail host's IPv6 and IPv4 addresses, and the DNS trouble met, if any."""
