@@ -140,7 +140,8 @@ class Recipient(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     # RFC 3461 NOTIFY= of RCPT TO ("" not given, "NEVER", or e.g. "FAILURE,DELAY") and
     # ORCPT= ("rfc822;addr", xtext-decoded); a DSN owed for the state just reached
-    # (a `relay.dsn.DsnAction` value, blank when none is), cleared once it is written.
+    # (`relay.delivery.notices`: failed, delayed or delivered; blank when none is),
+    # cleared once the report is written.
     notify = models.CharField(max_length=32, blank=True)
     orcpt = models.CharField(max_length=500, blank=True)
     dsn_due = models.CharField(max_length=10, blank=True)

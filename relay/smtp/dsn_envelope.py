@@ -7,7 +7,7 @@ message is stored.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from aiosmtpd.smtp import Envelope
 
@@ -54,7 +54,15 @@ async def take(
     return f"{keyword}{path[: len(path) - len(params)]} {kept}".rstrip(), first, second
 
 
-def fields(envelope: Envelope) -> dict[str, object]:
+class SubmissionDsn(TypedDict, total=False):
+    """The DSN fields of a `relay.smtp.accept.Submission`."""
+
+    dsn_ret: str
+    dsn_envid: str
+    rcpt_dsn: list[tuple[str, str]]
+
+
+def fields(envelope: Envelope) -> SubmissionDsn:
     """The DSN fields of a `relay.smtp.accept.Submission` for this envelope."""
     if not isinstance(envelope, RelayEnvelope):
         return {}

@@ -218,7 +218,7 @@ class RelayHandler:
             smtputf8=snapshot.smtputf8,
             tls=server.is_tls,
             headers=headers,
-            **dsn_envelope.fields(envelope),  # type: ignore[arg-type]
+            **dsn_envelope.fields(envelope),
         )
         stored = ctx.commit(submission)
         user_id = session.smtp_user_id
