@@ -124,8 +124,8 @@ def _status_part(original: Original, lines: list[Line], hostname: str) -> Messag
         block["Final-Recipient"] = f"rfc822; {line.address}"
         block["Action"] = line.action
         block["Status"] = line.status
-        if line.remote_mta and line.code is not None:
-            host = line.remote_mta.split("[", 1)[0].rsplit(":", 1)[0]
+        host = _remote_host(line.remote_mta)
+        if host and line.code is not None:
             block["Remote-MTA"] = f"dns; {host}"
         if line.code is not None:
             reply = " ".join(str(p) for p in (line.code, line.enhanced, line.text) if p)
@@ -137,6 +137,16 @@ def _status_part(original: Original, lines: list[Line], hostname: str) -> Messag
     part["Content-Type"] = "message/delivery-status"
     part.set_payload(blocks)
     return part
+
+
+def _remote_host(label: str) -> str:
+    """The host of an upstream label: "mx.example.net[192.0.2.1]:25" → the name,
+    "192.0.2.1:25" and "[2001:db8::1]:25" → the address."""
+    if label.startswith("["):
+        return label[1:].split("]", 1)[0]
+    if "[" in label:
+        return label.split("[", 1)[0]
+    return label.rsplit(":", 1)[0] if label.count(":") == 1 else label
 
 
 def _original_part(original: Original) -> Message | None:

@@ -319,3 +319,15 @@ def test_an_expired_suppression_no_longer_refuses(relay, cast, upstream):
                                expires=timezone.now() - timedelta(minutes=1))
     _, replies = send(relay, cast, {"gone@example.net": []})
     assert replies[0][0] == 250
+
+
+@pytest.mark.parametrize(("label", "host"), [
+    ("mx.example.net[192.0.2.1]:25", "mx.example.net"),
+    ("192.0.2.1:2525", "192.0.2.1"),
+    ("[2001:db8::1]:25", "2001:db8::1"),
+    ("smarthost.example.net", "smarthost.example.net"),
+])
+def test_remote_mta_names_the_host_of_the_upstream(label, host):
+    from relay.delivery.dsn import _remote_host
+
+    assert _remote_host(label) == host
