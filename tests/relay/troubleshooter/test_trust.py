@@ -61,6 +61,7 @@ def test_a_verified_signed_domain_with_good_records_is_trusted(dns_server, cast,
 
 
 def test_a_domain_that_is_not_a_sending_domain_of_the_account_is_a_problem(cast):
+    SendingDomain.objects.filter(account=cast.acme).delete()
     # Another account's verified domain of the same name does not count.
     sending(cast.globex, "acme.test")
     result = trust(cast)
