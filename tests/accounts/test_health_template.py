@@ -49,3 +49,24 @@ def test_verdicts_show_each_requirement():
     assert "✗ DKIM passes</span>: the domain has no active DKIM key" in html
     assert "✓ SPF passes</span>" in html
     assert "Not checked yet" in html
+
+
+def test_with_only_the_domain_it_shows_the_last_check_and_the_verdicts(cast):
+    from django.utils import timezone
+
+    from accounts.models import SendingDomain
+
+    domain = SendingDomain.objects.create(
+        account=cast.acme, domain="tpl.test", token="t" * 32, status="verified",
+        verified_how="dns", verified_at=timezone.now(), check_result={"findings": [
+            Finding("verification", "ok", "tpl.test is verified").to_dict(),
+            Finding("dmarc", "ok", "The DMARC policy of tpl.test is p=reject",
+                    code="dmarc.p_reject").to_dict(),
+            Finding("spf", "error", "tpl.test has no SPF record", code="spf.none").to_dict(),
+        ]})
+    html = render(domain=domain)
+    # Worst first, and only SPF and DMARC.
+    assert html.index("tpl.test has no SPF record") < html.index("p=reject")
+    assert "tpl.test is verified" not in html
+    assert html.count("<tr data-result=") == 5
+    assert 'data-result="fail"' in html  # no SPF, no DKIM key
