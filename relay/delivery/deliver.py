@@ -27,7 +27,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from relay.delivery import queue
+from relay.delivery import queue, signing
+from relay.delivery.dkim_sign import MessageSigner
 from relay.delivery.upstreams import Transport
 from relay.delivery.upstreams.reply import Reply
 from relay.models import Attempt, FailReason, Message, RecipientStatus
@@ -126,16 +127,21 @@ class LoadedMessage:
     envelope_from: str
     created: datetime
     raw: bytes | None
+    account_id: int = 0
+    # Signs the message for its From: domain (DKIM), after the transport's downgrade.
+    signer: MessageSigner | None = None
 
 
 def load_messages(ids: list[int]) -> dict[int, LoadedMessage]:
     rows = Message.objects.filter(pk__in=ids).values_list(
-        "id", "queue_id", "envelope_from", "created", "raw"
+        "id", "queue_id", "envelope_from", "created", "raw", "account_id"
     )
-    return {
-        pk: LoadedMessage(pk, qid, sender, created, bytes(raw) if raw is not None else None)
-        for pk, qid, sender, created, raw in rows
-    }
+    loaded: dict[int, LoadedMessage] = {}
+    for pk, qid, sender, created, raw, account_id in rows:
+        body = bytes(raw) if raw is not None else None
+        loaded[pk] = LoadedMessage(pk, qid, sender, created, body, account_id,
+                                   signing.signer_for(account_id, body, qid))
+    return loaded
 
 
 @dataclass
@@ -168,7 +174,9 @@ async def deliver_message(
         else:
             # Recipients are compared as sent: one reply per distinct address.
             addresses = list(dict.fromkeys(r.address for r in rcpts))
-            replies = await transport.send(message.envelope_from, addresses, message.raw)
+            replies = await transport.send(
+                message.envelope_from, addresses, message.raw, sign=message.signer
+            )
     except Exception as exc:
         reply = Reply(None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label,
                       reason=FailReason.INTERNAL_ERROR)

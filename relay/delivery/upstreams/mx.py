@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 import aiosmtplib
 import dns.exception
@@ -105,7 +106,8 @@ class MxTransport:
         return [r.exchange.to_text().rstrip(".") for r in records]
 
     async def _send_domain(
-        self, domain: str, sender: str, recipients: list[str], raw: bytes
+        self, domain: str, sender: str, recipients: list[str], raw: bytes,
+        sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         hosts = await self.resolve(domain)
         if isinstance(hosts, Reply):
@@ -131,7 +133,7 @@ class MxTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     last = network_error(exc, label, "connect to")
                     continue
-                result = await smtp_transaction(smtp, label, sender, recipients, raw)
+                result = await smtp_transaction(smtp, label, sender, recipients, raw, sign)
                 try:
                     await smtp.quit(timeout=5)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -144,7 +146,10 @@ class MxTransport:
             )
         return {r: last for r in recipients}
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> dict[str, Reply]:
         by_domain: dict[str | None, list[str]] = defaultdict(list)
         for rcpt in recipients:
             by_domain[_domain_of(rcpt)].append(rcpt)
@@ -156,7 +161,7 @@ class MxTransport:
                               reason=FailReason.NO_SUCH_DOMAIN) for r in rcpts}
                 )
                 continue
-            replies.update(await self._send_domain(domain, sender, rcpts, raw))
+            replies.update(await self._send_domain(domain, sender, rcpts, raw, sign))
         return replies
 
     async def close(self) -> None:

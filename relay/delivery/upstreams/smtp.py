@@ -7,6 +7,7 @@ after downgrading the message to what the server supports.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -26,9 +27,12 @@ class TransactionResult:
 
 
 async def smtp_transaction(
-    smtp: aiosmtplib.SMTP, host: str, sender: str, recipients: list[str], raw: bytes
+    smtp: aiosmtplib.SMTP, host: str, sender: str, recipients: list[str], raw: bytes,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> TransactionResult:
-    """MAIL, one RCPT per recipient, DATA: per-recipient replies. Never raises."""
+    """MAIL, one RCPT per recipient, DATA: per-recipient replies. Never raises.
+
+    `sign` (DKIM) is applied to the message as downgraded for this server."""
     prepared = downgrade.prepare(
         sender,
         recipients,
@@ -66,9 +70,10 @@ async def smtp_transaction(
             await _rset(smtp, result)
             return result
         stage = "send DATA to"
+        data = sign(prepared.raw) if sign is not None else prepared.raw
         result.data_sent = True
         try:
-            response = await smtp.data(prepared.raw)
+            response = await smtp.data(data)
         except aiosmtplib.SMTPResponseException as exc:
             replies.update({r: Reply.from_smtp(exc.code, exc.message, host) for r in accepted})
             await _rset(smtp, result)
@@ -155,14 +160,17 @@ class SmarthostTransport:
             return smtp, True
         return await self._connect(), False
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> dict[str, Reply]:
         for _ in range(2):
             try:
                 smtp, reused = await self._acquire()
             except (aiosmtplib.SMTPException, OSError, TimeoutError, TransportError) as exc:
                 reply = network_error(exc, self.label, "connect to")
                 return {r: reply for r in recipients}
-            result = await smtp_transaction(smtp, self.label, sender, recipients, raw)
+            result = await smtp_transaction(smtp, self.label, sender, recipients, raw, sign)
             if not result.broken:
                 self._idle.append((smtp, time.monotonic()))
                 return result.replies

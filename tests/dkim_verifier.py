@@ -1,0 +1,113 @@
+"""An independent DKIM verifier for the tests: Perl's Mail::DKIM (Debian's
+libmail-dkim-perl), asking the test DNS server for the keys.
+
+The relay signs with dkimpy; checking its signatures with dkimpy as well would only show
+that dkimpy agrees with itself. Mail::DKIM is a separate implementation (the one
+SpamAssassin and amavis use), and it fetches the key the way a receiving server does:
+a TXT lookup of `<selector>._domainkey.<domain>`, here sent to the Knot DNS server the
+tests run (`dns_server.address`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_SCRIPT = r"""
+use strict;
+use warnings;
+use Mail::DKIM::Verifier;
+use Mail::DKIM::DNS;
+use Net::DNS::Resolver;
+
+my ($host, $port) = @ARGV;
+my $resolver = Net::DNS::Resolver->new(
+    nameservers => [$host], port => $port, recurse => 0,
+    udp_timeout => 5, tcp_timeout => 5, retry => 1, persistent_udp => 0,
+);
+Mail::DKIM::DNS::resolver($resolver);
+my $dkim = Mail::DKIM::Verifier->new();
+binmode STDIN;
+while (my $line = <STDIN>) {
+    $line =~ s/\015?\012\z/\015\012/;
+    $dkim->PRINT($line);
+}
+$dkim->CLOSE;
+foreach my $sig ($dkim->signatures) {
+    my $detail = $sig->result_detail // "";
+    $detail =~ s/[\t\n]/ /g;
+    print join("\t", "signature", $sig->result, $sig->domain // "", $sig->selector // "",
+               $sig->algorithm // "", $detail), "\n";
+}
+my $detail = $dkim->result_detail // "";
+$detail =~ s/[\t\n]/ /g;
+print join("\t", "overall", $dkim->result, $detail), "\n";
+"""
+
+
+@dataclass(frozen=True)
+class Signature:
+    result: str  # "pass", "fail", "invalid", "temperror", …
+    domain: str
+    selector: str
+    algorithm: str  # "rsa-sha256", …
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    result: str  # the message's overall result: "pass" if any signature passes
+    detail: str
+    signatures: tuple[Signature, ...]
+
+    def passed(self, domain: str, selector: str | None = None) -> bool:
+        return any(
+            s.result == "pass" and s.domain.lower() == domain.lower()
+            and (selector is None or s.selector == selector)
+            for s in self.signatures
+        )
+
+
+def available() -> bool:
+    if shutil.which("perl") is None:
+        return False
+    probe = subprocess.run(["perl", "-MMail::DKIM::Verifier", "-e", "1"], capture_output=True)
+    return probe.returncode == 0
+
+
+def verify(raw: bytes, dns_address: str) -> Verdict:
+    """Verify every DKIM signature of `raw`, with keys from the DNS server at
+    `dns_address` ("127.0.0.1:port")."""
+    host, _, port = dns_address.rpartition(":")
+    done = subprocess.run(
+        ["perl", "-e", _SCRIPT, host, port], input=raw, capture_output=True, timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"Mail::DKIM failed: {done.stderr.decode(errors='replace')}")
+    signatures: list[Signature] = []
+    overall = Verdict("none", "no output", ())
+    for line in done.stdout.decode().splitlines():
+        kind, *fields = line.split("\t")
+        if kind == "signature":
+            signatures.append(Signature(*(fields + [""] * 5)[:5]))
+        elif kind == "overall":
+            result, detail = (fields + ["", ""])[:2]
+            overall = Verdict(result, detail, ())
+    return Verdict(overall.result, overall.detail, tuple(signatures))
+
+
+def publish(dns_server: Any, zone: str, keys: Iterable[Any], extra: Iterable[tuple[str, str, str]] = ()
+            ) -> None:
+    """Serve `zone` with the record of each DKIM key (`accounts.models.DkimKey`), exactly
+    as the console tells the operator to publish it."""
+    from accounts.actions.dkim_keys import record_of
+
+    records = []
+    for key in keys:
+        record = record_of(key)
+        records.append((record.name + ".", "TXT", record.quoted))
+    dns_server.set_records(zone, [*records, *extra])
