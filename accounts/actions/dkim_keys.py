@@ -212,3 +212,21 @@ def findings(checks: list[KeyCheck]) -> list[Finding]:
                 fix=record.quoted, record_name=record.name, record_type="TXT",
             ))
     return out
+
+
+@dataclass(frozen=True)
+class PublishRow:
+    """One live key as the domain page lists it (templates/accounts/domains/_dkim_records.html)."""
+
+    key: DkimKey
+    record: DkimRecord
+    retire_after: datetime | None  # a retiring key's record may be removed after this
+
+
+def publish_rows(domain: SendingDomain) -> list[PublishRow]:
+    """The records of the domain's live keys, for the console (`dkim_rows` in the include)."""
+    grace = timedelta(seconds=settings.SMTPPLUS_DKIM_ROTATION_GRACE)
+    return [
+        PublishRow(k, record_of(k), k.retiring_since + grace if k.retiring_since else None)
+        for k in live_keys(domain)
+    ]

@@ -1,0 +1,226 @@
+"""Mail delivered by the relay is DKIM-signed for its From: domain, and the signatures
+verify with an independent implementation (Perl's Mail::DKIM) against the keys served by
+the real DNS server — whatever the upstream supports.
+
+Every message here goes in through the running relay over SMTP, is delivered by the
+worker to the recording upstream, and is verified as that upstream received it.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+
+import dkim
+import pytest
+from django.utils import timezone
+
+from accounts.actions.dkim_keys import ensure_keys, refresh_keys, start_rotation
+from accounts.models import DkimKey, DkimKeyState, DomainStatus, SendingDomain, VerifiedHow
+from relay.delivery import signing
+from relay.delivery.worker import deliver_due
+from smtpplus.dns import lookup_txt
+from tests import dkim_verifier
+from tests.dkim_verifier import publish
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not dkim_verifier.available(), reason="needs Perl's Mail::DKIM "
+                       "(apt-get install libmail-dkim-perl; test.sh installs it)"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    signing.keys.clear()
+    yield
+    signing.keys.clear()
+
+
+@pytest.fixture
+def acme_keys(cast, dns_server) -> list[DkimKey]:
+    """acme.test: a verified sending domain of Acme whose key is published and active."""
+    domain = SendingDomain.objects.create(
+        account=cast.acme, domain="acme.test", token="t0ken", status=DomainStatus.VERIFIED,
+        verified_how=VerifiedHow.OPERATOR, verified_at=timezone.now(),
+    )
+    keys = ensure_keys(domain)
+    publish(dns_server, "acme.test", keys)
+    refresh_keys(domain)
+    for key in keys:
+        key.refresh_from_db()
+    assert all(k.state == DkimKeyState.ACTIVE for k in keys)
+    return keys
+
+
+def send(relay, cast, raw: bytes, sender: str = "shop@acme.test", utf8: bool = False) -> None:
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        smtp.sendmail(sender, ["bob@example.net"], raw,
+                      mail_options=["SMTPUTF8"] if utf8 else [])
+
+
+def delivered(relay, cast, upstream, raw: bytes, **kwargs) -> bytes:
+    send(relay, cast, raw, **kwargs)
+    deliver_due(upstream=upstream.url())
+    [got] = upstream.received
+    upstream.received.clear()
+    return got.data
+
+
+def verified(data: bytes, dns_server, selector: str | None = None) -> dkim_verifier.Verdict:
+    verdict = dkim_verifier.verify(data, dns_server.address)
+    assert verdict.result == "pass", verdict
+    assert verdict.passed("acme.test", selector), verdict
+    return verdict
+
+
+def test_plain_ascii_mail_is_signed_for_its_from_domain(relay, cast, upstream, dns_server, acme_keys):
+    data = delivered(relay, cast, upstream, (
+        b"From: Shop <shop@acme.test>\r\nTo: bob@example.net\r\nSubject: Your order\r\n"
+        b"Date: Thu, 03 Dec 2026 07:00:00 +0000\r\nMessage-ID: <1@acme.test>\r\n\r\n"
+        b"Thank you for your order.\r\n"))
+    assert data.startswith(b"DKIM-Signature:")
+    verified(data, dns_server, acme_keys[0].selector)
+
+
+def test_the_signature_is_relaxed_and_oversigns_from_and_subject_but_not_sender(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    data = delivered(relay, cast, upstream, (
+        b"From: shop@acme.test\r\nSender: shop@acme.test\r\nTo: bob@example.net\r\n"
+        b"Subject: Hello\r\n\r\nHi.\r\n"))
+    tags = dkim.util.parse_tag_value(
+        b" ".join(data.split(b"\r\n\r\n")[0].split(b"\r\n")[:8]).split(b":", 1)[1].split(b"From:")[0])
+    assert tags[b"c"] == b"relaxed/relaxed" and tags[b"d"] == b"acme.test"
+    signed = [h.strip().lower() for h in b"".join(tags[b"h"].split()).split(b":")]
+    assert signed.count(b"from") == 2 and signed.count(b"subject") == 2
+    assert signed.count(b"sender") == 1 and signed.count(b"to") == 1
+    assert b"received" not in signed
+    verified(data, dns_server)
+    # A second From: added on the way breaks it: that is what oversigning is for.
+    tampered = data.replace(b"\r\nTo:", b"\r\nFrom: ceo@acme.test\r\nTo:", 1)
+    assert dkim_verifier.verify(tampered, dns_server.address).result != "pass"
+
+
+def test_an_8bit_body_is_signed_as_sent(relay, cast, upstream, dns_server, acme_keys):
+    data = delivered(relay, cast, upstream, (
+        "From: shop@acme.test\r\nTo: bob@example.net\r\nSubject: Greetings\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln — 20 €.\r\n").encode())
+    assert "Grüße".encode() in data
+    verified(data, dns_server)
+
+
+def test_utf8_headers_through_an_upstream_without_smtputf8_are_signed_after_the_downgrade(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    upstream.smtputf8 = False
+    data = delivered(relay, cast, upstream, (
+        "From: Jörg Müller <shop@acme.test>\r\nTo: bob@example.net\r\n"
+        "Subject: I love you ♥\r\n\r\nHello.\r\n").encode(), utf8=True)
+    header = data.split(b"\r\n\r\n")[0]
+    assert header.isascii() and b"=?utf-8?" in header
+    verified(data, dns_server)
+
+
+def test_the_same_utf8_message_to_an_upstream_with_smtputf8_is_signed_as_received(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    data = delivered(relay, cast, upstream, (
+        "From: Jörg Müller <shop@acme.test>\r\nTo: bob@example.net\r\n"
+        "Subject: I love you ♥\r\n\r\nHello.\r\n").encode(), utf8=True)
+    assert "Subject: I love you ♥".encode() in data
+    verified(data, dns_server)
+
+
+def test_multipart_mail_with_attachments_is_signed(relay, cast, upstream, dns_server, acme_keys):
+    message = EmailMessage()
+    message["From"] = "Shop <shop@acme.test>"
+    message["To"] = "bob@example.net"
+    message["Subject"] = "Your invoice"
+    message.set_content("Your invoice is attached.\n")
+    message.add_alternative("<p>Your invoice is <b>attached</b>.</p>\n", subtype="html")
+    message.add_attachment(bytes(range(256)) * 40, maintype="application", subtype="pdf",
+                           filename="invoice.pdf")
+    message.add_attachment("Zeile 1: Grüße\n", filename="notes.txt")
+    raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    data = delivered(relay, cast, upstream, raw)
+    assert b"multipart/mixed" in data and b'filename="invoice.pdf"' in data
+    verified(data, dns_server)
+
+
+def test_after_a_rotation_mail_is_signed_with_the_new_key_and_the_old_signature_still_verifies(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    raw = b"From: shop@acme.test\r\nTo: bob@example.net\r\nSubject: Before\r\n\r\nOne.\r\n"
+    before = delivered(relay, cast, upstream, raw)
+    [old] = acme_keys
+    domain = old.sending_domain
+    [new] = start_rotation(domain)
+    publish(dns_server, "acme.test", [old, new])
+    refresh_keys(domain)
+    signing.keys.clear()  # as when the worker's cache expires
+
+    after = delivered(relay, cast, upstream, raw.replace(b"Before", b"After"))
+
+    verified(after, dns_server, new.selector)
+    assert b"s=" + old.selector.encode() not in after
+    # The old key is retiring: its record stays published, mail signed with it verifies.
+    verified(before, dns_server, old.selector)
+
+
+def test_mail_from_a_subdomain_is_signed_with_the_sending_domain(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    cast.acme_smtp.authorized_domains.create(domain="news.acme.test")
+    data = delivered(relay, cast, upstream, (
+        b"From: letters@news.acme.test\r\nTo: bob@example.net\r\nSubject: News\r\n\r\nHi.\r\n"),
+        sender="letters@news.acme.test")
+    assert b"d=acme.test;" in data
+    verified(data, dns_server)
+
+
+def test_mail_from_a_domain_that_is_not_an_active_sending_domain_is_not_signed(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    cast.acme_smtp.authorized_domains.create(domain="elsewhere.test")
+    SendingDomain.objects.create(account=cast.globex, domain="elsewhere.test", token="x",
+                                 status=DomainStatus.VERIFIED, verified_how=VerifiedHow.OPERATOR)
+    lapsed = acme_keys[0].sending_domain
+    data = delivered(relay, cast, upstream, (
+        b"From: shop@elsewhere.test\r\nTo: bob@example.net\r\nSubject: x\r\n\r\nHi.\r\n"),
+        sender="shop@elsewhere.test")
+    assert b"DKIM-Signature" not in data  # another account's domain
+
+    SendingDomain.objects.filter(pk=lapsed.pk).update(status=DomainStatus.LAPSED)
+    signing.keys.clear()
+    data = delivered(relay, cast, upstream, (
+        b"From: shop@acme.test\r\nTo: bob@example.net\r\nSubject: x\r\n\r\nHi.\r\n"))
+    assert b"DKIM-Signature" not in data
+
+
+def test_a_second_ed25519_signature_verifies_beside_the_rsa_one(
+    relay, cast, upstream, dns_server, acme_keys, settings
+):
+    settings.SMTPPLUS_DKIM_ED25519 = True
+    domain = acme_keys[0].sending_domain
+    [ed] = ensure_keys(domain)
+    publish(dns_server, "acme.test", [*acme_keys, ed])
+    refresh_keys(domain)
+    signing.keys.clear()
+
+    data = delivered(relay, cast, upstream,
+                     b"From: shop@acme.test\r\nTo: bob@example.net\r\nSubject: Two\r\n\r\nHi.\r\n")
+
+    verdict = verified(data, dns_server, acme_keys[0].selector)  # Mail::DKIM: the RSA one
+    assert {s.algorithm for s in verdict.signatures} == {"rsa-sha256", "ed25519-sha256"}
+
+    # This Mail::DKIM has no Ed25519 (RFC 8463); dkimpy checks it, with the key from DNS.
+    def txt(name: bytes, timeout: int = 5) -> bytes:
+        return lookup_txt(name.decode().rstrip(".")).records[0].encode()
+
+    checker = dkim.DKIM(data)
+    results = {checker.verify(idx=i, dnsfunc=txt) and checker.signature_fields[b"a"]
+               for i in range(2)}
+    assert results == {b"rsa-sha256", b"ed25519-sha256"}
