@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import AddressHeader
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import SMTPUTF8
 
 from cryptography.fernet import InvalidToken
@@ -42,7 +42,8 @@ def from_domain(raw: bytes) -> str | None:
     aligns with them all)."""
     head, _, _ = split_message(raw)
     try:
-        header = BytesHeaderParser(policy=SMTPUTF8).parsebytes(head + b"\r\n\r\n").get("From")
+        text = head.decode("utf-8", "replace") + "\r\n\r\n"
+        header = HeaderParser(policy=SMTPUTF8).parsestr(text).get("From")
         addresses = header.addresses if isinstance(header, AddressHeader) else ()
     except (ValueError, IndexError, TypeError, HeaderParseError):
         return None  # the relay read it at accept time; a reader that cannot just signs nothing
