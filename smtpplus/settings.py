@@ -181,6 +181,16 @@ SMTPPLUS_DKIM_ED25519 = env.bool("SMTPPLUS_DKIM_ED25519", default=False)
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 
+# --- Prometheus metrics (README "Monitoring") ----------------------------------------
+# Where each long-running process serves its metrics (HOST:PORT; empty: not served).
+METRICS_RELAY_LISTEN = env.str("METRICS_RELAY_LISTEN", default="")
+METRICS_DELIVERY_LISTEN = env.str("METRICS_DELIVERY_LISTEN", default="")
+METRICS_ALERTS_LISTEN = env.str("METRICS_ALERTS_LISTEN", default="")
+# The console's /metrics (queue gauges): a bearer token and/or the client networks
+# allowed to read it; with neither set it answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+
 # --- Relay ----------------------------------------------------------------------------
 RELAY_HOSTNAME = env.str("RELAY_HOSTNAME", default="localhost")
 RELAY_LISTEN = env.str("RELAY_LISTEN", default="127.0.0.1:2525")

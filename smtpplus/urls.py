@@ -11,7 +11,7 @@ from accounts import login
 from accounts.apiauth import ApiError, ApiKeyAuth
 from alerts import api as alerts_api
 from relay import api as relay_api
-from relay.console import dashboard, subjects
+from relay.console import dashboard, metrics, subjects
 from smtpplus import views
 
 # The management API: one instance, each app's endpoints in its own module. Its own
@@ -62,6 +62,7 @@ urlpatterns = [
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("no-account/", views.no_account, name="no_account"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("subject-tool/", subjects.subject_tool, name="subject_tool"),
     path("api/v1/docs", views.api_docs, name="api_docs"),
     path("api/v1/", api.urls),

@@ -25,15 +25,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.utils import timezone
 
 from relay.delivery import queue
 from relay.delivery.deliver import (
     LoadedMessage,
+    Outcome,
     OutcomeRecorder,
     claim_batch,
     deliver_message,
 )
 from relay.delivery.upstreams import Transport, build_transport
+from relay.delivery.upstreams.spec import parse_upstream
+from smtpplus import metrics
 from smtpplus.dbthreads import DbThreads
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,19 @@ class Job(NamedTuple):
     recipients: list[queue.Claimed]
 
 
+def count_deliveries(upstream_kind: str, outcomes: list[Outcome]) -> None:
+    """The metrics of one message's recorded outcomes (smtpplus.metrics)."""
+    now = timezone.now()
+    for o in outcomes:
+        if o.raised:
+            continue
+        outcome = o.reply.outcome
+        metrics.DELIVERIES.labels(outcome, upstream_kind).inc()
+        metrics.DELIVERY_SECONDS.labels(upstream_kind).observe(o.duration_ms / 1000)
+        if outcome == "delivered":
+            metrics.DELIVERY_LATENCY.observe((now - o.message_created).total_seconds())
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -73,6 +90,7 @@ class DeliveryWorker:
         self.owner = queue.new_worker_id()
         self.stats: Counter[str] = Counter()
         self.transport: Transport | None = None
+        self.upstream_kind = ""  # "smtp", "mx", …: the metrics' label, set with the transport
         self._db_threads = DbThreads(self.concurrency, "delivery-db")
         self._stopping: asyncio.Event | None = None
         self._recorder = OutcomeRecorder(self.owner, self.db)
@@ -159,6 +177,7 @@ class DeliveryWorker:
                 self.stats["errors"] += 1
                 return
             self.stats.update(o.reply.outcome for o in outcomes)
+            count_deliveries(self.upstream_kind, outcomes)
         finally:
             self._held.difference_update(r.pk for r in rcpts)
 
@@ -211,6 +230,8 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event | None = None) -> Counter[str]:
         self._stopping = stop or asyncio.Event()
         self.transport = build_transport(self.upstream)
+        self.upstream_kind = parse_upstream(
+            self.upstream if self.upstream is not None else settings.RELAY_UPSTREAM).kind
         log.info(
             "delivery worker %s: %d task(s) to %s", self.owner, self.concurrency, self.transport.label
         )
