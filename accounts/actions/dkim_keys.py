@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import dns.resolver
 from django.conf import settings
@@ -230,3 +231,51 @@ def publish_rows(domain: SendingDomain) -> list[PublishRow]:
         PublishRow(k, record_of(k), k.retiring_since + grace if k.retiring_since else None)
         for k in live_keys(domain)
     ]
+
+
+def domain_check(domain: SendingDomain, resolver: dns.resolver.Resolver) -> list[Finding]:
+    """The DKIM part of a domain check (`(domain, resolver) -> findings`): gives the domain
+    its keys if it lacks them, checks their records and moves them on."""
+    ensure_keys(domain)
+    return findings(refresh_keys(domain, resolver=resolver))
+
+
+# --- what the command line and the API show ------------------------------------------------
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def key_data(row: PublishRow) -> dict[str, Any]:
+    """A live key: its state and the record to publish (never its private part)."""
+    key, record = row.key, row.record
+    return {
+        "selector": key.selector,
+        "algorithm": key.algorithm,
+        "state": key.state,
+        "created": _when(key.created),
+        "activated_at": _when(key.activated_at),
+        "retiring_since": _when(key.retiring_since),
+        "retire_after": _when(row.retire_after),
+        "last_checked_at": _when(key.last_checked_at),
+        "dns_status": key.dns_status,
+        "record": {
+            "name": record.name,
+            "type": "TXT",
+            "value": record.value,
+            "strings": list(record.strings),
+            "zone_line": record.zone_line,
+        },
+    }
+
+
+def dkim_data(domain: SendingDomain, checks: list[KeyCheck] | None = None) -> dict[str, Any]:
+    """The domain's DKIM keys and records (and, after a check, its findings)."""
+    data: dict[str, Any] = {
+        "domain": domain.domain,
+        "account": domain.account.slug,
+        "status": domain.status,
+        "keys": [key_data(row) for row in publish_rows(domain)],
+    }
+    if checks is not None:
+        data["findings"] = [f.to_dict() for f in findings(checks)]
+    return data

@@ -203,3 +203,19 @@ def test_a_rotation_switches_when_the_new_record_verifies_and_retires_the_old_af
     assert list(AuditEvent.objects.filter(action__startswith="dkim.")
                 .order_by("id").values_list("action", flat=True)) == [
         "dkim.create", "dkim.activate", "dkim.rotate", "dkim.activate", "dkim.retire"]
+
+
+def test_the_domain_check_gives_a_new_domain_its_key_and_says_what_to_publish(
+    acme_domain, dns_server
+):
+    from accounts.actions.dkim_keys import domain_check
+    from smtpplus.dns import make_resolver
+
+    dns_server.set_records("acme.test", [])
+    [finding] = domain_check(acme_domain, make_resolver())
+    [key] = live_keys(acme_domain)
+    assert finding.check == "dkim" and finding.severity == "warning"
+    assert finding.record_name == record_of(key).name and finding.record_type == "TXT"
+    assert finding.fix == record_of(key).quoted
+    publish(dns_server, "acme.test", [key])
+    assert [f.severity for f in domain_check(acme_domain, make_resolver())] == ["ok"]

@@ -11,100 +11,60 @@ one is retired `SMTPPLUS_DKIM_ROTATION_GRACE` seconds later. Run it again (or wa
 the periodic check) once the record is published.
 
 Results are JSON on stdout; private keys are never printed. Bad input is a message on
-stderr and exit status 1. Changes are audited with the command line as the actor.
+stderr and exit status 1. Every change is audited with the command line as the actor.
+Subcommands are entries of `Command.actions`: one parser function and one handler each.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.actions.dkim_keys import (
-    KeyCheck,
-    ensure_keys,
-    findings,
-    live_keys,
-    record_of,
-    refresh_keys,
-    start_rotation,
-)
+from accounts.actions import dkim_keys
 from accounts.audit import Actor
-from accounts.models import DkimKey, DkimKeyState, SendingDomain
+from accounts.models import DkimKeyState, SendingDomain
 from accounts.senders import InvalidEntry, normalize_domain
-
-
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def key_data(key: DkimKey) -> dict[str, Any]:
-    """A key as the command shows it: its state and the record to publish (never its
-    private part)."""
-    record = record_of(key)
-    retire_after = None
-    if key.state == DkimKeyState.RETIRING and key.retiring_since is not None:
-        retire_after = key.retiring_since + timedelta(seconds=settings.SMTPPLUS_DKIM_ROTATION_GRACE)
-    return {
-        "selector": key.selector,
-        "algorithm": key.algorithm,
-        "state": key.state,
-        "created": _when(key.created),
-        "activated_at": _when(key.activated_at),
-        "retiring_since": _when(key.retiring_since),
-        "retire_after": _when(retire_after),
-        "last_checked_at": _when(key.last_checked_at),
-        "dns_status": key.dns_status,
-        "record": {
-            "name": record.name,
-            "type": "TXT",
-            "value": record.value,
-            "strings": list(record.strings),
-            "zone_line": record.zone_line,
-        },
-    }
-
-
-def dkim_data(domain: SendingDomain, checks: list[KeyCheck] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "domain": domain.domain,
-        "account": domain.account.slug,
-        "status": domain.status,
-        "keys": [key_data(k) for k in live_keys(domain)],
-    }
-    if checks is not None:
-        data["findings"] = [f.to_dict() for f in findings(checks)]
-    return data
 
 
 class Command(BaseCommand):
     help = "Sending domains: DKIM keys and their rotation."
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # name -> (help, add arguments, run): the subcommands, easy to add to.
+        self.actions: dict[str, tuple[str, Callable[[CommandParser], None],
+                                      Callable[[dict[str, Any]], Any]]] = {
+            "dkim-show": ("Show the domain's DKIM keys and the records to publish.",
+                          self.dkim_show_parser_args, self.do_dkim_show),
+            "dkim-rotate": ("Start (or go on with) a DKIM key rotation.",
+                            self.domain_arguments, self.do_dkim_rotate),
+        }
+
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        show = sub.add_parser("dkim-show", help="The domain's DKIM keys and their records.")
-        self.domain_arguments(show)
-        show.add_argument("--check", action="store_true",
-                          help="Look the records up first (and move the keys on).")
-        rotate = sub.add_parser("dkim-rotate", help="Start (or go on with) a key rotation.")
-        self.domain_arguments(rotate)
+        for name, (text, arguments, _run) in self.actions.items():
+            arguments(sub.add_parser(name, help=text))
 
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = self.actions[options["action"]][2](options)
+        if result is not None:
+            self.stdout.write(json.dumps(result))
+
+    # --- arguments ------------------------------------------------------------------
     @staticmethod
     def domain_arguments(parser: CommandParser) -> None:
         parser.add_argument("domain", help="The sending domain (Unicode or A-label).")
         parser.add_argument("--account", help="Slug of its account (when several have it).")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        actions: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "dkim-show": self.dkim_show,
-            "dkim-rotate": self.dkim_rotate,
-        }
-        self.stdout.write(json.dumps(actions[options["action"]](options)))
+    def dkim_show_parser_args(self, parser: CommandParser) -> None:
+        self.domain_arguments(parser)
+        parser.add_argument("--check", action="store_true",
+                            help="Look the records up first (and move the keys on).")
 
+    # --- lookups --------------------------------------------------------------------
     @staticmethod
     def sending_domain(options: dict[str, Any]) -> SendingDomain:
         try:
@@ -119,24 +79,23 @@ class Command(BaseCommand):
             raise CommandError(f"{name} is not a sending domain"
                                + (f" of account {options['account']!r}" if options.get("account") else ""))
         if len(found) > 1:
-            raise CommandError(f"{name} is a sending domain of several accounts: "
-                               "say which with --account SLUG")
+            raise CommandError(f"several accounts have {name}: say which with --account SLUG")
         return found[0]
 
-    def dkim_show(self, options: dict[str, Any]) -> dict[str, Any]:
+    # --- subcommands ----------------------------------------------------------------
+    def do_dkim_show(self, options: dict[str, Any]) -> dict[str, Any]:
         domain = self.sending_domain(options)
         actor = Actor.command_line()
-        ensure_keys(domain, actor)
-        checks = refresh_keys(domain, actor=actor) if options["check"] else None
-        return dkim_data(domain, checks)
+        dkim_keys.ensure_keys(domain, actor)
+        checks = dkim_keys.refresh_keys(domain, actor=actor) if options["check"] else None
+        return dkim_keys.dkim_data(domain, checks)
 
-    def dkim_rotate(self, options: dict[str, Any]) -> dict[str, Any]:
+    def do_dkim_rotate(self, options: dict[str, Any]) -> dict[str, Any]:
         domain = self.sending_domain(options)
         actor = Actor.command_line()
-        ensure_keys(domain, actor)
-        new = start_rotation(domain, actor)
-        checks = refresh_keys(domain, actor=actor)
-        data = dkim_data(domain, checks)
+        dkim_keys.ensure_keys(domain, actor)
+        new = dkim_keys.start_rotation(domain, actor)
+        data = dkim_keys.dkim_data(domain, dkim_keys.refresh_keys(domain, actor=actor))
         pending = [k["record"]["name"] for k in data["keys"] if k["state"] == DkimKeyState.PENDING]
         data["new_selectors"] = [k.selector for k in new]
         data["next"] = (
