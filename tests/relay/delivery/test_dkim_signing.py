@@ -217,3 +217,23 @@ def test_a_second_ed25519_signature_verifies_beside_the_rsa_one(
     tampered = data.replace(b"Hi.", b"Ho.")
     assert all(s.result != "pass" for s in
                dkim_verifier.mailauth_verify(tampered, dns_server.address))
+
+
+def test_direct_mx_delivery_to_two_domains_is_signed_for_each(
+    relay, cast, upstream, dns_server, acme_keys
+):
+    for zone in ("example.net", "example.org"):
+        dns_server.set_records(zone, [("@", "MX", f"10 mx.{zone}."), ("mx", "A", "127.0.0.1")])
+    raw = (b"From: shop@acme.test\r\nTo: bob@example.net, eve@example.org\r\n"
+           b"Subject: Both\r\n\r\nHi.\r\n")
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        smtp.sendmail("shop@acme.test", ["bob@example.net", "eve@example.org"], raw)
+
+    deliver_due(upstream=f"mx?port={upstream.port}")
+
+    assert sorted(r for got in upstream.received for r in got.rcpt_tos) == [
+        "bob@example.net", "eve@example.org"]
+    for got in upstream.received:
+        assert got.data.count(b"DKIM-Signature:") == 1
+        verified(got.data, dns_server)
