@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.tenancy.account_context",
                 "smtpplus.console_url.console_url_context",
+                "smtpplus.navigation.navigation_context",
             ],
         },
     },

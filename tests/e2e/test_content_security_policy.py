@@ -35,7 +35,7 @@ document.addEventListener("securitypolicyviolation", function (e) {
 """
 # Console pages that only take POST (a GET is refused) or are not HTML pages.
 NOT_PAGES = {
-    "healthz", "accounts:smtpuser_set_active", "accounts:smtpuser_reveal",
+    "healthz", "metrics", "favicon", "accounts:smtpuser_set_active", "accounts:smtpuser_reveal",
     "accounts:smtpuser_reset_password", "accounts:smtpuser_senders_add",
     "accounts:smtpuser_domain_remove", "accounts:smtpuser_domain_subdomains",
     "accounts:smtpuser_email_remove", "accounts:smtpuser_send_as", "accounts:member_invite",
