@@ -237,3 +237,24 @@ def test_direct_mx_delivery_to_two_domains_is_signed_for_each(
     for got in upstream.received:
         assert got.data.count(b"DKIM-Signature:") == 1
         verified(got.data, dns_server)
+
+
+def test_a_large_message_is_signed_too(relay, cast, upstream, dns_server, acme_keys):
+    message = EmailMessage()
+    message["From"] = "shop@acme.test"
+    message["To"] = "bob@example.net"
+    message["Subject"] = "Big"
+    message.set_content("Attached.\n")
+    message.add_attachment(bytes(range(256)) * 1600, maintype="application", subtype="zip",
+                           filename="big.zip")  # 400 KB: signed off the event loop
+    data = delivered(relay, cast, upstream,
+                     message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+    assert len(data) > 400_000
+    verified(data, dns_server)
+
+
+def test_mail_delivered_to_a_maildir_is_signed(relay, cast, dns_server, acme_keys, tmp_path):
+    send(relay, cast, b"From: shop@acme.test\r\nTo: bob@example.net\r\nSubject: Dev\r\n\r\nHi.\r\n")
+    assert deliver_due(upstream=f"maildir:{tmp_path / 'mail'}")["delivered"] == 1
+    [path] = (tmp_path / "mail" / "new").iterdir()
+    verified(path.read_bytes(), dns_server)
