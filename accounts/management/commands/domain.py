@@ -3,12 +3,12 @@
     domain dkim-show DOMAIN [--account SLUG] [--check]
     domain dkim-rotate DOMAIN [--account SLUG]
 
-`dkim-show` lists the domain's DKIM keys and the exact record each needs in DNS (with
-`--check`, it first looks the records up and moves the keys on, as the periodic check
-does). `dkim-rotate` makes a new key beside the active one — publish its record too —
-and checks: the new key takes over at the first check that finds its record, and the old
-one is retired `SMTPPLUS_DKIM_ROTATION_GRACE` seconds later. Run it again (or wait for
-the periodic check) once the record is published.
+`dkim-show` lists the domain's DKIM keys (making its first one if it has none) and the
+exact record each needs in DNS (with `--check`, it first looks the records up and moves
+the keys on, as the periodic check does). `dkim-rotate` makes a new key beside the
+active one — publish its record too — and checks: the new key takes over at the first
+check that finds its record, and the old one is retired `SMTPPLUS_DKIM_ROTATION_GRACE`
+seconds later. Run it again (or wait for the periodic check) once the record is published.
 
 Results are JSON on stdout; private keys are never printed. Bad input is a message on
 stderr and exit status 1. Every change is audited with the command line as the actor.

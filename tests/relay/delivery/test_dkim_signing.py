@@ -258,3 +258,19 @@ def test_mail_delivered_to_a_maildir_is_signed(relay, cast, dns_server, acme_key
     assert deliver_due(upstream=f"maildir:{tmp_path / 'mail'}")["delivered"] == 1
     [path] = (tmp_path / "mail" / "new").iterdir()
     verified(path.read_bytes(), dns_server)
+
+
+def test_no_key_material_reaches_the_logs_even_at_debug_level(
+    relay, cast, upstream, dns_server, acme_keys, caplog
+):
+    from accounts.dkim import decrypt_private_key
+
+    caplog.set_level("DEBUG")
+    data = delivered(relay, cast, upstream,
+                     b"From: shop@acme.test\r\nTo: bob@example.net\r\nSubject: Log\r\n\r\nHi.\r\n")
+    verified(data, dns_server)
+    private = decrypt_private_key(acme_keys[0].private_key_encrypted).decode()
+    body = "".join(private.splitlines()[1:-1])
+    assert caplog.records  # the delivery was logged…
+    assert body[:40] not in caplog.text and "PRIVATE KEY" not in caplog.text  # …not the key
+    assert acme_keys[0].private_key_encrypted[:40] not in caplog.text
