@@ -25,17 +25,14 @@ from accounts.dkim import (
     generate_key,
     split_txt,
 )
-from accounts.models import AuditEvent, DkimKeyState, DomainStatus, SendingDomain, VerifiedHow
+from accounts.models import AuditEvent, DkimKeyState, SendingDomain
 from smtpplus.dns import lookup_txt
-from tests.dkim_verifier import publish
+from tests.dkim_verifier import publish, verified_domain
 
 
 @pytest.fixture
 def acme_domain(cast) -> SendingDomain:
-    return SendingDomain.objects.create(
-        account=cast.acme, domain="acme.test", token="t0ken", status=DomainStatus.VERIFIED,
-        verified_how=VerifiedHow.OPERATOR, verified_at=timezone.now(),
-    )
+    return verified_domain(cast.acme, "acme.test")
 
 
 # --- keys and records ---------------------------------------------------------------------

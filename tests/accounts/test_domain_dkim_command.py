@@ -10,12 +10,11 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 from django.template.loader import render_to_string
-from django.utils import timezone
 
 from accounts.actions.dkim_keys import ensure_keys, publish_rows, refresh_keys
 from accounts.dkim import decrypt_private_key
 from accounts.models import AuditEvent, DkimKey, DomainStatus, SendingDomain, VerifiedHow
-from tests.dkim_verifier import publish
+from tests.dkim_verifier import publish, verified_domain
 
 
 def run(*args: str) -> dict:
@@ -26,10 +25,7 @@ def run(*args: str) -> dict:
 
 @pytest.fixture
 def acme_domain(cast) -> SendingDomain:
-    return SendingDomain.objects.create(
-        account=cast.acme, domain="acme.test", token="t0ken", status=DomainStatus.VERIFIED,
-        verified_how=VerifiedHow.OPERATOR, verified_at=timezone.now(),
-    )
+    return verified_domain(cast.acme, "acme.test")
 
 
 def test_dkim_show_prints_the_record_to_publish_and_never_the_private_key(acme_domain):

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from accounts.dkim import encrypt_private_key, generate_key
-from accounts.models import DkimKey, DkimKeyState, DomainStatus, SendingDomain, VerifiedHow
+from accounts.models import DkimKey, DkimKeyState, DomainStatus, SendingDomain
 from relay.delivery import signing
 from relay.delivery.signing import KeyCache, from_domain
+from tests.dkim_verifier import verified_domain
 
 
 def _active_domain(account, name: str, algorithms=("rsa",)) -> SendingDomain:
-    domain = SendingDomain.objects.create(
-        account=account, domain=name, token="t", status=DomainStatus.VERIFIED,
-        verified_how=VerifiedHow.OPERATOR, verified_at=timezone.now(),
-    )
+    domain = verified_domain(account, name)
     for n, algorithm in enumerate(algorithms):
         key = generate_key(algorithm)
         DkimKey.objects.create(
