@@ -225,7 +225,7 @@ class PublishRow:
 
 
 def publish_rows(domain: SendingDomain) -> list[PublishRow]:
-    """The records of the domain's live keys, for the console (`dkim_rows` in the include)."""
+    """The records of the domain's live keys, for the console and the command line."""
     grace = timedelta(seconds=settings.SMTPPLUS_DKIM_ROTATION_GRACE)
     return [
         PublishRow(k, record_of(k), k.retiring_since + grace if k.retiring_since else None)

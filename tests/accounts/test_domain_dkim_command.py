@@ -110,11 +110,15 @@ def test_rotatecredentials_reencrypts_dkim_private_keys(acme_domain, cast, setti
 
 def test_the_records_include_shows_each_record_with_copy_buttons(acme_domain, dns_server):
     [key] = ensure_keys(acme_domain)
-    html = render_to_string("accounts/domains/_dkim_records.html",
-                            {"dkim_rows": publish_rows(acme_domain)})
+    html = render_to_string("accounts/domains/_dkim_records.html", {"domain": acme_domain})
     record = publish_rows(acme_domain)[0].record
     assert f'<code id="dkim-name-{key.pk}">{record.name}</code>' in html
     assert f'data-copy="#dkim-value-{key.pk}"' in html
     assert record.strings[0] in html and record.strings[1] in html
     assert "&quot;v=DKIM1; k=rsa; p=" in html  # the quotes of the TXT strings, escaped
     assert "Pending" in html and "not checked yet" in html
+
+
+def test_the_records_include_says_when_a_domain_has_no_key_yet(acme_domain):
+    html = render_to_string("accounts/domains/_dkim_records.html", {"domain": acme_domain})
+    assert "no DKIM key yet" in html and "<table" not in html
