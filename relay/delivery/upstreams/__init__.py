@@ -31,7 +31,7 @@ class Transport(Protocol):
 
     async def send(
         self, sender: str, recipients: list[str], raw: bytes,
-        sign: Callable[[bytes], bytes] | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]: ...
 
     async def close(self) -> None: ...

@@ -29,7 +29,7 @@ class MaildirTransport:
 
     async def send(
         self, sender: str, recipients: list[str], raw: bytes,
-        sign: Callable[[bytes], bytes] | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         try:
             key = await asyncio.to_thread(self._write, sender, recipients, raw, sign)

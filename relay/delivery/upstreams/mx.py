@@ -107,7 +107,7 @@ class MxTransport:
 
     async def _send_domain(
         self, domain: str, sender: str, recipients: list[str], raw: bytes,
-        sign: Callable[[bytes], bytes] | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         hosts = await self.resolve(domain)
         if isinstance(hosts, Reply):
@@ -133,7 +133,7 @@ class MxTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     last = network_error(exc, label, "connect to")
                     continue
-                result = await smtp_transaction(smtp, label, sender, recipients, raw, sign)
+                result = await smtp_transaction(smtp, label, sender, recipients, raw, sign=sign)
                 try:
                     await smtp.quit(timeout=5)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -148,7 +148,7 @@ class MxTransport:
 
     async def send(
         self, sender: str, recipients: list[str], raw: bytes,
-        sign: Callable[[bytes], bytes] | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         by_domain: dict[str | None, list[str]] = defaultdict(list)
         for rcpt in recipients:
@@ -161,7 +161,7 @@ class MxTransport:
                               reason=FailReason.NO_SUCH_DOMAIN) for r in rcpts}
                 )
                 continue
-            replies.update(await self._send_domain(domain, sender, rcpts, raw, sign))
+            replies.update(await self._send_domain(domain, sender, rcpts, raw, sign=sign))
         return replies
 
     async def close(self) -> None:

@@ -33,7 +33,7 @@ class TransactionResult:
 
 async def smtp_transaction(
     smtp: aiosmtplib.SMTP, host: str, sender: str, recipients: list[str], raw: bytes,
-    sign: Callable[[bytes], bytes] | None = None,
+    *, sign: Callable[[bytes], bytes] | None = None,
 ) -> TransactionResult:
     """MAIL, one RCPT per recipient, DATA: per-recipient replies. Never raises.
 
@@ -170,7 +170,7 @@ class SmarthostTransport:
 
     async def send(
         self, sender: str, recipients: list[str], raw: bytes,
-        sign: Callable[[bytes], bytes] | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         for _ in range(2):
             try:
@@ -178,7 +178,7 @@ class SmarthostTransport:
             except (aiosmtplib.SMTPException, OSError, TimeoutError, TransportError) as exc:
                 reply = network_error(exc, self.label, "connect to")
                 return {r: reply for r in recipients}
-            result = await smtp_transaction(smtp, self.label, sender, recipients, raw, sign)
+            result = await smtp_transaction(smtp, self.label, sender, recipients, raw, sign=sign)
             if not result.broken:
                 self._idle.append((smtp, time.monotonic()))
                 return result.replies
