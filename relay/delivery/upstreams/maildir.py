@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from relay.delivery.upstreams.reply import Reply
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.dsn_params import DsnRequest
 from relay.models import FailReason
 
 
@@ -28,7 +29,7 @@ class MaildirTransport:
         return box.add(trace + raw.replace(b"\r\n", b"\n"))
 
     async def send(
-        self, sender: str, recipients: list[str], raw: bytes,
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None,
         *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         try:
