@@ -174,6 +174,11 @@ SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", defau
 # host[:port] or [v6]:port, comma separated; empty: the system's resolver.
 SMTPPLUS_DNS_RESOLVERS = env.list("SMTPPLUS_DNS_RESOLVERS", default=[])
 SMTPPLUS_DNS_TIMEOUT = env.float("SMTPPLUS_DNS_TIMEOUT", default=5.0)
+# DKIM (accounts.dkim): after a key rotation, how long the old key stays published and
+# listed (seconds) before it is retired — long enough for mail signed with it to arrive.
+SMTPPLUS_DKIM_ROTATION_GRACE = env.int("SMTPPLUS_DKIM_ROTATION_GRACE", default=7 * 24 * 3600)
+# Also sign with an Ed25519 key (RFC 8463), beside the RSA-2048 signature.
+SMTPPLUS_DKIM_ED25519 = env.bool("SMTPPLUS_DKIM_ED25519", default=False)
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 
