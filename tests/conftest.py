@@ -74,6 +74,15 @@ def dns_server(_knot_server, settings) -> DnsServer:
 
 
 @pytest.fixture(autouse=True)
+def _no_dkim_keys_from_another_test():
+    # The delivery worker's key cache lives as long as the process; a test's rows (and
+    # their ids) do not.
+    from relay.delivery import signing
+
+    signing.keys.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Console passwords in tests need not resist brute force; PBKDF2 costs ~0.3 s each.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -27,7 +27,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from relay.delivery import notices, queue
+from relay.delivery import notices, queue, signing
+from relay.delivery.dkim_sign import MessageSigner
 from relay.delivery.upstreams import Transport
 from relay.delivery.upstreams.reply import Reply
 from relay.models import Attempt, FailReason, Message, RecipientStatus
@@ -131,17 +132,21 @@ class LoadedMessage:
     raw: bytes | None
     dsn_ret: str = ""
     dsn_envid: str = ""
+    account_id: int = 0
+    # Signs the message for its From: domain (DKIM), after the transport's downgrade.
+    signer: MessageSigner | None = None
 
 
 def load_messages(ids: list[int]) -> dict[int, LoadedMessage]:
     rows = Message.objects.filter(pk__in=ids).values_list(
-        "id", "queue_id", "envelope_from", "created", "raw", "dsn_ret", "dsn_envid"
+        "id", "queue_id", "envelope_from", "created", "raw", "dsn_ret", "dsn_envid", "account_id"
     )
-    return {
-        pk: LoadedMessage(pk, qid, sender, created, bytes(raw) if raw is not None else None,
-                          ret, envid)
-        for pk, qid, sender, created, raw, ret, envid in rows
-    }
+    loaded: dict[int, LoadedMessage] = {}
+    for pk, qid, sender, created, raw, ret, envid, account_id in rows:
+        body = bytes(raw) if raw is not None else None
+        loaded[pk] = LoadedMessage(pk, qid, sender, created, body, ret, envid, account_id,
+                                   signing.signer_for(account_id, body, qid))
+    return loaded
 
 
 @dataclass
@@ -175,7 +180,8 @@ async def deliver_message(
             # Recipients are compared as sent: one reply per distinct address.
             addresses = list(dict.fromkeys(r.address for r in rcpts))
             replies = await transport.send(message.envelope_from, addresses, message.raw,
-                                           dsn=notices.request_of(message.dsn_ret, message.dsn_envid, rcpts))
+                                           dsn=notices.request_of(message.dsn_ret, message.dsn_envid, rcpts),
+                                           sign=message.signer)
     except Exception as exc:
         reply = Reply(None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label,
                       reason=FailReason.INTERNAL_ERROR)

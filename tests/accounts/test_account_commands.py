@@ -133,7 +133,8 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     result = json.loads(run("rotatecredentials", "--batch-size", "2"))
 
     assert result == {
-        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "failed_usernames": []
+        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "dkim_keys": 0,
+        "failed_usernames": []
     }
     only_new = Fernet(new_key.encode())
     for smtp_user, password in users:
@@ -144,7 +145,7 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     assert all(log_in(u.username, p, None).result.ok for u, p in users)
     (event,) = AuditEvent.objects.filter(action="credentials.rotate")
     assert event.account is None and event.details == {
-        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0
+        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "dkim_keys": 0
     }
     assert event.actor_label.startswith("command line")
 
@@ -188,7 +189,8 @@ def test_rotatecredentials_reencrypts_alert_webhook_secrets_too(cast, old_key, s
 
 def test_rotatecredentials_with_no_users_reports_zero(db):
     assert json.loads(run("rotatecredentials")) == {
-        "reencrypted": 0, "failed": 0, "batches": 0, "webhook_secrets": 0, "failed_usernames": []
+        "reencrypted": 0, "failed": 0, "batches": 0, "webhook_secrets": 0, "dkim_keys": 0,
+        "failed_usernames": []
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 import aiosmtplib
 import dns.exception
@@ -108,6 +109,7 @@ class MxTransport:
     async def _send_domain(
         self, domain: str, sender: str, recipients: list[str], raw: bytes,
         dsn: DsnRequest | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         hosts = await self.resolve(domain)
         if isinstance(hosts, Reply):
@@ -133,7 +135,8 @@ class MxTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     last = network_error(exc, label, "connect to")
                     continue
-                result = await smtp_transaction(smtp, label, sender, recipients, raw, dsn)
+                result = await smtp_transaction(smtp, label, sender, recipients, raw, dsn,
+                                                sign=sign)
                 try:
                     await smtp.quit(timeout=5)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -147,7 +150,8 @@ class MxTransport:
         return {r: last for r in recipients}
 
     async def send(
-        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         by_domain: dict[str | None, list[str]] = defaultdict(list)
         for rcpt in recipients:
@@ -160,7 +164,7 @@ class MxTransport:
                               reason=FailReason.NO_SUCH_DOMAIN) for r in rcpts}
                 )
                 continue
-            replies.update(await self._send_domain(domain, sender, rcpts, raw, dsn))
+            replies.update(await self._send_domain(domain, sender, rcpts, raw, dsn, sign=sign))
         return replies
 
     async def close(self) -> None:
