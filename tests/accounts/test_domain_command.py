@@ -1,0 +1,84 @@
+"""`manage.py domain`: JSON on stdout, a clear error and exit 1 on bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from accounts.models import AuditEvent, DomainStatus, SendingDomain, VerifiedHow
+
+
+def run(*args: str):
+    out = StringIO()
+    call_command("domain", *args, stdout=out, stderr=StringIO())
+    return json.loads(out.getvalue())
+
+
+def test_add_prints_the_domain_and_the_record_to_publish(cast):
+    data = run("add", "Cli.Example.", "--account", "acme")
+    row = SendingDomain.objects.get(domain="cli.example")
+    assert data["domain"] == "cli.example" and data["account"] == "acme"
+    assert data["status"] == "unverified" and data["verified_how"] == ""
+    assert data["verification_record"] == {
+        "name": "_smtpplus.cli.example", "type": "TXT",
+        "value": f"smtpplus-verification={row.token}",
+        "zone_line": f'_smtpplus.cli.example. IN TXT "smtpplus-verification={row.token}"',
+    }
+    event = AuditEvent.objects.get(action="domain.add")
+    assert event.actor_label.startswith("command line")
+
+
+def test_bad_input_is_refused_with_a_message_naming_it(cast):
+    with pytest.raises(CommandError, match="'localhost': a domain needs at least two labels"):
+        run("add", "localhost", "--account", "acme")
+    with pytest.raises(CommandError, match="no account with slug 'nope'"):
+        run("add", "x.example", "--account", "nope")
+    with pytest.raises(CommandError, match="missing.example is not a sending domain"):
+        run("show", "missing.example")
+    with pytest.raises(CommandError, match="add --force"):
+        run("verify", "missing.example")
+
+
+def test_check_verifies_by_dns_and_list_shows_the_verdict(cast, dns_server):
+    data = run("add", "cli-check.test", "--account", "acme")
+    dns_server.set_records("cli-check.test", [
+        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"')])
+    checked = run("check", "cli-check.test")
+    assert checked["status"] == "verified" and checked["verified_how"] == "dns"
+    assert checked["verdict"] == "ok" and checked["findings"][0]["check"] == "verification"
+    listed = run("list", "--account", "acme")
+    assert [d["domain"] for d in listed] == ["cli-check.test"]
+    assert run("list", "--account", "globex") == []
+
+
+def test_check_due_checks_the_domains_due_and_no_other(cast, dns_server, settings):
+    settings.SMTPPLUS_DOMAIN_RECHECK_INTERVAL = 3600
+    run("add", "due-a.test", "--account", "acme")
+    run("add", "due-b.test", "--account", "acme")
+    SendingDomain.objects.filter(domain="due-b.test").update(last_checked_at=timezone.now())
+    checked = run("check", "--due")
+    assert [c["domain"] for c in checked] == ["due-a.test"]
+    assert SendingDomain.objects.get(domain="due-a.test").last_checked_at > (
+        timezone.now() - timedelta(minutes=1))
+
+
+def test_verify_force_transfer_and_remove(cast):
+    run("add", "ops.example", "--account", "acme")
+    data = run("verify", "ops.example", "--force")
+    assert (data["status"], data["verified_how"]) == ("verified", VerifiedHow.OPERATOR)
+    run("add", "ops.example", "--account", "globex")
+    with pytest.raises(CommandError, match="several accounts have ops.example"):
+        run("show", "ops.example")
+    with pytest.raises(CommandError, match="is verified by account acme: transfer it"):
+        run("verify", "ops.example", "--force", "--account", "globex")
+    moved = run("transfer", "ops.example", "--from", "acme", "--to", "globex")
+    assert moved["account"] == "globex" and moved["status"] == DomainStatus.VERIFIED
+    assert AuditEvent.objects.filter(action="domain.transfer").count() == 2
+    assert run("remove", "ops.example") == {
+        "domain": "ops.example", "account": "globex", "removed": True}
+    assert not SendingDomain.objects.exists()
