@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from accounts.findings import Finding
 from accounts.models import DomainStatus, SendingDomain, VerifiedHow
+from accounts.senders import domain_to_unicode
 from smtpplus.dns import TxtLookup, lookup_txt
 
 VERIFICATION_LABEL = "_smtpplus"
@@ -180,3 +181,36 @@ def due_domains(now: datetime | None = None, limit: int = 500) -> list[SendingDo
     rows = SendingDomain.objects.select_related("account").filter(
         Q(last_checked_at__isnull=True) | Q(last_checked_at__lte=since))
     return list(rows.order_by(F("last_checked_at").asc(nulls_first=True), "id")[:limit])
+
+
+def verified_domains(account_id: int) -> list[tuple[str, bool]]:
+    """(domain, include_subdomains) of the account's verified sending domains."""
+    return list(SendingDomain.objects.filter(account_id=account_id, status=DomainStatus.VERIFIED)
+                .values_list("domain", "include_subdomains"))
+
+
+def ownership_problem(account_id: int, domain: str, include_subdomains: bool = False) -> str:
+    """Why the account's SMTP+ users may not be authorized for `domain` ("" if they may):
+    it must be a verified sending domain of the account, or a subdomain of one that opts
+    in (and so must every subdomain, to authorize them too)."""
+    rows = list(SendingDomain.objects.filter(account_id=account_id))
+    shown = domain_to_unicode(domain)
+    for row in rows:
+        if row.is_active and row.covers(domain):
+            if include_subdomains and not (row.include_subdomains and (
+                    domain == row.domain or domain.endswith("." + row.domain))):
+                return (f"its subdomains are not covered: turn on \"include subdomains\" for "
+                        f"the sending domain {row.display} first, or authorize {shown} alone")
+            return ""
+    for row in rows:
+        if row.domain == domain or domain.endswith("." + row.domain):
+            what = "lapsed" if row.status == DomainStatus.LAPSED else "not verified yet"
+            if row.domain == domain:
+                return (f"{shown} is a sending domain of this account but {what}: publish its "
+                        "TXT record and check it on the Sending domains page")
+            if row.is_active:
+                return (f"{shown} is a subdomain of the sending domain {row.display}, which "
+                        "does not include subdomains: turn that on for it, or add "
+                        f"{shown} as a sending domain")
+    return (f"{shown} is not a sending domain of this account: add it as a sending domain "
+            "and verify it first (Sending domains page, or manage.py domain add)")

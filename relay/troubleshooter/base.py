@@ -20,6 +20,7 @@ from django.db.models import Max, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.domains import verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import SenderPolicy, split_address
 from relay.listen import Listener, advertised_listeners, alive_nodes
@@ -83,15 +84,27 @@ class Facts:
                     .values_list("domain", "include_subdomains"))
 
     @cached_property
+    def email_rows(self) -> list[tuple[str, bool]]:
+        """The user's authorized addresses and whether each is confirmed, by address."""
+        return [(email, confirmed is not None) for email, confirmed in
+                AuthorizedEmail.objects.filter(smtp_user=self.user)
+                .values_list("email", "confirmed_at")]
+
+    @cached_property
     def emails(self) -> list[str]:
         """The user's authorized addresses, by address."""
-        return list(AuthorizedEmail.objects.filter(smtp_user=self.user)
-                    .values_list("email", flat=True))
+        return [email for email, _ in self.email_rows]
+
+    @cached_property
+    def owned(self) -> list[tuple[str, bool]]:
+        """The account's verified sending domains (A-label, include_subdomains)."""
+        return verified_domains(self.user.account_id)
 
     @cached_property
     def rejections(self) -> tuple[list[Rejection], int]:
         """`sender_rejections()` of the user."""
-        policy = SenderPolicy.from_entries(self.user.username, self.domains, self.emails)
+        policy = SenderPolicy.from_entries(self.user.username, self.domains, self.email_rows,
+                                           owned=self.owned)
         return sender_rejections(self.user, self.now, policy)
 
 

@@ -1,6 +1,10 @@
 """Troubleshooter checks about senders: rejected sender domains and addresses, with a
 one-click button to authorize each, and a user with no authorized sender at all (the
 seed's "sender domain / email not authorized" rows). See `relay.troubleshooter.base`.
+
+Only a domain the account owns (a verified sending domain) gets an "Authorize" button;
+for any other, the fix is a secondary "Add X as a sending domain and verify it", with a
+warning: a sender nobody recognises may be someone spoofing the domain.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from django.urls import reverse
 
 from accounts.actions.senders import display_email
 from accounts.models import SmtpUser
-from accounts.senders import domain_to_unicode
+from accounts.senders import covered, domain_to_unicode
 from relay.models import EventKind
 from relay.troubleshooter.base import (
     MAX_SHOWN,
@@ -35,6 +39,17 @@ def _authorize(user: SmtpUser, label: str, kind: str, value: str, *, subdomains:
     return Action(label, reverse("relay:troubleshoot_authorize", args=[user.pk]), post, primary)
 
 
+def _add_domain(domain: str) -> Action:
+    shown = domain_to_unicode(domain)
+    return Action(f"Add {shown} as a sending domain and verify it", reverse("accounts:domain_add"),
+                  {"domain": domain}, primary=False)
+
+
+SPOOFING_NOTE = ("A sender you do not recognise may be someone spoofing the domain: do not "
+                 "add or authorize it. Only a domain this account owns can be authorized: add "
+                 "it as a sending domain and publish its record first.")
+
+
 def _kinds_text(kinds: dict[str, int]) -> str:
     names = {EventKind.SENDER_REJECTED: "envelope sender", EventKind.FROM_REJECTED: "From header"}
     return ", ".join(f"{name} ×{kinds[kind]}" for kind, name in names.items() if kind in kinds)
@@ -53,7 +68,8 @@ def _nothing_rejected(key: str, what: str, fixed: int) -> CheckResult:
 
 
 def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
-    rejections, fixed = (facts or Facts(user, now)).rejections
+    facts = facts or Facts(user, now)
+    rejections, fixed = facts.rejections
     if not rejections:
         return _nothing_rejected("sender_domain", "domain", fixed)
     domains: dict[str, list[Rejection]] = {}
@@ -62,6 +78,7 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
     ordered = sorted(domains.items(), key=lambda kv: -sum(r.count for r in kv[1]))
     evidence: list[str] = []
     actions: list[Action] = []
+    unowned = False
     for domain, rejs in ordered:
         shown = domain_to_unicode(domain)
         addresses = ", ".join(display_email(r.address) for r in rejs[:3])
@@ -72,7 +89,11 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
         if len(actions) >= MAX_SHOWN * 2:
             continue
         labels = domain.split(".")
-        if labels[0] == "www" and len(labels) >= 3:
+        www = labels[0] == "www" and len(labels) >= 3
+        if not covered(domain, facts.owned):
+            unowned = True
+            actions.append(_add_domain(".".join(labels[1:]) if www else domain))
+        elif www:
             # The seed: mail comes from mycompany.com, rarely www.mycompany.com. Authorizing
             # the parent with its subdomains covers both.
             parent = ".".join(labels[1:])
@@ -86,7 +107,8 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
         "sender_domain", PROBLEM, "Sender domain not authorized", evidence + _fixed_note(fixed),
         Fix("Authorize the domain the client sends from (usually mycompany.com, not "
             "www.mycompany.com) — or, if you prefer, only the addresses (below). Then "
-            "resend: rejected messages were not stored.", actions))
+            "resend: rejected messages were not stored."
+            + (" " + SPOOFING_NOTE if unowned else ""), actions))
 
 
 def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:

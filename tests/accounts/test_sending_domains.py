@@ -256,6 +256,7 @@ def test_a_verified_domain_whose_record_goes_records_authentication_broken(cast,
 
 def test_due_domains_are_those_not_checked_for_the_recheck_interval(cast, settings):
     settings.SMTPPLUS_DOMAIN_RECHECK_INTERVAL = 3600
+    SendingDomain.objects.update(last_checked_at=timezone.now())  # the cast's domains
     never = actions.add_domain(cast.acme, "never.test")
     old = actions.add_domain(cast.acme, "old.test")
     fresh = actions.add_domain(cast.acme, "fresh.test")

@@ -11,6 +11,7 @@ from relay.models import RecipientStatus
 from tests.alerts.conftest import make_rule
 from tests.api.conftest import ApiClient
 from tests.relay.console.test_messages import make_message
+from tests.senders import authorize_email
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def acme_ids(cast) -> dict[str, int]:
     message = make_message(cast.acme_smtp, recipients=[("a@example.net", RecipientStatus.QUEUED)])
     rule = make_rule(cast.acme)
     domain = cast.acme_smtp.authorized_domains.get()
-    email = cast.acme_smtp.authorized_emails.create(email="x@acme.test")
+    email = authorize_email(cast.acme_smtp, "x@acme.test")
     return {"smtp-users": cast.acme_smtp.pk, "messages": message.pk, "alert-rules": rule.pk,
             "domains": domain.pk, "emails": email.pk}
 

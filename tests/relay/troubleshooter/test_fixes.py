@@ -17,10 +17,12 @@ from tests.relay.troubleshooter.helpers import (
     send,
     text,
 )
+from tests.senders import own
 
 
 def test_authorizing_the_domain_lets_a_resend_through_and_turns_both_checks_ok(relay, cast):
     pw = cast.acme_smtp_password
+    own(cast.acme.pk, "example.com", include_subdomains=True)
     assert send(relay, cast.acme_smtp, pw, "info@www.example.com")[0] == 550
     message = authorize_sender(cast.acme_smtp, "domain", "example.com", include_subdomains=True)
     assert message == "example.com and its subdomains is now authorized."
@@ -36,6 +38,7 @@ def test_authorizing_the_domain_lets_a_resend_through_and_turns_both_checks_ok(r
 
 def test_authorizing_one_address_fixes_that_address_only(relay, cast):
     pw = cast.acme_smtp_password
+    own(cast.acme.pk, "example.org")
     send(relay, cast.acme_smtp, pw, "info@example.org")
     send(relay, cast.acme_smtp, pw, "jane@example.org")
     authorize_sender(cast.acme_smtp, "email", "info@example.org")
@@ -43,6 +46,19 @@ def test_authorizing_one_address_fixes_that_address_only(relay, cast):
     result = run(check_sender_emails, relay, cast.acme_smtp)
     assert result.status == PROBLEM
     assert [a.post["value"] for a in result.fix.actions] == ["jane@example.org"]
+
+
+def test_a_domain_the_account_does_not_own_is_offered_as_a_sending_domain_not_authorized(
+        relay, cast):
+    send(relay, cast.acme_smtp, cast.acme_smtp_password, "ceo@bank.test")
+    result = run(check_sender_domains, relay, cast.acme_smtp)
+    assert result.status == PROBLEM
+    [action] = result.fix.actions
+    assert action.label == "Add bank.test as a sending domain and verify it"
+    assert action.post == {"domain": "bank.test"} and not action.primary
+    assert "may be someone spoofing the domain: do not add or authorize it" in result.fix.text
+    with pytest.raises(InvalidEntry, match="bank.test is not a sending domain of this account"):
+        authorize_sender(cast.acme_smtp, "domain", "bank.test")
 
 
 def test_authorizing_an_existing_domain_with_subdomains_turns_the_option_on(cast):
