@@ -5,12 +5,13 @@ import pytest
 from accounts.models import AuditEvent, SmtpUser
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
-from tests.senders import authorize_email
+from tests.senders import authorize_email, own
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_an_owner_creates_a_user_reveals_its_password_and_authorizes_senders(page, cast):
+    own(cast.acme.pk, "example.com", include_subdomains=True)  # only owned domains can be
     log_in(page, "alice@acme.test", PASSWORD)
     page.click("nav >> text=SMTP+ users")
     page.click("text=New SMTP+ user")
