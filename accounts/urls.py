@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from accounts.views import api_keys, audit, credentials, domains, members, senders, users
+from accounts.views import (
+    api_keys,
+    audit,
+    confirmations,
+    credentials,
+    domains,
+    members,
+    senders,
+    users,
+)
 
 app_name = "accounts"
 urlpatterns = [
@@ -35,7 +44,13 @@ urlpatterns = [
         senders.email_remove,
         name="smtpuser_email_remove",
     ),
+    path(
+        "users/<int:pk>/senders/emails/<int:entry_pk>/resend/",
+        confirmations.email_resend,
+        name="smtpuser_email_resend",
+    ),
     path("users/<int:pk>/can-send-as/", senders.send_as, name="smtpuser_send_as"),
+    path("confirm-address/<str:token>/", confirmations.address_confirm, name="address_confirm"),
     path("domains/", domains.domain_list, name="domain_list"),
     path("domains/add/", domains.domain_add, name="domain_add"),
     path("domains/<int:pk>/", domains.domain_detail, name="domain_detail"),

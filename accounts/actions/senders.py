@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts import audit
+from accounts.actions.confirmations import send_confirmations_on_commit
 from accounts.audit import Actor
 from accounts.domains import ownership_problem, verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
@@ -169,6 +170,7 @@ def add_senders(
             details["added_emails"] = result.added_emails
         if result.pending_emails:
             details["pending_confirmation"] = result.pending_emails
+            send_confirmations_on_commit(result.pending_emails, smtp_user.pk, actor)
         smtp_user.mark_changed()
         audit.record(
             "smtpuser.senders_add", account=smtp_user.account, actor=actor,

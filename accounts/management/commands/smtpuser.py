@@ -129,6 +129,9 @@ class Command(BaseCommand):
             "added_emails": [senders.display_email(e) for e in result.added_emails],
             "unchanged": result.unchanged,
             "warnings": [{"entry": e, "advice": a} for e, a in result.warnings],
+            # Addresses at a domain the account does not own: usable once confirmed by
+            # the link mailed to them.
+            "pending_confirmation": [senders.display_email(e) for e in result.pending_emails],
         }
 
     def add(self, smtp_user: SmtpUser, options: dict[str, Any]) -> senders.AddResult:
