@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import AuditEvent, DomainStatus, SendingDomain, VerifiedHow
+from tests.fake_upstream import database_url_for_subprocess
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str):
@@ -84,3 +93,35 @@ def test_verify_force_transfer_and_remove(cast):
     assert run("remove", "ops.example") == {
         "domain": "ops.example", "account": "globex", "removed": True}
     assert not SendingDomain.objects.filter(domain="ops.example").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_due_loop_runs_as_a_process_checks_what_is_due_and_stops_on_sigterm(
+        cast, dns_server, tmp_path):
+    SendingDomain.objects.update(last_checked_at=timezone.now())  # the cast's domains
+    data = run("add", "loop.test", "--account", "acme")
+    dns_server.set_records("loop.test", [
+        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"')])
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(),
+           "SMTPPLUS_DNS_RESOLVERS": dns_server.address}
+    log = tmp_path / "loop.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "domain", "check", "--due", "--loop", "--interval", "1"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if SendingDomain.objects.get(domain="loop.test").status == DomainStatus.VERIFIED:
+                    break
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert lines[0] == {"domain_check": "running"} and lines[-1] == {"domain_check": "stopped"}
+    [checked] = [line for line in lines if line.get("domain") == "loop.test"]
+    assert checked["status"] == "verified" and checked["verdict"] == "ok"
