@@ -20,13 +20,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import dns.resolver
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.findings import Finding
+from accounts.findings import Finding, worst
 from accounts.models import DomainStatus, SendingDomain, VerifiedHow
 from accounts.senders import domain_to_unicode
 from smtpplus.dns import TxtLookup, lookup_txt
@@ -214,3 +215,32 @@ def ownership_problem(account_id: int, domain: str, include_subdomains: bool = F
                         f"{shown} as a sending domain")
     return (f"{shown} is not a sending domain of this account: add it as a sending domain "
             "and verify it first (Sending domains page, or manage.py domain add)")
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def domain_data(domain: SendingDomain) -> dict[str, Any]:
+    """A sending domain as `manage.py domain` and the API show it."""
+    findings = [f for group in findings_by_check(domain.check_result).values() for f in group]
+    return {
+        "domain": domain.domain,
+        "display": domain.display,
+        "account": domain.account.slug,
+        "status": domain.status,
+        "verified_how": domain.verified_how,
+        "verified_at": _when(domain.verified_at),
+        "include_subdomains": domain.include_subdomains,
+        "last_checked_at": _when(domain.last_checked_at),
+        "record_missing_since": _when(domain.record_missing_since),
+        "lapses_at": _when(lapse_deadline(domain)) if can_lapse(domain) else None,
+        "verification_record": {
+            "name": domain.verification_name,
+            "type": "TXT",
+            "value": domain.verification_value,
+            "zone_line": zone_line(domain.verification_name, domain.verification_value),
+        },
+        "verdict": worst(findings) if findings else None,
+        "findings": [f.to_dict() for f in findings],
+    }

@@ -7,7 +7,7 @@ from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from accounts import api as accounts_api
-from accounts import login
+from accounts import api_domains, login
 from accounts.apiauth import ApiError, ApiKeyAuth
 from alerts import api as alerts_api
 from relay import api as relay_api
@@ -19,14 +19,15 @@ from smtpplus import views
 api = NinjaAPI(
     title="SMTP+ API", version="1", auth=ApiKeyAuth(), urls_namespace="api",
     openapi_url="/openapi.json", docs_url=None,
-    description="Manage SMTP+ users, their authorized senders, messages, relay events, "
-    "alert rules and the audit log of one account. Authenticate with an API key: "
+    description="Manage SMTP+ users, their authorized senders, sending domains, messages, "
+    "relay events, alert rules and the audit log of one account. Authenticate with an API key: "
     "`Authorization: Bearer smtpk_…`. Errors are `{\"code\", \"message\"}`.",
 )
 api.add_router("/", accounts_api.router)
 api.add_router("/", relay_api.router)
 api.add_router("/", alerts_api.router)
 api.add_router("/", accounts_api.audit_router)
+api.add_router("/", api_domains.router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, SendingDomain
 from relay.models import RecipientStatus
 from tests.alerts.conftest import make_rule
 from tests.api.conftest import ApiClient
@@ -23,6 +23,7 @@ BODIES = {
     "POST /alert-rules": {"name": "x", "events": ["delivery_failed"],
                           "email_recipients": ["x@evil.test"]},
     "POST /smtp-users": {"name": "x"},
+    "POST /sending-domains": {"domain": "evil.test"},
 }
 
 
@@ -38,7 +39,8 @@ def acme_ids(cast) -> dict[str, int]:
     domain = cast.acme_smtp.authorized_domains.get()
     email = authorize_email(cast.acme_smtp, "x@acme.test")
     return {"smtp-users": cast.acme_smtp.pk, "messages": message.pk, "alert-rules": rule.pk,
-            "domains": domain.pk, "emails": email.pk}
+            "domains": domain.pk, "emails": email.pk,
+            "sending-domains": SendingDomain.objects.get(account=cast.acme).pk}
 
 
 def fill(path: str, ids: dict[str, int]) -> str:

@@ -27,7 +27,6 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -36,40 +35,10 @@ from django.db import close_old_connections
 from accounts import domains
 from accounts.actions import domains as domain_actions
 from accounts.audit import Actor
-from accounts.findings import worst
+from accounts.domains import domain_data
 from accounts.models import Account, SendingDomain
 from accounts.senders import InvalidEntry, normalize_domain
 from smtpplus.lifetime import watch_parent
-
-
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def domain_data(domain: SendingDomain) -> dict[str, Any]:
-    """A sending domain as the command (and the API) shows it."""
-    findings = [f for group in domains.findings_by_check(domain.check_result).values()
-                for f in group]
-    return {
-        "domain": domain.domain,
-        "display": domain.display,
-        "account": domain.account.slug,
-        "status": domain.status,
-        "verified_how": domain.verified_how,
-        "verified_at": _when(domain.verified_at),
-        "include_subdomains": domain.include_subdomains,
-        "last_checked_at": _when(domain.last_checked_at),
-        "record_missing_since": _when(domain.record_missing_since),
-        "lapses_at": _when(domains.lapse_deadline(domain)) if domains.can_lapse(domain) else None,
-        "verification_record": {
-            "name": domain.verification_name,
-            "type": "TXT",
-            "value": domain.verification_value,
-            "zone_line": domains.zone_line(domain.verification_name, domain.verification_value),
-        },
-        "verdict": worst(findings) if findings else None,
-        "findings": [f.to_dict() for f in findings],
-    }
 
 
 class Command(BaseCommand):
