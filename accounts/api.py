@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.actions import senders, smtp_users
+from accounts.api_domains import router as domains_router
 from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
 from accounts.forms import AuditFilterForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
@@ -20,6 +21,7 @@ from accounts.views.audit import filter_events
 
 router = Router(tags=["SMTP+ users"])
 audit_router = Router(tags=["Audit log"])
+__all__ = ["audit_router", "domains_router", "router"]
 AUDIT_PAGE_SIZE = 100
 
 

@@ -7,7 +7,7 @@ from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from accounts import api as accounts_api
-from accounts import api_domains, login
+from accounts import login
 from accounts.apiauth import ApiError, ApiKeyAuth
 from alerts import api as alerts_api
 from relay import api as relay_api
@@ -27,7 +27,7 @@ api.add_router("/", accounts_api.router)
 api.add_router("/", relay_api.router)
 api.add_router("/", alerts_api.router)
 api.add_router("/", accounts_api.audit_router)
-api.add_router("/", api_domains.router)
+api.add_router("/", accounts_api.domains_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
