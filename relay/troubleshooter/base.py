@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.domains import verified_domains
-from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.models import AuthorizedDomain, AuthorizedEmail, SendingDomain, SmtpUser
 from accounts.senders import SenderPolicy, split_address
 from relay.listen import Listener, advertised_listeners, alive_nodes
 from relay.models import EventKind, RelayEvent, RelayNode
@@ -101,11 +101,21 @@ class Facts:
         return verified_domains(self.user.account_id)
 
     @cached_property
+    def policy(self) -> SenderPolicy:
+        """The user's sender policy, as the relay has it at login."""
+        return SenderPolicy.from_entries(self.user.username, self.domains, self.email_rows,
+                                         owned=self.owned)
+
+    @cached_property
+    def sending_domains(self) -> dict[str, int]:
+        """The account's sending domains, whatever their status: A-label -> id."""
+        return dict(SendingDomain.objects.filter(account_id=self.user.account_id)
+                    .values_list("domain", "pk"))
+
+    @cached_property
     def rejections(self) -> tuple[list[Rejection], int]:
         """`sender_rejections()` of the user."""
-        policy = SenderPolicy.from_entries(self.user.username, self.domains, self.email_rows,
-                                           owned=self.owned)
-        return sender_rejections(self.user, self.now, policy)
+        return sender_rejections(self.user, self.now, self.policy)
 
 
 def when(dt: datetime | None) -> str:

@@ -14,8 +14,8 @@ from datetime import datetime
 from django.urls import reverse
 
 from accounts.actions.senders import display_email
-from accounts.models import SmtpUser
-from accounts.senders import covered, domain_to_unicode
+from accounts.models import AuthorizedEmail, SmtpUser
+from accounts.senders import UNCONFIRMED_ADDRESS, covered, domain_to_unicode
 from relay.models import EventKind
 from relay.troubleshooter.base import (
     MAX_SHOWN,
@@ -39,8 +39,12 @@ def _authorize(user: SmtpUser, label: str, kind: str, value: str, *, subdomains:
     return Action(label, reverse("relay:troubleshoot_authorize", args=[user.pk]), post, primary)
 
 
-def _add_domain(domain: str) -> Action:
+def _add_domain(domain: str, facts: Facts) -> Action:
     shown = domain_to_unicode(domain)
+    known = facts.sending_domains.get(domain)
+    if known is not None:  # added already, not verified (or lapsed): its page says how
+        return Action(f"Verify {shown} (publish its record)",
+                      reverse("accounts:domain_detail", args=[known]), primary=False)
     return Action(f"Add {shown} as a sending domain and verify it", reverse("accounts:domain_add"),
                   {"domain": domain}, primary=False)
 
@@ -92,7 +96,7 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
         www = labels[0] == "www" and len(labels) >= 3
         if not covered(domain, facts.owned):
             unowned = True
-            actions.append(_add_domain(".".join(labels[1:]) if www else domain))
+            actions.append(_add_domain(".".join(labels[1:]) if www else domain, facts))
         elif www:
             # The seed: mail comes from mycompany.com, rarely www.mycompany.com. Authorizing
             # the parent with its subdomains covers both.
@@ -111,8 +115,19 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
             + (" " + SPOOFING_NOTE if unowned else ""), actions))
 
 
+def _email_action(user: SmtpUser, facts: Facts, address: str) -> Action:
+    if facts.policy.check(address).refusal == UNCONFIRMED_ADDRESS:
+        entry = AuthorizedEmail.objects.filter(smtp_user=user, email__iexact=address).first()
+        if entry is not None:
+            return Action(f"Resend the confirmation to {display_email(address)}",
+                          reverse("accounts:smtpuser_email_resend", args=[user.pk, entry.pk]),
+                          {"resend": "1"}, primary=False)
+    return _authorize(user, f"Authorize {display_email(address)}", "email", address)
+
+
 def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
-    rejections, fixed = (facts or Facts(user, now)).rejections
+    facts = facts or Facts(user, now)
+    rejections, fixed = facts.rejections
     if not rejections:
         return _nothing_rejected("sender_email", "address", fixed)
     evidence = [
@@ -121,12 +136,14 @@ def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = Non
     ]
     if len(rejections) > MAX_SHOWN * 2:
         evidence.append(f"… and {len(rejections) - MAX_SHOWN * 2} more addresses")
-    actions = [_authorize(user, f"Authorize {display_email(r.address)}", "email", r.address)
-               for r in rejections[:MAX_SHOWN]]
+    actions = [_email_action(user, facts, r.address) for r in rejections[:MAX_SHOWN]]
     return CheckResult(
         "sender_email", PROBLEM, "Sender email not authorized", evidence + _fixed_note(fixed),
         Fix("Authorize just these addresses — or the whole domain (above), whichever works "
-            "best for you. Then resend: rejected messages were not stored.", actions))
+            "best for you. Then resend: rejected messages were not stored."
+            + (" An address at a domain this account does not own sends once its owner has "
+               "followed the confirmation link mailed to it."
+               if any(a.label.startswith("Resend") for a in actions) else ""), actions))
 
 
 def check_has_senders(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
-from accounts.models import AuditEvent
+from accounts.actions.domains import add_domain
+from accounts.models import AuditEvent, AuthorizedDomain, AuthorizedEmail
 from accounts.senders import InvalidEntry
 from relay.troubleshooter.base import OK, PROBLEM
 from relay.troubleshooter.fixes import authorize_sender
@@ -75,3 +77,25 @@ def test_authorize_refuses_anything_but_one_valid_entry(cast, kind, value):
     with pytest.raises(InvalidEntry):
         authorize_sender(cast.acme_smtp, kind, value)
     assert not AuditEvent.objects.filter(action="smtpuser.senders_add").exists()
+
+
+def test_an_unconfirmed_address_is_offered_a_new_confirmation_not_an_authorization(relay, cast):
+    entry = AuthorizedEmail.objects.create(smtp_user=cast.acme_smtp, email="me@gmail.test")
+    assert send(relay, cast.acme_smtp, cast.acme_smtp_password, "me@gmail.test")[0] == 550
+    result = run(check_sender_emails, relay, cast.acme_smtp)
+    [action] = result.fix.actions
+    assert action.label == "Resend the confirmation to me@gmail.test" and not action.primary
+    assert action.url == reverse("accounts:smtpuser_email_resend",
+                                 args=[cast.acme_smtp.pk, entry.pk])
+    assert "followed the confirmation link mailed to it" in result.fix.text
+
+
+def test_a_sending_domain_not_verified_yet_links_to_its_page(relay, cast):
+    domain = add_domain(cast.acme, "waiting.test")
+    AuthorizedDomain.objects.create(smtp_user=cast.acme_smtp, domain="waiting.test")
+    assert send(relay, cast.acme_smtp, cast.acme_smtp_password, "news@waiting.test")[0] == 550
+    result = run(check_sender_domains, relay, cast.acme_smtp)
+    [action] = result.fix.actions
+    assert action.label == "Verify waiting.test (publish its record)"
+    assert action.url == reverse("accounts:domain_detail", args=[domain.pk])
+    assert action.post is None and not action.primary
