@@ -207,6 +207,8 @@ def transfer_domain(
     if source.pk == to_account.pk:
         raise DomainError(f"{domain.display} already belongs to account {to_account.slug}")
     replaced = SendingDomain.objects.filter(account=to_account, domain=domain.domain).first()
+    if replaced is not None and replaced.is_active and replaced.verified_how != VerifiedHow.UPGRADE:
+        raise DomainError(f"{domain.display} is already verified in account {to_account.slug}")
     if replaced is not None:
         replaced.delete()
     domain.account = to_account

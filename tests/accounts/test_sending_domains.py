@@ -213,8 +213,10 @@ def test_a_transfer_moves_the_domain_and_is_audited_in_both_accounts(cast):
     assert not SendingDomain.objects.filter(pk=globex_row.pk).exists()
     assert AuditEvent.objects.filter(action="domain.transfer", account=cast.acme).exists()
     assert AuditEvent.objects.filter(action="domain.transfer", account=cast.globex).exists()
+    with pytest.raises(InvalidEntry, match="moving.test is already verified in account globex"):
+        actions.transfer_domain(actions.add_domain(cast.acme, "moving.test"), cast.globex)
     actions.remove_domain(domain)
-    assert not SendingDomain.objects.filter(domain="moving.test").exists()
+    assert not SendingDomain.objects.filter(domain="moving.test", account=cast.globex).exists()
 
 
 def test_an_error_that_appears_between_two_checks_records_authentication_broken(
