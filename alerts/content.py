@@ -164,6 +164,8 @@ def headline(kinds: Counter[str], total: int) -> str:
         return f"hourly limit reached ({_plural(total, 'SMTP+ user')})"
     if set(kinds) <= set(domain_events.DOMAIN_EVENTS):
         return f"{_plural(total, 'sending domain problem')}"
+    if set(kinds) == {EventType.RECIPIENT_SUPPRESSED}:
+        return f"{_plural(total, 'recipient')} refused: on the suppression list"
     return f"{_plural(total, 'problem')} sending mail"
 
 

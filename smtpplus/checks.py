@@ -1,5 +1,6 @@
 """System checks that warn about unsafe defaults (`manage.py check --deploy`)."""
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -104,4 +105,17 @@ def check_sending_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
     if settings.SMTPPLUS_DNS_TIMEOUT <= 0:
         errors.append(Error("SMTPPLUS_DNS_TIMEOUT must be a positive number of seconds.",
                             id="smtpplus.E003"))
+    return errors
+
+
+@register()
+def check_metrics_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors: list[Error] = []
+    for network in settings.METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            errors.append(Error(f"METRICS_ALLOWED_NETWORKS: {network!r} is not a network.",
+                                hint="Use addresses or CIDR networks, e.g. 10.0.0.0/8.",
+                                id="smtpplus.E004"))
     return errors

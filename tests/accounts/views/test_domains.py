@@ -21,7 +21,7 @@ def test_the_list_shows_each_domain_with_its_status_and_the_navigation_links_it(
     SendingDomain.objects.create(account=cast.acme, domain="gone.test", token="t3",
                                  status=DomainStatus.LAPSED)
     html = alice_client.get(reverse("accounts:domain_list")).content.decode()
-    assert f'<a href="{reverse("accounts:domain_list")}">Sending domains</a>' in html
+    assert f'<a href="{reverse("accounts:domain_list")}" aria-current="page">Sending domains</a>' in html
     assert '<span class="badge ok" title="Marked verified by an operator">verified</span>' in html
     assert ">verified at upgrade</span>" in html
     assert '<span class="badge problem">unverified</span>' in html
