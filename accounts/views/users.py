@@ -107,6 +107,17 @@ def post_required(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def unowned_marked(smtp_user: SmtpUser) -> list[AuthorizedDomain]:
+    """The user's domains, each with `.unowned`: authorized, but not a verified sending
+    domain of the account (never verified, lapsed, removed): the relay refuses it."""
+    domains = list(smtp_user.authorized_domains.all())
+    owned = verified_domains(smtp_user.account_id) if verification_required() else None
+    for entry in domains:
+        entry.unowned = (  # type: ignore[attr-defined]
+            owned is not None and not covered(entry.domain, owned))
+    return domains
+
+
 def pending_marked(smtp_user: SmtpUser) -> list[AuthorizedEmail]:
     """The user's addresses, each with `.pending`: authorized, but not usable until the
     link mailed to it has been followed (not confirmed, at a domain the account does not
@@ -138,7 +149,7 @@ def render_detail(
         "conn": connection_settings(),
         "password": password,
         "password_note": password_note,
-        "domains": list(smtp_user.authorized_domains.all()),
+        "domains": unowned_marked(smtp_user),
         "emails": pending_marked(smtp_user),
         "senders_form": senders_form or SendersForm(),
         "add_result": add_result,

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AuditEvent, DomainStatus, SendingDomain, VerifiedHow
+from accounts.models import AuditEvent, AuthorizedDomain, DomainStatus, SendingDomain, VerifiedHow
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db
@@ -94,3 +94,10 @@ def test_subdomains_and_removal(alice_client, cast):
     response = alice_client.post(reverse("accounts:domain_remove", args=[domain.pk]), follow=True)
     assert "acme.test removed" in response.content.decode()
     assert not SendingDomain.objects.filter(pk=domain.pk).exists()
+
+
+def test_the_users_page_marks_an_authorized_domain_the_account_does_not_own(alice_client, cast):
+    AuthorizedDomain.objects.create(smtp_user=cast.acme_smtp, domain="lost.test")
+    html = alice_client.get(reverse("accounts:smtpuser_detail", args=[cast.acme_smtp.pk])).content.decode()
+    assert html.count(">not a verified sending domain</a>") == 1  # lost.test, not acme.test
+    assert f'href="{reverse("accounts:domain_list")}?domain=lost.test"' in html
