@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 
+from alerts import domain_events
 from alerts.models import AlertEvent, AlertRule, EventType
 from relay.models import (
     PENDING_STATUSES,
@@ -215,6 +216,7 @@ def candidates(rule: AlertRule, now: datetime) -> list[AlertEvent]:
         found += _relay_events(rule, since, [EventKind.SUPPRESSED], EventType.RECIPIENT_SUPPRESSED)
     if EventType.LOGIN_FAILURES in kinds:
         found += _login_failures(rule, now)
+    found += domain_events.candidates(rule.account_id, since, kinds)
     return found
 
 

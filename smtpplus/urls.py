@@ -21,14 +21,15 @@ from smtpplus import views
 api = NinjaAPI(
     title="SMTP+ API", version="1", auth=ApiKeyAuth(), urls_namespace="api",
     openapi_url="/openapi.json", docs_url=None,
-    description="Manage SMTP+ users, their authorized senders, messages, relay events, "
-    "alert rules and the audit log of one account. Authenticate with an API key: "
+    description="Manage SMTP+ users, their authorized senders, sending domains, messages, "
+    "relay events, alert rules and the audit log of one account. Authenticate with an API key: "
     "`Authorization: Bearer smtpk_…`. Errors are `{\"code\", \"message\"}`.",
 )
 api.add_router("/", accounts_api.router)
 api.add_router("/", relay_api.router)
 api.add_router("/", alerts_api.router)
 api.add_router("/", accounts_api.audit_router)
+api.add_router("/", accounts_api.domains_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:

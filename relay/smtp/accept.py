@@ -59,16 +59,19 @@ def printable(text: str, limit: int = 200) -> str:
 @functools.lru_cache(maxsize=8192)
 def _cached_check(
     username: str, emails: frozenset[str], domains: frozenset[str], subs: frozenset[str],
-    address: str,
+    pending: tuple[frozenset[str], frozenset[str], frozenset[str]], address: str,
 ) -> Decision:
-    return SenderPolicy(username, emails, domains, subs).check(address)
+    return SenderPolicy(username, emails, domains, subs, *pending).check(address)
 
 
 def check_sender(policy: SenderPolicy, address: str) -> Decision:
     """`policy.check(address)`, remembered: a pure function of the policy's content and
     the address, and a client sends from the same few addresses all day."""
+    pending = (policy.unverified_domains, policy.unverified_with_subdomains,
+               policy.unconfirmed_emails)
     return _cached_check(
-        policy.username, policy.emails, policy.domains, policy.domains_with_subdomains, address
+        policy.username, policy.emails, policy.domains, policy.domains_with_subdomains, pending,
+        address,
     )
 
 

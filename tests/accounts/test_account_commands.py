@@ -211,6 +211,32 @@ def test_bootstrap_creates_a_first_account_and_prints_how_to_log_in(db, settings
     assert out.rstrip().endswith("console: http://127.0.0.1:8000")
 
 
+def test_bootstrap_gives_the_first_account_a_demo_domain_it_can_authorize_without_dns(db):
+    from accounts.actions.senders import add_senders
+    from accounts.actions.smtp_users import create_smtp_user
+    from accounts.models import SendingDomain, VerifiedHow
+    from accounts.senders import can_send_as
+
+    out = run("bootstrap", "--no-migrate")
+    domain = SendingDomain.objects.get()
+    assert (domain.domain, domain.status, domain.verified_how) == (
+        "example.com", "verified", VerifiedHow.OPERATOR)
+    assert "Sending domain example.com is marked verified" in out
+    user, _ = create_smtp_user(domain.account, name="First app")
+    assert add_senders(user, domains_text="example.com").added_domains == ["example.com"]
+    assert can_send_as(user, "hello@example.com").allowed
+
+
+def test_bootstrap_demo_domain_is_the_owners_domain_or_none(db):
+    from accounts.models import SendingDomain
+
+    run("bootstrap", "--no-migrate", "--owner", "ops@corp.test")
+    assert list(SendingDomain.objects.values_list("domain", flat=True)) == ["corp.test"]
+    Account.objects.all().delete()
+    run("bootstrap", "--no-migrate", "--owner", "x@other.test", "--demo-domain", "")
+    assert not SendingDomain.objects.exists()
+
+
 def test_bootstrap_is_quiet_once_an_account_exists(db):
     run("bootstrap", "--no-migrate")
     before = (Account.objects.count(), User.objects.count())
