@@ -134,6 +134,8 @@ class Submission:
     smtputf8: bool = False
     tls: bool = False
     headers: HeaderSummary | None = None
+    # The Received: header's "with" word when it is not SMTP (the send API: HTTP(S)).
+    protocol: str = ""
 
 
 QUEUE_ID_RANDOM_CHARS = 9
@@ -162,7 +164,8 @@ def received_header(
     sub: Submission, queue_id: str, hostname: str, date: str | None = None
 ) -> bytes:
     helo = _UNSAFE_FOR_HEADER.sub("?", sub.client_helo or "unknown")[:100]
-    protocol = ("UTF8SMTP" if sub.smtputf8 else "ESMTP") + ("SA" if sub.tls else "A")
+    protocol = sub.protocol or (
+        ("UTF8SMTP" if sub.smtputf8 else "ESMTP") + ("SA" if sub.tls else "A"))
     date = date or format_datetime(timezone.localtime())
     line = (
         f"Received: from {helo} ([{sub.client_ip or 'unknown'}])\r\n"

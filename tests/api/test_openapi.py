@@ -22,7 +22,9 @@ EXPECTED = {
     "GET /alert-rules", "POST /alert-rules", "GET /alert-rules/{pk}", "PUT /alert-rules/{pk}",
     "DELETE /alert-rules/{pk}",
     "GET /audit-log",
+    "POST /messages", "POST /messages/raw",
 }
+SEND = {"POST /messages", "POST /messages/raw"}
 
 
 def api_routes() -> set[str]:
@@ -61,10 +63,16 @@ def test_it_lists_every_endpoint_django_serves(document):
 
 def test_every_endpoint_needs_a_bearer_key_and_documents_json_errors(document):
     schemes = document["components"]["securitySchemes"]
-    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    assert sorted(f"{name}:{s['scheme']}" for name, s in schemes.items()) == [
+        "ApiKeyAuth:bearer", "SendKeyAuth:bearer", "SmtpUserBasicAuth:basic"]
     for path, ops in document["paths"].items():
         for method, op in ops.items():
+            operation = f"{method.upper()} {path.removeprefix('/api/v1')}"
             assert op.get("security"), f"{method} {path} has no security"
-            for status in ("401", "403", "404"):
+            sending = operation in SEND
+            assert op["security"] == ([{"SendKeyAuth": []}, {"SmtpUserBasicAuth": []}]
+                                      if sending else [{"ApiKeyAuth": []}]), operation
+            for status in ("401", "403", "422", "429") + (("413", "503") if sending else ("404",)):
                 schema = op["responses"][status]["content"]["application/json"]["schema"]
-                assert schema["$ref"].endswith("/ErrorOut"), f"{method} {path} {status}"
+                error = "/SendErrorOut" if sending else "/ErrorOut"
+                assert schema["$ref"].endswith(error), f"{operation} {status}"
