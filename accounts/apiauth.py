@@ -45,8 +45,8 @@ class ErrorOut(Schema):
 
 
 # The error answers every authenticated endpoint may give, for the OpenAPI document.
-AUTH_ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut,
-                               429: ErrorOut}
+AUTH_ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
+                               422: ErrorOut, 429: ErrorOut, 503: ErrorOut}
 RATE_WINDOW_SECONDS = 60
 
 

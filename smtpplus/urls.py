@@ -5,7 +5,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import include, path
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from accounts import api as accounts_api
@@ -45,6 +45,19 @@ def _error(request: HttpRequest, status: int, code: str, message: str,
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
     return _error(request, exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # ninja's own refusals, e.g. a body that is not JSON (400), in the API's error shape.
+    code = "unparsable" if exc.status_code == 400 else "refused"
+    return _error(request, exc.status_code, code, exc.message)
+
+
+@api.exception_handler(OverflowError)
+def _out_of_range(request: HttpRequest, exc: OverflowError) -> HttpResponse:
+    # An id or a number beyond what the database stores (SQLite raises when asked).
+    return _error(request, 422, "invalid", "A number in the request is out of range.")
 
 
 @api.exception_handler(DatabaseError)

@@ -34,7 +34,7 @@ SEND_AUTH = [SendKeyAuth(), SmtpUserBasicAuth()]
 STORE_RETRY_AFTER = "30"
 
 SEND_ERRORS: dict[int, Any] = {
-    status: SendErrorOut for status in (401, 403, 413, 422, 429, 503)
+    status: SendErrorOut for status in (400, 401, 403, 413, 422, 429, 503)
 }
 IDEMPOTENCY_DOC = {
     "parameters": [{
