@@ -48,6 +48,7 @@ class ErrorOut(Schema):
 AUTH_ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
                                422: ErrorOut, 429: ErrorOut, 503: ErrorOut}
 RATE_WINDOW_SECONDS = 60
+LAST_USED_SECONDS = 60
 
 
 def limit_calls(scope: str) -> None:
@@ -86,8 +87,12 @@ def verify_key(request: HttpRequest, token: str) -> ApiKey:
                        "The API key may not be used from this network.")
     limit_calls(f"key:{key.pk}")
     now = timezone.now()
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
-    key.last_used_at, key.last_used_ip = now, ip
+    # Written at most once a minute per key and address: a busy sender's every call
+    # must not cost a database write (and its commit) of its own.
+    last = key.last_used_at
+    if last is None or ip != key.last_used_ip or (now - last).total_seconds() >= LAST_USED_SECONDS:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
+        key.last_used_at, key.last_used_ip = now, ip
     return key
 
 

@@ -86,11 +86,12 @@ def _send(request: HttpRequest, envelope: Envelope) -> Any:
         raise rejected(verdict)
 
     def remember(queued: Queued) -> None:
-        if key is not None:
-            idempotency.remember(sender.scope, key, fingerprint, 202, _queued(queued))
+        assert key is not None
+        idempotency.remember(sender.scope, key, fingerprint, 202, _queued(queued))
 
     try:
-        queued = store(request, sender, envelope, verdict, config, also=remember)
+        queued = store(request, sender, envelope, verdict, config,
+                       also=remember if key is not None else None)
     except IntegrityError:
         if key is not None and (found := idempotency.earlier(sender.scope, key, fingerprint)):
             return _replayed(request, found.status, found.response)  # a twin request got there first

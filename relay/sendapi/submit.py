@@ -111,10 +111,16 @@ def store(request: HttpRequest, sender: Sender, envelope: Envelope, headers: Hea
         client_ip=client_ip(request), smtputf8=envelope.smtputf8, tls=request.is_secure(),
         headers=headers, protocol="HTTPS" if request.is_secure() else "HTTP",
     )
+    if also is None:  # store_messages() is one transaction of its own
+        [queue_id] = store_messages([submission], config.hostname)
+        return _queued(queue_id, headers, envelope)
     with transaction.atomic():
         [queue_id] = store_messages([submission], config.hostname)
-        pk = Message.objects.filter(queue_id=queue_id).values_list("id", flat=True).get()
-        queued = Queued(pk, queue_id, headers.message_id, len(envelope.recipients))
-        if also is not None:
-            also(queued)
+        queued = _queued(queue_id, headers, envelope)
+        also(queued)
     return queued
+
+
+def _queued(queue_id: str, headers: HeaderSummary, envelope: Envelope) -> Queued:
+    pk = Message.objects.filter(queue_id=queue_id).values_list("id", flat=True).get()
+    return Queued(pk, queue_id, headers.message_id, len(envelope.recipients))
