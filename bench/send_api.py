@@ -13,11 +13,12 @@ What it does:
    everything it sent, unless --keep).
 2. Starts, as child processes on free 127.0.0.1 ports, the relay
    (`manage.py runrelay --no-deliver`) and the console as in production (gunicorn,
-   `--workers` sync workers, API_RATE_LIMIT=0 so the per-key limit does not cap it).
+   `--workers` workers of `--threads` threads, API_RATE_LIMIT=0 so the per-key limit
+   does not cap it).
 3. Sends `--clients` × `--messages` messages of `--size` bytes each way, clients in
    threads of this process: over SMTP one kept-open session per client (AUTH once),
-   and a new connection and login per message; over the API one request per message
-   (the console's sync workers close every connection) to POST /api/v1/messages with
+   and a new connection and login per message; over the API one request (and
+   connection) per message to POST /api/v1/messages with
    JSON, and to POST /api/v1/messages/raw with the bytes.
 4. Checks that every message was stored (one Message row each) and prints messages/s,
    p50/p99 latency, and each mode's rate as a ratio of SMTP's kept-open rate.
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50, help="per client and mode")
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker (more than 1: the gthread worker)")
     parser.add_argument("--keep", action="store_true", help="keep the account and messages")
     args = parser.parse_args()
 
@@ -160,8 +163,8 @@ def main() -> None:
                               "--no-deliver"], env=env, cwd=ROOT)
     console = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "smtpplus.wsgi:application", "--bind",
-         f"127.0.0.1:{console_port}", "--workers", str(args.workers), "--log-level",
-         "warning"], env=env, cwd=ROOT)
+         f"127.0.0.1:{console_port}", "--workers", str(args.workers), "--threads",
+         str(args.threads), "--log-level", "warning"], env=env, cwd=ROOT)
     try:
         wait_for_port(relay_port)
         wait_for_port(console_port)
@@ -202,7 +205,8 @@ def main() -> None:
             cleanup(account_id)
 
     print(f"\nsend API vs SMTP on {database}: {args.clients} clients × {args.messages} "
-          f"messages of {args.size} bytes per mode, console with {args.workers} sync workers; "
+          f"messages of {args.size} bytes per mode, console with {args.workers} workers × "
+          f"{args.threads} threads; "
           f"all {expected} messages stored")
     baseline = results[0][1]
     print(f"{'mode':36} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs SMTP kept-open':>18}")

@@ -23,6 +23,7 @@ EXPECTED = {
     "DELETE /alert-rules/{pk}",
     "GET /audit-log",
     "POST /messages", "POST /messages/raw",
+    "DELETE /smtp-users/{pk}", "GET /smtp-users/{pk}/can-send-as",
 }
 SEND = {"POST /messages", "POST /messages/raw"}
 
