@@ -209,3 +209,24 @@ def test_bad_input_is_a_422_naming_the_entry(cast, shop, body, where):
     assert answer.json()["code"] == "invalid_message"
     assert where in answer.json()["message"]
     assert not Message.objects.exists() and not Recipient.objects.exists()
+
+
+def test_another_accounts_send_key_cannot_send_as_acme_nor_read_its_messages(cast, shop):
+    assert shop.post("/messages", MESSAGE).status_code == 202
+    globex = ApiClient(send_key(cast.globex_smtp, name="crm sender"))
+    answer = globex.post("/messages", MESSAGE)
+    assert answer.status_code == 403 and answer.json()["code"] == "sender_not_authorized"
+    assert cast.globex_smtp.username in answer.json()["message"]
+    event = RelayEvent.objects.get()
+    assert (event.account, event.smtp_user) == (cast.globex, cast.globex_smtp)
+    acme_message = Message.objects.get()
+    assert globex.get(f"/messages/{acme_message.pk}").status_code == 403
+    globex_admin = ApiClient(key_for(cast.globex))
+    assert globex_admin.get(f"/messages/{acme_message.pk}").status_code == 404
+    assert globex_admin.get("/relay-events").json()["items"][0]["address"] == "shop@acme.test"
+    assert ApiClient(key_for(cast.acme)).get("/relay-events").json()["items"] == []
+
+
+def test_binding_a_key_to_another_accounts_smtp_user_is_refused(cast):
+    with pytest.raises(ValueError, match="another account"):
+        create_api_key(cast.acme, name="x", smtp_user=cast.globex_smtp)
