@@ -24,6 +24,8 @@ EXPECTED = {
     "GET /audit-log",
     "POST /messages", "POST /messages/raw",
     "DELETE /smtp-users/{pk}", "GET /smtp-users/{pk}/can-send-as",
+    "POST /alert-rules/{pk}/test", "POST /alert-rules/{pk}/enable",
+    "POST /alert-rules/{pk}/disable",
 }
 SEND = {"POST /messages", "POST /messages/raw"}
 
