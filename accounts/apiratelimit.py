@@ -37,25 +37,29 @@ def hit(key: str, window_seconds: int) -> Count:
     """Count one more under `key` in its current window (a new window of
     `window_seconds` if there is none)."""
     now = timezone.now()
-    with transaction.atomic():
-        for _ in range(3):
-            rows = ApiRateCount.objects.filter(key=key, window_ends__gt=now)
-            if rows.update(count=F("count") + 1):
-                count, ends = rows.values_list("count", "window_ends").get()
-                return Count(count, _seconds_until(ends))
-            ends = now + timedelta(seconds=window_seconds)
-            try:
-                with transaction.atomic():
-                    # The key's old window (if any) goes; so do other ended windows, a
-                    # few at a time, so the table does not grow with every key ever seen.
-                    stale = ApiRateCount.objects.filter(window_ends__lte=now)
-                    stale.filter(key=key).delete()
-                    ids = list(stale.values_list("id", flat=True)[:100])
-                    ApiRateCount.objects.filter(id__in=ids).delete()
-                    ApiRateCount.objects.create(key=key, count=1, window_ends=ends)
-                return Count(1, _seconds_until(ends))
-            except IntegrityError:
-                continue  # another process created it in between: count on that row
+    for _ in range(3):
+        # No transaction around the two statements (each commits on its own): the count
+        # read back may include other processes' calls since, which only errs on the
+        # side of the limit.
+        rows = ApiRateCount.objects.filter(key=key, window_ends__gt=now)
+        if rows.update(count=F("count") + 1):
+            found = rows.values_list("count", "window_ends").first()
+            if found is not None:
+                return Count(found[0], _seconds_until(found[1]))
+            continue  # the window ended just now: start the next one
+        ends = now + timedelta(seconds=window_seconds)
+        try:
+            with transaction.atomic():
+                # The key's old window (if any) goes; so do other ended windows, a few
+                # at a time, so the table does not grow with every key ever seen.
+                stale = ApiRateCount.objects.filter(window_ends__lte=now)
+                stale.filter(key=key).delete()
+                ids = list(stale.values_list("id", flat=True)[:100])
+                ApiRateCount.objects.filter(id__in=ids).delete()
+                ApiRateCount.objects.create(key=key, count=1, window_ends=ends)
+            return Count(1, _seconds_until(ends))
+        except IntegrityError:
+            continue  # another process created it in between: count on that row
     raise RuntimeError(f"could not count under {key!r}")
 
 
