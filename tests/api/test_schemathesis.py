@@ -53,7 +53,7 @@ def _keep_the_test_transaction() -> Iterator[None]:
 
 @pytest.mark.django_db
 @schema.parametrize()
-@hypothesis_settings(max_examples=6, deadline=None, derandomize=True, database=None,
+@hypothesis_settings(max_examples=4, deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture,
                                             HealthCheck.too_slow, HealthCheck.filter_too_much])
 def test_every_operation_answers_as_its_document_says(case, keys):
