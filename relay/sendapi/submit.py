@@ -66,6 +66,8 @@ def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
     user = sender.user
     session = SessionSnapshot(authenticated=True, username=user.username, policy=sender.policy,
                               hourly_limit=user.hourly_limit, smtputf8=envelope.smtputf8)
+    if not envelope.sender:  # what the relay answers to MAIL FROM:<>
+        return Reject(replies.NULL_SENDER, EventKind.SENDER_REJECTED, "null sender")
     reject = checks.mail_from(session, envelope.sender, envelope.smtputf8)
     if reject is None and user.hourly_limit and hourly_count(user.pk) >= user.hourly_limit:
         reject = checks.over_hourly_limit(session, envelope.sender)

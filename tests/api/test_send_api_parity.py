@@ -33,6 +33,7 @@ CASES = [
     ("shop@acme.test", "From: shop@acme.test\r\nFrom: boss@evil.test\r\n"),
     ("shop@acme.test", 'From: "shop@acme.test" <boss@evil.test>\r\n'),
     ("no-at-sign", "From: shop@acme.test\r\n"),
+    ("", "From: shop@acme.test\r\n"),
 ]
 
 
