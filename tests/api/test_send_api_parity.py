@@ -103,3 +103,28 @@ def test_a_json_message_gets_the_decision_of_the_same_message_by_smtp(relay, cas
                          headers={"Authorization": f"Bearer {key}"})
     api_decision = "accepted" if answer.status_code == 202 else answer.json()["smtp_reply"]
     assert smtp_decision == api_decision
+
+
+@pytest.mark.parametrize("relay", [{"RELAY_MAX_RECIPIENTS": 2}], indirect=True)
+@pytest.mark.parametrize("recipients", [["ok@example.net", "no-domain"],
+                                        ["a@example.net", "b@example.net", "c@example.net"]])
+def test_a_recipient_smtp_refuses_gets_its_reply_and_the_api_queues_nothing(
+        relay, cast, recipients, settings):
+    settings.RELAY_MAX_RECIPIENTS = 2  # the API's limit, as the relay's above
+    _, key = create_api_key(cast.acme, name="parity", smtp_user=cast.acme_smtp)
+    raw = raw_message("From: shop@acme.test\r\n")
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        refused = smtp.sendmail("shop@acme.test", recipients, raw)
+    [(code, text)] = refused.values()
+    relay.flush()
+    smtp_events = events()
+    Message.objects.all().delete()  # SMTP queued it for the recipients it accepted
+    query = urlencode([("from", "shop@acme.test")] + [("to", r) for r in recipients])
+    answer = Client(REMOTE_ADDR="127.0.0.1").post(
+        f"/api/v1/messages/raw?{query}", raw, content_type="message/rfc822",
+        headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 422
+    assert answer.json()["smtp_reply"] == f"{code} {text.decode()}"
+    assert events() == smtp_events
+    assert not Message.objects.exists()
