@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the test dependencies (into .venv, plus Debian's chromium for the browser
-# tests and Node.js for the header tests) and run the whole test suite. Set
+# tests, Node.js for the header tests, Knot DNS and Mail::DKIM for the sending-domain
+# tests) and run the whole test suite. Set
 # DATABASE_URL=postgres://... to run it on PostgreSQL instead of SQLite. Extra arguments
 # go to pytest.
 set -euo pipefail
@@ -20,6 +21,24 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "Browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+  fi
+fi
+# The sending-domain tests serve their zones with Knot DNS, and check DKIM signatures with
+# Perl's Mail::DKIM (an implementation independent of ours).
+if ! command -v knotd >/dev/null && [ ! -x /usr/sbin/knotd ] || ! perl -MMail::DKIM::Verifier -e1 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot libmail-dkim-perl >/dev/null
+  else
+    echo "DNS and DKIM tests need Knot DNS and Mail::DKIM: sudo apt-get install knot libmail-dkim-perl" >&2
+  fi
+fi
+# One relay test runs a real Postfix that relays through SMTP+ as a client (SASL PLAIN
+# needs libsasl2-modules).
+if [ ! -x /usr/sbin/postfix ] || ! ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix libsasl2-modules >/dev/null
+  else
+    echo "The Postfix client test needs Postfix: sudo apt-get install postfix libsasl2-modules" >&2
   fi
 fi
 # The header tests read messages with Node.js's mailparser too (npm installs it into

@@ -154,6 +154,14 @@ class AuthorizedEmail(models.Model):
     # Local part as typed (compared case-insensitively), domain as an A-label.
     email = models.CharField(max_length=320)
     created = models.DateTimeField(default=timezone.now)
+    # An address at a domain its account does not own is usable once the link mailed to
+    # it has been followed (`confirmed_at`); "upgrade": authorized before confirmation
+    # existed. Only a SHA-256 digest of the link's token is stored.
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_how = models.CharField(max_length=20, blank=True)
+    confirm_token_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    confirm_sent_at = models.DateTimeField(null=True, blank=True)
+    confirm_expires = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["email"]
@@ -170,6 +178,133 @@ class AuthorizedEmail(models.Model):
         from accounts.actions.senders import display_email
 
         return display_email(self.email)
+
+
+class DomainStatus(models.TextChoices):
+    UNVERIFIED = "unverified", "Unverified"
+    VERIFIED = "verified", "Verified"
+    LAPSED = "lapsed", "Lapsed"
+
+
+class VerifiedHow(models.TextChoices):
+    DNS = "dns", "DNS record"
+    UPGRADE = "upgrade", "Verified at upgrade"
+    OPERATOR = "operator", "Marked verified by an operator"
+
+
+class SendingDomain(models.Model):
+    """A domain an account sends as, and its proof of ownership (`accounts.domains`).
+
+    Unverified until the account publishes `_smtpplus.<domain> TXT
+    "smtpplus-verification=<token>"`. A verified domain belongs to one account: the
+    constraint below admits one verified row per domain, except rows verified at upgrade
+    (several accounts may have authorized the same domain before verification existed;
+    the first to prove it by DNS keeps it).
+    """
+
+    account = models.ForeignKey(Account, models.CASCADE, related_name="sending_domains")
+    # A-label, lower case, no trailing dot (as authorized domains).
+    domain = models.CharField(max_length=253)
+    token = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=12, choices=DomainStatus.choices, default=DomainStatus.UNVERIFIED
+    )
+    verified_how = models.CharField(max_length=12, choices=VerifiedHow.choices, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # The account's SMTP+ users may be authorized for subdomains of this domain too.
+    include_subdomains = models.BooleanField(default=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    # The findings of the last check (verification, DKIM, SPF, DMARC), as shown.
+    check_result: models.JSONField[Any, Any] = models.JSONField(default=dict, blank=True)
+    # When a verified domain's TXT record was first found missing (lapse grace period).
+    record_missing_since = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "domain"], name="sendingdomain_unique"),
+            models.UniqueConstraint(
+                fields=["domain"],
+                condition=models.Q(status="verified") & ~models.Q(verified_how="upgrade"),
+                name="sendingdomain_one_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display
+
+    @property
+    def display(self) -> str:
+        return domain_to_unicode(self.domain)
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the account's users may send as it (and it is DKIM-signed)."""
+        return self.status == DomainStatus.VERIFIED
+
+    @property
+    def verification_name(self) -> str:
+        return f"_smtpplus.{self.domain}"
+
+    @property
+    def verification_value(self) -> str:
+        return f"smtpplus-verification={self.token}"
+
+    def covers(self, domain: str) -> bool:
+        """Whether `domain` (an A-label) is this domain or, when it opts in, a subdomain."""
+        return domain == self.domain or (
+            self.include_subdomains and domain.endswith("." + self.domain)
+        )
+
+
+class DkimAlgorithm(models.TextChoices):
+    RSA = "rsa", "RSA-SHA256"
+    ED25519 = "ed25519", "Ed25519-SHA256"
+
+
+class DkimKeyState(models.TextChoices):
+    PENDING = "pending", "Pending (publish it)"
+    ACTIVE = "active", "Active"
+    RETIRING = "retiring", "Retiring"
+    RETIRED = "retired", "Retired"
+
+
+class DkimKey(models.Model):
+    """A DKIM key pair of a sending domain; the private part is encrypted at rest with
+    the credential keys and never shown."""
+
+    sending_domain = models.ForeignKey(SendingDomain, models.CASCADE, related_name="dkim_keys")
+    selector = models.CharField(max_length=63)
+    algorithm = models.CharField(
+        max_length=10, choices=DkimAlgorithm.choices, default=DkimAlgorithm.RSA
+    )
+    private_key_encrypted = models.TextField()
+    # The base64 `p=` value of the record to publish.
+    public_key = models.TextField()
+    state = models.CharField(
+        max_length=10, choices=DkimKeyState.choices, default=DkimKeyState.PENDING
+    )
+    created = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retiring_since = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    # "match", "missing", "mismatch" or "error: …" from the last check of the record.
+    dns_status = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["sending_domain", "created", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sending_domain", "selector"], name="dkimkey_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.sending_domain.domain} ({self.algorithm})"
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.sending_domain.domain}"
 
 
 class AuditEvent(models.Model):

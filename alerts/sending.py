@@ -36,6 +36,7 @@ from alerts.models import (
     NotificationStatus,
 )
 from alerts.retention import prune_hourly
+from smtpplus import metrics
 
 logger = logging.getLogger("smtpplus.alerts")
 
@@ -221,6 +222,7 @@ def deliver(
     delays = retry_delays()
     limit = max_attempts if max_attempts is not None else len(delays) + 1
     fields: dict[str, object] = {"lease_until": None, "error": error[:2000]}
+    metrics.ALERTS.labels(n.channel, "failed" if error else "sent").inc()
     if not error:
         fields.update(status=NotificationStatus.SENT, sent_at=finished)
     elif permanent or n.attempts >= limit:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from relay.listen import Listener
 from relay.models import ConnectionStat, RelayNode
+from smtpplus import metrics
 
 HEARTBEAT_SECONDS = 10.0
 
@@ -79,9 +80,11 @@ class ConnectionCounter:
 
     def connection(self, port: int) -> None:
         self._bump(port, None, 0)
+        metrics.RELAY_CONNECTIONS.labels(port).inc()
 
     def login(self, port: int, smtp_user_id: int) -> None:
         self._bump(port, smtp_user_id, 1)
+        metrics.RELAY_LOGINS.labels(port).inc()
 
     def take(self) -> dict[StatKey, _Counts]:
         counts, self._counts = self._counts, {}

@@ -1,10 +1,13 @@
 """System checks that warn about unsafe defaults (`manage.py check --deploy`)."""
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
+from smtpplus.dns import parse_resolvers
 from smtpplus.settings import DEV_SECRET_KEY
 
 
@@ -74,4 +77,45 @@ def check_smtpplus_settings(app_configs: Any = None, **kwargs: Any) -> list[Warn
                 id="smtpplus.W008",
             )
         )
+    if settings.SMTPPLUS_SENDER_VERIFICATION == "off":
+        warnings.append(
+            Warning(
+                "SMTPPLUS_SENDER_VERIFICATION is off: any account can authorize any domain "
+                "or address and send as it, without proving that it owns it.",
+                hint="Leave it at 'required' unless this relay serves one trusted account.",
+                id="smtpplus.W009",
+            )
+        )
     return warnings
+
+
+@register()
+def check_sending_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Settings that would make sender verification or DNS lookups misbehave."""
+    errors: list[Error] = []
+    if settings.SMTPPLUS_SENDER_VERIFICATION not in ("required", "off"):
+        errors.append(Error(
+            f"SMTPPLUS_SENDER_VERIFICATION is {settings.SMTPPLUS_SENDER_VERIFICATION!r}.",
+            hint="Set it to 'required' (the default) or 'off'.", id="smtpplus.E001"))
+    try:
+        parse_resolvers(list(settings.SMTPPLUS_DNS_RESOLVERS))
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), hint="Use host[:port] entries, e.g. 127.0.0.1:53.",
+                            id="smtpplus.E002"))
+    if settings.SMTPPLUS_DNS_TIMEOUT <= 0:
+        errors.append(Error("SMTPPLUS_DNS_TIMEOUT must be a positive number of seconds.",
+                            id="smtpplus.E003"))
+    return errors
+
+
+@register()
+def check_metrics_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors: list[Error] = []
+    for network in settings.METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            errors.append(Error(f"METRICS_ALLOWED_NETWORKS: {network!r} is not a network.",
+                                hint="Use addresses or CIDR networks, e.g. 10.0.0.0/8.",
+                                id="smtpplus.E004"))
+    return errors

@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.tenancy.account_context",
                 "smtpplus.console_url.console_url_context",
+                "smtpplus.navigation.navigation_context",
             ],
         },
     },
@@ -157,8 +158,34 @@ SMTPPLUS_INVITE_DAYS = env.int("SMTPPLUS_INVITE_DAYS", default=7)
 # Authorized domains and addresses together, per SMTP+ user: the user's page and every
 # login read them all.
 SMTPPLUS_MAX_SENDERS_PER_USER = env.int("SMTPPLUS_MAX_SENDERS_PER_USER", default=1000)
+# Sending domains (accounts.domains): whether an SMTP+ user may send only as domains its
+# account has proved it owns (DNS TXT record) and addresses confirmed by a link mailed to
+# them ("required"), or as any authorized sender ("off": a closed single-tenant install;
+# check --deploy warns).
+SMTPPLUS_SENDER_VERIFICATION = env.str("SMTPPLUS_SENDER_VERIFICATION", default="required")
+# A verified domain whose TXT record has been missing this long (seconds) becomes lapsed.
+SMTPPLUS_DOMAIN_LAPSE_GRACE = env.int("SMTPPLUS_DOMAIN_LAPSE_GRACE", default=72 * 3600)
+# How often the periodic check (manage.py domain check --due, run by `up`/`runrelay`)
+# re-reads each domain's records, in seconds.
+SMTPPLUS_DOMAIN_RECHECK_INTERVAL = env.int("SMTPPLUS_DOMAIN_RECHECK_INTERVAL", default=6 * 3600)
+# How long an address confirmation link stays valid, in hours.
+SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", default=72)
+# DNS servers for every lookup (verification, DKIM, SPF, DMARC, MX delivery):
+# host[:port] or [v6]:port, comma separated; empty: the system's resolver.
+SMTPPLUS_DNS_RESOLVERS = env.list("SMTPPLUS_DNS_RESOLVERS", default=[])
+SMTPPLUS_DNS_TIMEOUT = env.float("SMTPPLUS_DNS_TIMEOUT", default=5.0)
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
+
+# --- Prometheus metrics (README "Monitoring") ----------------------------------------
+# Where each long-running process serves its metrics (HOST:PORT; empty: not served).
+METRICS_RELAY_LISTEN = env.str("METRICS_RELAY_LISTEN", default="")
+METRICS_DELIVERY_LISTEN = env.str("METRICS_DELIVERY_LISTEN", default="")
+METRICS_ALERTS_LISTEN = env.str("METRICS_ALERTS_LISTEN", default="")
+# The console's /metrics (queue gauges): a bearer token and/or the client networks
+# allowed to read it; with neither set it answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 
 # --- Relay ----------------------------------------------------------------------------
 RELAY_HOSTNAME = env.str("RELAY_HOSTNAME", default="localhost")
@@ -198,6 +225,14 @@ DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 DELIVERY_TIMEOUT = env.int("DELIVERY_TIMEOUT", default=60)
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+
+# --- Delivery status notifications (bounces) and the suppression list ----------------
+# The From: of the DSNs SMTP+ sends (their envelope sender is always the null sender <>).
+DSN_FROM = env.str("DSN_FROM", default=f"Mail Delivery System <MAILER-DAEMON@{RELAY_HOSTNAME}>")
+# One "still trying" DSN once a recipient has waited this many hours; 0 = never.
+DSN_DELAY_WARNING_HOURS = env.float("DSN_DELAY_WARNING_HOURS", default=0)
+# At most this many DSNs per hour to one original sender of an account; 0 = no limit.
+DSN_RATE_LIMIT = env.int("DSN_RATE_LIMIT", default=100)
 
 # --- Email (alerts, invitations) ------------------------------------------------------
 # Alerts never travel through our own relay: they use Django's email backend.

@@ -3,7 +3,9 @@ from django.contrib.auth import views as auth_views
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -13,7 +15,7 @@ from accounts import login
 from accounts.apiauth import ApiError, ApiKeyAuth
 from alerts import api as alerts_api
 from relay import api as relay_api
-from relay.console import dashboard, subjects
+from relay.console import dashboard, metrics, subjects
 from smtpplus import views
 
 # The management API: one instance, each app's endpoints in its own module. Its own
@@ -98,6 +100,10 @@ urlpatterns = [
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("no-account/", views.no_account, name="no_account"),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico whatever the page says.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True),
+         name="favicon"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("subject-tool/", subjects.subject_tool, name="subject_tool"),
     path("api/v1/docs", views.api_docs, name="api_docs"),
     path("api/v1/", api.urls),

@@ -11,6 +11,7 @@ from django.test import Client
 
 from accounts.actions.smtp_users import create_account, create_smtp_user
 from accounts.models import Account, Membership, Role, SmtpUser
+from tests.dns_server import DnsServer
 from tests.fake_upstream import upstream  # noqa: F401  (fixture for every test folder)
 from tests.smtp_relay import relay, start_relay  # noqa: F401  (fixtures for every test folder)
 
@@ -54,6 +55,22 @@ def login(client: Client, user: User) -> Client:
 @pytest.fixture
 def alice_client(client: Client, cast: Cast) -> Client:
     return login(client, cast.alice)
+
+
+@pytest.fixture(scope="session")
+def _knot_server():
+    server = DnsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(_knot_server, settings) -> DnsServer:
+    """The suite's real DNS server (Knot), and every lookup of the product pointed at it."""
+    settings.SMTPPLUS_DNS_RESOLVERS = [_knot_server.address]
+    settings.SMTPPLUS_DNS_TIMEOUT = 3.0
+    return _knot_server
 
 
 @pytest.fixture(autouse=True)

@@ -25,15 +25,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.utils import timezone
 
-from relay.delivery import queue
+from relay.delivery import notices, queue
 from relay.delivery.deliver import (
     LoadedMessage,
+    Outcome,
     OutcomeRecorder,
     claim_batch,
     deliver_message,
 )
 from relay.delivery.upstreams import Transport, build_transport
+from relay.delivery.upstreams.spec import parse_upstream
+from smtpplus import metrics
 from smtpplus.dbthreads import DbThreads
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,8 @@ ONCE_MAX_FAILURES = 3
 GATHER_SECONDS = 0.05
 # Recipients claimed at a time (a worker claims again when fewer messages than tasks wait).
 BATCH_SIZE = 20
+# How often a worker writes the delivery status notifications a crash or a delay left owed.
+NOTICE_SWEEP_SECONDS = 60.0
 
 
 class ClaimFailed(Exception):
@@ -53,6 +59,19 @@ class Job(NamedTuple):
 
     message: LoadedMessage | None
     recipients: list[queue.Claimed]
+
+
+def count_deliveries(upstream_kind: str, outcomes: list[Outcome]) -> None:
+    """The metrics of one message's recorded outcomes (smtpplus.metrics)."""
+    now = timezone.now()
+    for o in outcomes:
+        if o.raised:
+            continue
+        outcome = o.reply.outcome
+        metrics.DELIVERIES.labels(outcome, upstream_kind).inc()
+        metrics.DELIVERY_SECONDS.labels(upstream_kind).observe(o.duration_ms / 1000)
+        if outcome == "delivered":
+            metrics.DELIVERY_LATENCY.observe((now - o.message_created).total_seconds())
 
 
 class DeliveryWorker:
@@ -73,6 +92,7 @@ class DeliveryWorker:
         self.owner = queue.new_worker_id()
         self.stats: Counter[str] = Counter()
         self.transport: Transport | None = None
+        self.upstream_kind = ""  # "smtp", "mx", …: the metrics' label, set with the transport
         self._db_threads = DbThreads(self.concurrency, "delivery-db")
         self._stopping: asyncio.Event | None = None
         self._recorder = OutcomeRecorder(self.owner, self.db)
@@ -159,8 +179,30 @@ class DeliveryWorker:
                 self.stats["errors"] += 1
                 return
             self.stats.update(o.reply.outcome for o in outcomes)
+            count_deliveries(self.upstream_kind, outcomes)
+            if any(notices.may_be_due(o.reply.outcome, o.recipient.notify, o.reply.dsn_passed,
+                                      o.message_created) for o in outcomes):
+                await self._write_notices([job.message.id])
         finally:
             self._held.difference_update(r.pk for r in rcpts)
+
+    async def _write_notices(self, message_ids: list[int] | None) -> None:
+        """Queue the reports owed (all of them when `message_ids` is None); a failure is
+        logged, and the next sweep writes them."""
+        try:
+            if message_ids is None:
+                self.stats["dsns"] += await self.db(notices.sweep)
+            else:
+                self.stats["dsns"] += await self.db(notices.write_due, message_ids)
+        except Exception:
+            log.exception("writing delivery status notifications failed")
+            self.stats["errors"] += 1
+
+    async def _sweep_notices(self) -> None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            await self._write_notices(None)
+            await self._sleep(NOTICE_SWEEP_SECONDS)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stopping is not None
@@ -211,10 +253,16 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event | None = None) -> Counter[str]:
         self._stopping = stop or asyncio.Event()
         self.transport = build_transport(self.upstream)
+        self.upstream_kind = parse_upstream(
+            self.upstream if self.upstream is not None else settings.RELAY_UPSTREAM).kind
         log.info(
             "delivery worker %s: %d task(s) to %s", self.owner, self.concurrency, self.transport.label
         )
         extra = [asyncio.create_task(self._renew_leases())]
+        if self.once:
+            await self._write_notices(None)
+        else:
+            extra.append(asyncio.create_task(self._sweep_notices()))
         try:
             await asyncio.gather(*(self._task() for _ in range(self.concurrency)))
         finally:

@@ -16,6 +16,7 @@ _BY_KIND: dict[str, tuple[int, str]] = {
     EventKind.FROM_REJECTED: (403, "from_not_authorized"),
     EventKind.BAD_ADDRESS: (422, "bad_address"),
     EventKind.TOO_MANY_RECIPIENTS: (422, "too_many_recipients"),
+    EventKind.SUPPRESSED: (422, "recipient_suppressed"),
     EventKind.SIZE_EXCEEDED: (413, "message_too_large"),
     EventKind.BAD_MESSAGE: (422, "bad_message"),
     EventKind.RATE_LIMITED: (429, "hourly_limit"),

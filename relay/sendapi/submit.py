@@ -2,7 +2,7 @@
 
 `judge()` asks the relay's pure checks (`relay.smtp.checks`) in the order an SMTP session
 meets them — MAIL FROM (address, hourly limit, sender authorization), each RCPT TO
-(address, recipient limit), then DATA (size, line length, the From:/Sender: headers) — so
+(address, recipient limit, the account's suppression list), then DATA (size, line length, the From:/Sender: headers) — so
 a message gets the same decision, the same reply text and the same relay event whichever
 way it comes. `store()` writes it with the relay's own `store_messages()` (the same
 Message and Recipient rows, in one transaction) and gives its queue id only once that
@@ -19,11 +19,12 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from accounts.tenancy import client_ip
+from relay import suppressions
 from relay.models import EventKind, Message
 from relay.sendapi.auth import Sender
 from relay.sendapi.events import record_event
 from relay.smtp import checks, replies
-from relay.smtp.accept import HeaderSummary, Submission, store_messages
+from relay.smtp.accept import HeaderSummary, Submission, printable, store_messages
 from relay.smtp.checks import Reject, SessionSnapshot
 from relay.smtp.config import RelayConfig
 from relay.smtp.limits import messages_last_hour
@@ -61,7 +62,9 @@ def _too_long_line(raw: bytes) -> bool:
 
 
 def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
-          hourly_count: Callable[[int], int] = messages_last_hour) -> Reject | HeaderSummary:
+          hourly_count: Callable[[int], int] = messages_last_hour,
+          suppressed: Callable[[int, str], str | None] = suppressions.refusal_for,
+          ) -> Reject | HeaderSummary:
     """The relay's decision on the message, command by command."""
     user = sender.user
     session = SessionSnapshot(authenticated=True, username=user.username, policy=sender.policy,
@@ -79,6 +82,11 @@ def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
     for count, address in enumerate(envelope.recipients):
         reject = checks.recipient(replace(session, recipients=count), address,
                                   config.max_recipients)
+        if reject is None:
+            refusal = suppressed(user.account_id, address)  # as the relay's RCPT hook
+            if refusal is not None:
+                reject = Reject(refusal, EventKind.SUPPRESSED, "on the suppression list",
+                                printable(address))
         if reject is not None:
             return reject
     if config.max_message_size and len(envelope.raw) > config.max_message_size:

@@ -25,6 +25,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from smtpplus import metrics
+
 log = logging.getLogger(__name__)
 
 FOLD_SECONDS = 60
@@ -78,6 +80,7 @@ class EventBuffer:
             kind, client_ip, port, username[:320], address[:998], reason[:500], reply[:500],
             account_id, smtp_user_id,
         )
+        metrics.RELAY_EVENTS.labels(kind).inc()
         now = timezone.now()
         tally = self._pending.get(key)
         if tally is None:

@@ -8,10 +8,13 @@ does the write).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import psycopg
 from django.db import DataError, IntegrityError
+
+from smtpplus import metrics
 
 if TYPE_CHECKING:
     from relay.smtp.accept import Submission
@@ -51,6 +54,7 @@ class GroupCommit:
             while self.pending:
                 batch = self.pending[: self.MAX_BATCH]
                 del self.pending[: self.MAX_BATCH]
+                started = time.perf_counter()
                 try:
                     ids = await self.store.store_messages([s for s, _ in batch])
                 except Exception as exc:
@@ -67,8 +71,12 @@ class GroupCommit:
                         except Exception as one_exc:
                             _settle(future, exc=one_exc)
                         else:
+                            metrics.RELAY_ACCEPTED.inc()
                             _settle(future, ids[0])
                     continue
+                metrics.RELAY_COMMIT_SECONDS.observe(time.perf_counter() - started)
+                metrics.RELAY_COMMIT_GROUP.observe(len(batch))
+                metrics.RELAY_ACCEPTED.inc(len(batch))
                 for (_, future), queue_id in zip(batch, ids, strict=True):
                     _settle(future, queue_id)
         finally:

@@ -11,6 +11,8 @@ import pytest
 from django.test import Client
 
 from accounts.actions.api_keys import create_api_key
+from accounts.audit import Actor
+from relay import suppressions
 from relay.models import Message, RelayEvent
 
 RCPT = "someone@example.net"
@@ -107,16 +109,19 @@ def test_a_json_message_gets_the_decision_of_the_same_message_by_smtp(relay, cas
 
 @pytest.mark.parametrize("relay", [{"RELAY_MAX_RECIPIENTS": 2}], indirect=True)
 @pytest.mark.parametrize("recipients", [["ok@example.net", "no-domain"],
-                                        ["a@example.net", "b@example.net", "c@example.net"]])
+                                        ["a@example.net", "b@example.net", "c@example.net"],
+                                        ["ok@example.net", "gone@example.net"]])
 def test_a_recipient_smtp_refuses_gets_its_reply_and_the_api_queues_nothing(
         relay, cast, recipients, settings):
     settings.RELAY_MAX_RECIPIENTS = 2  # the API's limit, as the relay's above
+    suppressions.add(cast.acme, "gone@example.net", Actor.system("test"))
     _, key = create_api_key(cast.acme, name="parity", smtp_user=cast.acme_smtp)
     raw = raw_message("From: shop@acme.test\r\n")
     with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
         smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
         refused = smtp.sendmail("shop@acme.test", recipients, raw)
     [(code, text)] = refused.values()
+    assert code >= 400
     relay.flush()
     smtp_events = events()
     Message.objects.all().delete()  # SMTP queued it for the recipients it accepted

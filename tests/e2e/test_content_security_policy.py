@@ -35,7 +35,7 @@ document.addEventListener("securitypolicyviolation", function (e) {
 """
 # Console pages that only take POST (a GET is refused) or are not HTML pages.
 NOT_PAGES = {
-    "healthz", "accounts:smtpuser_set_active", "accounts:smtpuser_reveal",
+    "healthz", "metrics", "favicon", "accounts:smtpuser_set_active", "accounts:smtpuser_reveal",
     "accounts:smtpuser_reset_password", "accounts:smtpuser_senders_add",
     "accounts:smtpuser_domain_remove", "accounts:smtpuser_domain_subdomains",
     "accounts:smtpuser_email_remove", "accounts:smtpuser_send_as", "accounts:member_invite",
@@ -43,6 +43,8 @@ NOT_PAGES = {
     "relay:message_retry", "relay:message_cancel", "relay:troubleshoot_authorize",
     "relay:test_message", "relay:troubleshoot_unblock", "alerts:rule_toggle", "alerts:rule_test",
     "alerts:rule_reset_secret", "accounts:api_key_create", "accounts:api_key_revoke",
+    "relay:suppressions_add", "relay:suppressions_remove", "relay:suppressions_import",
+    "relay:suppressions_export", "relay:dsn_settings_save",
 }
 
 
@@ -121,7 +123,7 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
         "/messages/bulk/?action=retry&status=failed", f"/messages/{message.pk}/", "/events/",
         "/alerts/", "/alerts/new/", f"/alerts/{rule.pk}/", f"/alerts/{rule.pk}/edit/",
         f"/alerts/{rule.pk}/delete/", "/alerts/log/", "/subject-tool/", "/password/",
-        "/api-keys/",
+        "/api-keys/", "/suppressions/", f"/users/{user_pk}/delivery-reports/",
     ]:
         visits.open(path)
 

@@ -10,11 +10,14 @@ import signal
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from alerts.sending import run_once
+from smtpplus import metrics
 from smtpplus.lifetime import watch_parent
+from smtpplus.metrics import check_metrics_address
 
 
 class Command(BaseCommand):
@@ -23,6 +26,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="one pass, then exit")
         parser.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
+        parser.add_argument("--metrics", default=settings.METRICS_ALERTS_LISTEN, metavar="HOST:PORT",
+                            help="serve Prometheus metrics there (default: METRICS_ALERTS_LISTEN)")
 
     def on_signal(self, signum: int, frame: Any) -> None:
         self.stdout.write(f"Received signal {signum}, finishing the current pass…")
@@ -34,6 +39,8 @@ class Command(BaseCommand):
             sent = run_once()
             self.stdout.write(f"Sent {sent} notification{'s' if sent != 1 else ''}.")
             return
+        check_metrics_address(opts["metrics"])
+        metrics.serve(opts["metrics"], "alert sender")
         self.shutdown = False
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)

@@ -13,7 +13,6 @@ import random
 from collections import defaultdict
 
 import aiosmtplib
-import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
@@ -24,7 +23,9 @@ from accounts.senders import split_address
 from relay.delivery.upstreams.reply import Reply, network_error
 from relay.delivery.upstreams.smtp import smtp_transaction
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.dsn_params import DsnRequest
 from relay.models import FailReason
+from smtpplus.dns import make_async_resolver
 
 # A name DNS cannot even ask about: no later try can succeed.
 _BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)
@@ -53,7 +54,9 @@ class MxTransport:
         self.spec = spec
         self.timeout = timeout
         self.label = "mx"
-        self.resolver = dns.asyncresolver.Resolver()
+        # The product's one resolver (SMTPPLUS_DNS_RESOLVERS), unless the upstream names
+        # its own nameserver.
+        self.resolver = make_async_resolver(timeout=min(timeout, 30.0))
         # Without a cache every message would ask again for the same few domains.
         self.resolver.cache = dns.resolver.LRUCache()
         if spec.nameserver:
@@ -61,7 +64,6 @@ class MxTransport:
             self.resolver.nameservers = [host or spec.nameserver]
             if host and port.isdigit():
                 self.resolver.port = int(port)
-        self.resolver.lifetime = min(timeout, 30.0)
 
     async def _addresses(self, host: str) -> tuple[list[str], Reply | None]:
         """A mail host's IPv6 and IPv4 addresses, and the DNS trouble met, if any."""
@@ -104,7 +106,8 @@ class MxTransport:
         return [r.exchange.to_text().rstrip(".") for r in records]
 
     async def _send_domain(
-        self, domain: str, sender: str, recipients: list[str], raw: bytes
+        self, domain: str, sender: str, recipients: list[str], raw: bytes,
+        dsn: DsnRequest | None = None,
     ) -> dict[str, Reply]:
         hosts = await self.resolve(domain)
         if isinstance(hosts, Reply):
@@ -130,7 +133,7 @@ class MxTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     last = network_error(exc, label, "connect to")
                     continue
-                result = await smtp_transaction(smtp, label, sender, recipients, raw)
+                result = await smtp_transaction(smtp, label, sender, recipients, raw, dsn)
                 try:
                     await smtp.quit(timeout=5)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -143,7 +146,9 @@ class MxTransport:
             )
         return {r: last for r in recipients}
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None
+    ) -> dict[str, Reply]:
         by_domain: dict[str | None, list[str]] = defaultdict(list)
         for rcpt in recipients:
             by_domain[_domain_of(rcpt)].append(rcpt)
@@ -155,7 +160,7 @@ class MxTransport:
                               reason=FailReason.NO_SUCH_DOMAIN) for r in rcpts}
                 )
                 continue
-            replies.update(await self._send_domain(domain, sender, rcpts, raw))
+            replies.update(await self._send_domain(domain, sender, rcpts, raw, dsn))
         return replies
 
     async def close(self) -> None:

@@ -10,7 +10,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from relay.delivery.upstreams.spec import UpstreamConfigError, parse_upstream
 from relay.delivery.worker import BATCH_SIZE, run_until_signal
+from smtpplus import metrics
 from smtpplus.lifetime import watch_parent
+from smtpplus.metrics import check_metrics_address
 
 
 class Command(BaseCommand):
@@ -35,6 +37,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--once", action="store_true", help="Deliver what is due now, then exit."
         )
+        parser.add_argument(
+            "--metrics", default=settings.METRICS_DELIVERY_LISTEN, metavar="HOST:PORT",
+            help="Serve Prometheus metrics there (default: METRICS_DELIVERY_LISTEN).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         watch_parent()
@@ -44,6 +50,8 @@ class Command(BaseCommand):
             spec = parse_upstream(settings.RELAY_UPSTREAM)
         except UpstreamConfigError as exc:
             raise CommandError(str(exc)) from None
+        check_metrics_address(options["metrics"])
+        metrics.serve(options["metrics"], "delivery")
         if options["verbosity"] >= 1:
             self.stderr.write(f"Delivering to {spec.label} with {options['concurrency']} task(s)")
         stats = run_until_signal(

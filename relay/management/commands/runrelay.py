@@ -29,15 +29,20 @@ from django.db import connections
 
 from relay.listen import ListenSpecError, parse_listen
 from relay.smtp.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
+from smtpplus import metrics
 from smtpplus.lifetime import die_with_parent, start_child, watch_parent
+from smtpplus.metrics import check_metrics_address
 
 log = logging.getLogger("relay.runrelay")
 DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
 
-def serve(config: RelayConfig) -> int:
-    """Run one relay in this process until SIGTERM/SIGINT. Returns the exit status."""
+def serve(config: RelayConfig, metrics_listen: str = "", index: int = 0) -> int:
+    """Run one relay in this process until SIGTERM/SIGINT. Returns the exit status.
+    `metrics_listen`: where to serve its metrics (the `index`-th relay process of a
+    forked group on that port + `index`)."""
+    metrics.serve(metrics_listen, "relay", offset=index)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = RelayServer(config, loop)
@@ -64,12 +69,12 @@ def serve(config: RelayConfig) -> int:
         loop.close()
 
 
-def serve_forked(config: RelayConfig, processes: int) -> int:
+def serve_forked(config: RelayConfig, processes: int, metrics_listen: str = "") -> int:
     """Fork `processes` relays that share the ports; wait for them all."""
     connections.close_all()  # never share a database connection across fork()
     children: list[int] = []
     parent = os.getpid()
-    for _ in range(processes):
+    for index in range(processes):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             status = 1
@@ -77,7 +82,7 @@ def serve_forked(config: RelayConfig, processes: int) -> int:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 die_with_parent(parent)
-                status = serve(config)
+                status = serve(config, metrics_listen, index)
             except BaseException:
                 log.exception("relay worker failed")
             finally:
@@ -119,6 +124,10 @@ class Command(BaseCommand):
                             help="do not start the delivery worker")
         parser.add_argument("--no-alerts", action="store_true",
                             help="do not start the alert sender")
+        parser.add_argument("--metrics", default=settings.METRICS_RELAY_LISTEN,
+                            metavar="HOST:PORT",
+                            help="serve Prometheus metrics there (with --processes N, on "
+                                 "PORT, PORT+1, …; default: METRICS_RELAY_LISTEN)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         watch_parent()
@@ -138,13 +147,15 @@ class Command(BaseCommand):
             parse_listen(config.listen_tls)
         except ListenSpecError as exc:
             raise CommandError(f"bad listen address: {exc}") from None
+        check_metrics_address(options["metrics"])
         children: list[subprocess.Popen[bytes] | None] = []
         if not options["no_deliver"]:
             children.append(start_deliver())
         if not options["no_alerts"]:
             children.append(start_sendalerts())
         try:
-            status = serve(config) if processes == 1 else serve_forked(config, processes)
+            status = (serve(config, options["metrics"]) if processes == 1
+                      else serve_forked(config, processes, options["metrics"]))
         finally:
             for child in children:
                 stop_child(child)
