@@ -210,6 +210,17 @@ RELAY_AUTH_COOLOFF = env.int("RELAY_AUTH_COOLOFF", default=900)
 RELAY_DB_THREADS = env.int("RELAY_DB_THREADS", default=8)
 RELAY_DB_PREPARE = env.bool("RELAY_DB_PREPARE", default=True)
 
+# --- API (/api/v1/) -------------------------------------------------------------------
+# Calls a minute per API key (or per SMTP+ user logging in with HTTP Basic), counted in
+# the database for every console process together; 0: no limit.
+API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=600)
+# The largest request body the console reads: room for a message of
+# RELAY_MAX_MESSAGE_SIZE sent to the send API as JSON (base64 grows it by a third).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "API_MAX_REQUEST_SIZE",
+    default=max(2_621_440, RELAY_MAX_MESSAGE_SIZE * 4 // 3 + 1024 * 1024),
+)
+
 # --- Delivery -------------------------------------------------------------------------
 RELAY_UPSTREAM = env.str("RELAY_UPSTREAM", default=f"maildir:{VAR_DIR / 'maildir'}")
 DELIVERY_RETRY_FIRST = env.int("DELIVERY_RETRY_FIRST", default=300)
