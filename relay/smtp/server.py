@@ -199,7 +199,8 @@ class RelayServer:
     # --- heartbeat --------------------------------------------------------------------
     async def _beat(self) -> None:
         try:
-            await self.run_db(nodes.heartbeat, self.node_id, self.listeners, self.stats.take())
+            await self.run_db(nodes.heartbeat, self.node_id, self.listeners, self.stats.take(),
+                              self.stats.accepted_last_minute())
         except Exception:
             log.exception("heartbeat failed")
 
