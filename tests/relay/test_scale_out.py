@@ -133,7 +133,8 @@ def fail_logins(node: Node, username: str, times: int) -> None:
 
 def test_two_nodes_share_the_cooloff_and_its_unblock(two_nodes, cast):
     a, b = two_nodes
-    assert set(RelayNode.objects.values_list("node_id", flat=True)) == {"node-a", "node-b"}
+    wait_until(lambda: set(RelayNode.objects.values_list("node_id", flat=True))
+               == {"node-a", "node-b"}, "the nodes did not register under their names")
     # Two failures on each node: neither alone reaches the limit of four.
     fail_logins(a, cast.acme_smtp.username, 2)
     fail_logins(b, cast.acme_smtp.username, 2)
