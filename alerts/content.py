@@ -157,6 +157,8 @@ def headline(kinds: Counter[str], total: int) -> str:
         return f"repeated failed logins ({_plural(total, 'source')})"
     if set(kinds) == {EventType.RATE_LIMITED}:
         return f"hourly limit reached ({_plural(total, 'SMTP+ user')})"
+    if set(kinds) == {EventType.RECIPIENT_SUPPRESSED}:
+        return f"{_plural(total, 'recipient')} refused: on the suppression list"
     return f"{_plural(total, 'problem')} sending mail"
 
 

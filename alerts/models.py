@@ -27,6 +27,7 @@ class EventType(models.TextChoices):
     SENDER_REJECTED = "sender_rejected", "Sender rejected (not authorized)"
     LOGIN_FAILURES = "login_failures", "Failed logins above a threshold"
     RATE_LIMITED = "rate_limited", "Hourly limit reached"
+    RECIPIENT_SUPPRESSED = "recipient_suppressed", "Recipient refused: on the suppression list"
 
 
 DELIVERY_EVENTS = (

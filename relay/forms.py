@@ -55,6 +55,10 @@ class MessageFilterForm(AccountFilterForm):
     sender_match = forms.ChoiceField(choices=[("contains", "contains"), ("equals", "equals")],
                                      required=False, label="Sender match")
     recipient = forms.CharField(required=False, max_length=320, label="Recipient")
+    kind = forms.ChoiceField(
+        choices=[("", "All messages"), ("mail", "Mail from clients"),
+                 ("dsn", "Delivery reports SMTP+ sent")],
+        required=False, label="Kind")
     date_from = DayField(required=False, label="From date",
                          widget=forms.DateInput(attrs={"type": "date", "min": FIRST_DAY,
                                                        "max": LAST_DAY}))

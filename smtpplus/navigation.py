@@ -27,7 +27,7 @@ class NavItem:
 ITEMS = (
     NavItem("Dashboard", "dashboard"),
     NavItem("SMTP+ users", "accounts:smtpuser_list"),
-    NavItem("Sending domains", "accounts:domains"),
+    NavItem("Sending domains", "accounts:domain_list"),
     NavItem("Messages", "relay:messages"),
     NavItem("Relay events", "relay:events"),
     NavItem("Suppressions", "relay:suppressions"),

@@ -220,6 +220,14 @@ DELIVERY_TIMEOUT = env.int("DELIVERY_TIMEOUT", default=60)
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 
+# --- Delivery status notifications (bounces) and the suppression list ----------------
+# The From: of the DSNs SMTP+ sends (their envelope sender is always the null sender <>).
+DSN_FROM = env.str("DSN_FROM", default=f"Mail Delivery System <MAILER-DAEMON@{RELAY_HOSTNAME}>")
+# One "still trying" DSN once a recipient has waited this many hours; 0 = never.
+DSN_DELAY_WARNING_HOURS = env.float("DSN_DELAY_WARNING_HOURS", default=0)
+# At most this many DSNs per hour to one original sender of an account; 0 = no limit.
+DSN_RATE_LIMIT = env.int("DSN_RATE_LIMIT", default=100)
+
 # --- Email (alerts, invitations) ------------------------------------------------------
 # Alerts never travel through our own relay: they use Django's email backend.
 if "EMAIL_URL" in env:

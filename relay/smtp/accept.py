@@ -134,6 +134,10 @@ class Submission:
     smtputf8: bool = False
     tls: bool = False
     headers: HeaderSummary | None = None
+    # The DSN extension (RFC 3461): RET, ENVID, and (NOTIFY, ORCPT) per recipient.
+    dsn_ret: str = ""
+    dsn_envid: str = ""
+    rcpt_dsn: list[tuple[str, str]] = field(default_factory=list)
 
 
 QUEUE_ID_RANDOM_CHARS = 9
@@ -224,6 +228,8 @@ def message_rows(
             "port": sub.port,
             "smtputf8": sub.smtputf8,
             "raw": raw,
+            "dsn_ret": sub.dsn_ret,
+            "dsn_envid": sub.dsn_envid,
         })
     return messages, now
 
@@ -242,7 +248,15 @@ def recipient_rows(
             "priority": sub.priority,
             "created": now,
             "next_attempt_at": now,
+            "notify": dsn[0],
+            "orcpt": dsn[1],
         }
         for sub, message in zip(subs, messages, strict=True)
-        for address in sub.recipients
+        for address, dsn in zip(sub.recipients, _rcpt_dsn(sub), strict=True)
     ]
+
+
+def _rcpt_dsn(sub: Submission) -> list[tuple[str, str]]:
+    """(NOTIFY, ORCPT) per recipient; ("", "") where the client gave none."""
+    given = sub.rcpt_dsn[: len(sub.recipients)]
+    return given + [("", "")] * (len(sub.recipients) - len(given))

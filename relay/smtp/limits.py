@@ -252,7 +252,9 @@ def hourly_counts(smtp_user_ids: list[int]) -> dict[int, int]:
     if not smtp_user_ids:
         return {}
     since = timezone.now() - timedelta(hours=1)
+    # The delivery reports SMTP+ writes for the user's mail (null sender) are not its own.
     rows = (Message.objects.filter(smtp_user_id__in=smtp_user_ids, created__gte=since)
+            .exclude(envelope_from="")
             .order_by().values_list("smtp_user_id").annotate(n=Count("pk")))
     return {user_id: n for user_id, n in rows}
 

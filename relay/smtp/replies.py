@@ -26,6 +26,9 @@ here; none of them writes a reply text of its own. The contract (DESIGN.md) in s
 | no From:, unparsable or unreadable header   | NO_FROM_HEADER, unparsable_header_reply(),   | from_rejected       |
 |                                             | unreadable_header_reply() `550 5.6.0`        |                     |
 | too many recipients                         | TOO_MANY_RECIPIENTS `452 4.5.3`              | too_many_rcpts      |
+| recipient on the account's suppression list | relay.suppressions.refusal_reply() `550 5.1.1`| suppressed         |
+| bad DSN parameter (RET, ENVID, NOTIFY,      | relay.dsn_params `501 5.5.4` naming it       |                     |
+|   ORCPT)                                    |                                              |                     |
 | over the size limit (SIZE= or actual)       | SIZE_EXCEEDED `552 5.3.4`                    | size_exceeded       |
 | a line over 998 characters                  | LINE_TOO_LONG `500 5.5.2`                    | bad_message         |
 | user over its hourly limit                  | RATE_LIMITED `451 4.7.1`                     | rate_limited        |
@@ -64,7 +67,7 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try ag
 READY_FOR_TLS = "220 2.0.0 Ready to start TLS"
 # Extensions aiosmtpd's EHLO reply does not list although the relay supports them; they
 # go before its last line ("250 HELP").
-EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES")
+EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES", b"250-DSN")
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
 
 # --- envelope -------------------------------------------------------------------------

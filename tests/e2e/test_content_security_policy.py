@@ -43,6 +43,8 @@ NOT_PAGES = {
     "relay:message_retry", "relay:message_cancel", "relay:troubleshoot_authorize",
     "relay:test_message", "relay:troubleshoot_unblock", "alerts:rule_toggle", "alerts:rule_test",
     "alerts:rule_reset_secret", "accounts:api_key_create", "accounts:api_key_revoke",
+    "relay:suppressions_add", "relay:suppressions_remove", "relay:suppressions_import",
+    "relay:suppressions_export", "relay:dsn_settings_save",
 }
 
 
@@ -121,7 +123,7 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
         "/messages/bulk/?action=retry&status=failed", f"/messages/{message.pk}/", "/events/",
         "/alerts/", "/alerts/new/", f"/alerts/{rule.pk}/", f"/alerts/{rule.pk}/edit/",
         f"/alerts/{rule.pk}/delete/", "/alerts/log/", "/subject-tool/", "/password/",
-        "/api-keys/",
+        "/api-keys/", "/suppressions/", f"/users/{user_pk}/delivery-reports/",
     ]:
         visits.open(path)
 

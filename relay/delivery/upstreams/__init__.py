@@ -7,7 +7,8 @@
 
 Every transport answers `send(sender, recipients, raw)` with one `Reply` per recipient
 and never raises for a network or protocol problem: a refused connection, a timeout or a
-lost connection is a temporary (4.x.x) reply like any other.
+lost connection is a temporary (4.x.x) reply like any other. `dsn` is the message's
+RFC 3461 request, given to an SMTP server that offers the DSN extension.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from relay.delivery.upstreams.mx import MxTransport
 from relay.delivery.upstreams.reply import Reply
 from relay.delivery.upstreams.smtp import SmarthostTransport
 from relay.delivery.upstreams.spec import parse_upstream
+from relay.dsn_params import DsnRequest
 
 
 class Transport(Protocol):
     label: str
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]: ...
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None
+    ) -> dict[str, Reply]: ...
 
     async def close(self) -> None: ...
 

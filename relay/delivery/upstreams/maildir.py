@@ -7,6 +7,7 @@ import mailbox
 
 from relay.delivery.upstreams.reply import Reply
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.dsn_params import DsnRequest
 from relay.models import FailReason
 
 
@@ -23,7 +24,9 @@ class MaildirTransport:
         trace += b"".join(f"Delivered-To: {r}\n".encode() for r in recipients)
         return box.add(trace + raw.replace(b"\r\n", b"\n"))
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None
+    ) -> dict[str, Reply]:
         try:
             key = await asyncio.to_thread(self._write, sender, recipients, raw)
         except OSError as exc:

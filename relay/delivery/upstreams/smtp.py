@@ -15,6 +15,7 @@ from django.conf import settings
 from relay.delivery.upstreams import downgrade
 from relay.delivery.upstreams.reply import Reply, TransportError, network_error
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.dsn_params import DsnRequest
 from relay.models import FailReason
 
 
@@ -26,9 +27,11 @@ class TransactionResult:
 
 
 async def smtp_transaction(
-    smtp: aiosmtplib.SMTP, host: str, sender: str, recipients: list[str], raw: bytes
+    smtp: aiosmtplib.SMTP, host: str, sender: str, recipients: list[str], raw: bytes,
+    dsn: DsnRequest | None = None,
 ) -> TransactionResult:
-    """MAIL, one RCPT per recipient, DATA: per-recipient replies. Never raises."""
+    """MAIL, one RCPT per recipient, DATA: per-recipient replies. Never raises. The DSN
+    request goes along when the server offers the DSN extension (RFC 3461)."""
     prepared = downgrade.prepare(
         sender,
         recipients,
@@ -46,10 +49,13 @@ async def smtp_transaction(
     if not todo:
         return result
     encoding = "utf-8" if prepared.utf8 else "ascii"
+    if not (dsn and smtp.supports_extension("dsn")):
+        dsn = None
     stage = "send MAIL FROM to"
     try:
         try:
-            await smtp.mail(sender, options=prepared.mail_options, encoding=encoding)
+            mail_options = prepared.mail_options + (dsn.mail_options() if dsn else [])
+            await smtp.mail(sender, options=mail_options, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             replies.update({r: Reply.from_smtp(exc.code, exc.message, host) for r in todo})
             await _rset(smtp, result)
@@ -58,7 +64,8 @@ async def smtp_transaction(
         stage = "send RCPT TO to"
         for rcpt in todo:
             try:
-                await smtp.rcpt(rcpt, encoding=encoding)
+                await smtp.rcpt(rcpt, options=dsn.rcpt_options(rcpt) if dsn else None,
+                                encoding=encoding)
                 accepted.append(rcpt)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 replies[rcpt] = Reply.from_smtp(exc.code, exc.message, host)
@@ -73,7 +80,8 @@ async def smtp_transaction(
             replies.update({r: Reply.from_smtp(exc.code, exc.message, host) for r in accepted})
             await _rset(smtp, result)
             return result
-        replies.update({r: Reply.from_smtp(response.code, response.message, host) for r in accepted})
+        replies.update({r: Reply.from_smtp(response.code, response.message, host,
+                                           dsn_passed=dsn is not None) for r in accepted})
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         result.broken = True
         lost = network_error(exc, host, stage, FailReason.CONNECTION_LOST)
@@ -155,14 +163,16 @@ class SmarthostTransport:
             return smtp, True
         return await self._connect(), False
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None
+    ) -> dict[str, Reply]:
         for _ in range(2):
             try:
                 smtp, reused = await self._acquire()
             except (aiosmtplib.SMTPException, OSError, TimeoutError, TransportError) as exc:
                 reply = network_error(exc, self.label, "connect to")
                 return {r: reply for r in recipients}
-            result = await smtp_transaction(smtp, self.label, sender, recipients, raw)
+            result = await smtp_transaction(smtp, self.label, sender, recipients, raw, dsn)
             if not result.broken:
                 self._idle.append((smtp, time.monotonic()))
                 return result.replies
