@@ -17,6 +17,7 @@ from accounts.api_domains import router as domains_router
 from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
 from accounts.forms import AuditFilterForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.senders import can_send_as
 from accounts.views.audit import filter_events
 
 router = Router(tags=["SMTP+ users"])
@@ -80,6 +81,16 @@ class CredentialsOut(Schema):
 
 class SmtpUserCreatedOut(SmtpUserDetailOut):
     password: str
+
+
+class SenderQuery(Schema):
+    address: str = Field(max_length=998, description="A sender address, e.g. news@example.com.")
+
+
+class CanSendAsOut(Schema):
+    address: str
+    allowed: bool
+    reason: str = Field(description="The rule that allows it, or why not.")
 
 
 class SendersIn(Schema):
@@ -176,6 +187,23 @@ def update_smtp_user(request: HttpRequest, pk: int, body: SmtpUserPatch) -> Any:
     smtp_users.update_smtp_user(user, changes, actor=actor)
     user.refresh_from_db()
     return _detail(user)
+
+
+@router.delete("/smtp-users/{pk}", response={204: None, **AUTH_ERRORS})
+def delete_smtp_user(request: HttpRequest, pk: int) -> Any:
+    """Delete an SMTP+ user, its authorized senders and its send keys; its credentials
+    stop working at once (open relay sessions included). Its messages stay in the log."""
+    actor = writer(request)
+    smtp_users.delete_smtp_user(_user(request, pk), actor=actor)
+    return Status(204, None)
+
+
+@router.get("/smtp-users/{pk}/can-send-as", response={200: CanSendAsOut, **AUTH_ERRORS})
+def check_sender(request: HttpRequest, pk: int, query: Query[SenderQuery]) -> Any:
+    """May this SMTP+ user send as `address`? The relay's own decision (envelope and
+    From: header alike), with the rule that allows it or why not."""
+    decision = can_send_as(_user(request, pk), query.address)
+    return {"address": query.address, "allowed": decision.allowed, "reason": decision.reason}
 
 
 @router.post("/smtp-users/{pk}/enable", response={200: SmtpUserDetailOut, **AUTH_ERRORS})

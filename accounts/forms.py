@@ -10,7 +10,7 @@ from django.contrib.auth import authenticate, get_user_model, password_validatio
 
 from accounts.apikeys import parse_networks
 from accounts.login import password_guess_brake
-from accounts.models import Account, ApiKeyRole, AuditEvent, Membership, Role
+from accounts.models import Account, ApiKeyRole, AuditEvent, Membership, Role, SmtpUser
 
 if TYPE_CHECKING:
     from accounts.tenancy import AccountRequest
@@ -160,6 +160,20 @@ class ApiKeyForm(forms.Form):
         max_length=2000, required=False, label="Allowed client networks",
         help_text="CIDR networks or addresses, e.g. “10.0.0.0/8 192.0.2.7”; empty: any.",
     )
+
+    smtp_user = forms.ModelChoiceField(
+        queryset=SmtpUser.objects.none(), required=False, label="Sends as SMTP+ user",
+        empty_label="— none: a management key —",
+        help_text="A send key: it can only send messages (POST /api/v1/messages), as this "
+        "SMTP+ user, with the relay's rules. Its role is not used.",
+    )
+
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        users = self.fields["smtp_user"]
+        assert isinstance(users, forms.ModelChoiceField)
+        users.queryset = SmtpUser.objects.filter(account=account)
+        users.label_from_instance = lambda user: f"{user} ({user.username})"  # type: ignore[assignment]
 
     def clean_networks(self) -> list[str]:
         try:

@@ -1,4 +1,5 @@
-"""/api/v1/ endpoints of the alert center: the account's alert rules.
+"""/api/v1/ endpoints of the alert center: the account's alert rules, switching them on
+and off, and the "send test alert" button.
 
 Writes go through the console's form (the same validation, webhook address checks
 included) and `alerts.rules` (the same audit rows). The webhook address is shown
@@ -18,6 +19,7 @@ from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, write
 from alerts import rules
 from alerts.forms import AlertRuleForm
 from alerts.models import AlertRule, EventType, Frequency
+from alerts.sample import send_test_alert
 
 router = Router(tags=["Alert rules"])
 
@@ -130,3 +132,41 @@ def delete_rule(request: HttpRequest, pk: int) -> Any:
     actor = writer(request)
     rules.delete_rule(_owned(request, pk), actor=actor)
     return Status(204, None)
+
+
+class TestNotificationOut(Schema):
+    channel: str
+    target: str = Field(description="Where it went (a webhook address redacted).")
+    sent: bool
+    error: str
+
+
+class TestAlertOut(Schema):
+    notifications: list[TestNotificationOut]
+
+
+@router.post("/alert-rules/{pk}/test", response={200: TestAlertOut, **AUTH_ERRORS})
+def test_rule(request: HttpRequest, pk: int) -> Any:
+    """Send a sample alert through every channel of the rule now, as the console's
+    "send test alert" button does; the answer says, per channel, whether it went."""
+    actor = writer(request)
+    notifications = send_test_alert(_owned(request, pk), actor=actor)
+    return {"notifications": [
+        {"channel": n.channel, "target": n.target_display, "sent": not n.error, "error": n.error}
+        for n in notifications]}
+
+
+@router.post("/alert-rules/{pk}/enable", response={200: AlertRuleOut, **AUTH_ERRORS})
+def enable_rule(request: HttpRequest, pk: int) -> Any:
+    actor = writer(request)
+    rule = _owned(request, pk)
+    rules.set_enabled(rule, True, actor=actor)
+    return _rule(rule)
+
+
+@router.post("/alert-rules/{pk}/disable", response={200: AlertRuleOut, **AUTH_ERRORS})
+def disable_rule(request: HttpRequest, pk: int) -> Any:
+    actor = writer(request)
+    rule = _owned(request, pk)
+    rules.set_enabled(rule, False, actor=actor)
+    return _rule(rule)

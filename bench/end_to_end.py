@@ -50,6 +50,8 @@ from common import (
     wait_for_port,
 )
 
+from tests.postfix import master_cf  # the same private Postfix set-up as the tests
+
 SMTP_SINK = "/usr/sbin/smtp-sink"
 POSTFIX = "/usr/sbin/postfix"
 
@@ -292,16 +294,7 @@ maillog_file = {base / 'maillog'}
 maillog_file_prefixes = {base}
 """
     (base / "main.cf").write_text(main_cf)
-    lines = []
-    for line in Path("/etc/postfix/master.cf").read_text().splitlines():
-        fields = line.split()
-        if line and not line[0].isspace() and not line.startswith("#") and len(fields) >= 8:
-            if fields[0] == "smtp" and fields[1] == "inet":
-                fields[0] = f"127.0.0.1:{port}"
-            fields[4] = "n"  # no chroot: the private queue has no chroot jail set up
-            line = "  ".join(fields[:8]) + ("  " + " ".join(fields[8:]) if fields[8:] else "")
-        lines.append(line)
-    (base / "master.cf").write_text("\n".join(lines) + "\n")
+    (base / "master.cf").write_text(master_cf(port))
 
 
 def run_postfix(sink: Sink, username: str, password: str, args: argparse.Namespace,

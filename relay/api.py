@@ -16,8 +16,12 @@ from relay.delivery import actions
 from relay.forms import EventFilterForm, MessageFilterForm
 from relay.headers import display_subject
 from relay.models import Message, RecipientStatus
+from relay.sendapi import api as send_api
 
 router = Router(tags=["Messages and relay events"])
+# POST /messages and /messages/raw: sending (relay.sendapi), on this router because
+# GET /messages is here; first, so that /messages/raw is not read as /messages/{pk}.
+send_api.add_to(router)
 
 
 class PageParams(Schema):

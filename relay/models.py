@@ -317,13 +317,21 @@ class RelayEvent(models.Model):
 class RelayNode(models.Model):
     """A running relay process: where it listens, and a heartbeat the console checks."""
 
-    node_id = models.CharField(max_length=200, unique=True)  # "host:pid"
+    # RELAY_NODE_NAME, by default "host:pid".
+    node_id = models.CharField(max_length=200, unique=True)
     hostname = models.CharField(max_length=255)
     # [{"host": "0.0.0.0", "port": 587, "tls": "starttls"|"implicit"|"none"}, ...]
     listeners: models.JSONField[Any, Any] = models.JSONField(default=list)
     started = models.DateTimeField(default=timezone.now)
     heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
     stopped = models.DateTimeField(null=True, blank=True)
+    version = models.CharField(max_length=40, blank=True)
+    # Messages the node accepted in the minute before its last heartbeat.
+    accepted_last_minute = models.PositiveIntegerField(default=0)
+    # Its open connections per client IP ({"192.0.2.1": 3}) as of `synced`, which the
+    # other nodes add to their own for RELAY_MAX_CONNECTIONS_PER_IP (relay/smtp/shared.py).
+    connections: models.JSONField[Any, Any] = models.JSONField(default=dict)
+    synced = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-heartbeat"]
@@ -361,3 +369,44 @@ class ConnectionStat(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["smtp_user", "-hour"], name="connstat_user_hour")]
+
+
+class LoginFailureCount(models.Model):
+    """Failed logins from one client IP in one `bucket` (10 s), added by every relay
+    process at its limit sync: their sum over RELAY_AUTH_FAILURE_WINDOW starts a cool-off
+    whichever processes the failures met."""
+
+    client_ip = models.GenericIPAddressField()
+    bucket = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_ip", "bucket"], name="loginfail_ip_bucket"),
+        ]
+        indexes = [models.Index(fields=["bucket"], name="loginfail_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.client_ip} {self.bucket:%H:%M:%S} {self.count}"
+
+
+class ClientCooloff(models.Model):
+    """A client IP's failed-login cool-off, as every relay process applies it.
+
+    Written by the process that starts it, lifted by the console's "unblock now"
+    (`until` set to the release time); each process reads the rows `changed` since its
+    last limit sync (relay/smtp/shared.py)."""
+
+    client_ip = models.GenericIPAddressField(unique=True)
+    started = models.DateTimeField()
+    until = models.DateTimeField()
+    changed = models.DateTimeField(db_index=True)
+    # Whose username started it (the account that sees it and may lift it).
+    username = models.CharField(max_length=320, blank=True)
+    account = models.ForeignKey(Account, models.SET_NULL, null=True, blank=True,
+                                related_name="+")
+    smtp_user = models.ForeignKey(SmtpUser, models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.client_ip} until {self.until:%H:%M:%S}"

@@ -1,8 +1,10 @@
 """Where this relay process listens, its heartbeat, and connection counts.
 
-Each process registers a `RelayNode` row ("host:pid") when it starts, refreshes its
-heartbeat about every ten seconds (`HEARTBEAT_SECONDS`) and marks it stopped on exit; the
-console treats a node without a heartbeat for a minute as gone. Connection counts are
+Each process registers a `RelayNode` row (named by RELAY_NODE_NAME, by default
+"host:pid", with the product's version) when it starts, refreshes its heartbeat about
+every ten seconds (`HEARTBEAT_SECONDS`) with the number of messages it accepted in the
+last minute, and marks it stopped on exit; the console treats a node without a
+heartbeat for a minute as down. Connection counts are
 kept in memory (`ConnectionCounter`) and added to the hourly `ConnectionStat` rows with
 each heartbeat, never a row per connection:
 
@@ -12,8 +14,12 @@ each heartbeat, never a row per connection:
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +38,13 @@ def node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def product_version() -> str:
+    try:
+        return importlib.metadata.version("smtpplus")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def listeners_json(listeners: list[Listener]) -> list[dict[str, object]]:
     return [{"host": x.host, "port": x.port, "tls": x.tls} for x in listeners]
 
@@ -46,6 +59,9 @@ def register_node(node: str, listeners: list[Listener]) -> None:
             "started": now,
             "heartbeat": now,
             "stopped": None,
+            "version": product_version(),
+            "accepted_last_minute": 0,
+            "connections": {},
         },
     )
 
@@ -65,8 +81,25 @@ StatKey = tuple[datetime, int, int | None]  # (hour, port, smtp_user_id)
 
 
 class ConnectionCounter:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._counts: dict[StatKey, _Counts] = {}
+        self.clock = clock
+        # Accepted messages per second of the last minute: [second, count].
+        self._accepted: deque[list[int]] = deque()
+
+    def accepted(self) -> None:
+        """A message was committed."""
+        second = int(self.clock())
+        if self._accepted and self._accepted[-1][0] == second:
+            self._accepted[-1][1] += 1
+        else:
+            self._accepted.append([second, 1])
+
+    def accepted_last_minute(self) -> int:
+        cutoff = int(self.clock()) - 60
+        while self._accepted and self._accepted[0][0] <= cutoff:
+            self._accepted.popleft()
+        return sum(n for _, n in self._accepted)
 
     def _bump(self, port: int, user_id: int | None, logins: int) -> None:
         now = timezone.now()
@@ -114,12 +147,17 @@ def write_stats(counts: dict[StatKey, _Counts]) -> None:
             _add_to_row(hour, port, user_id, c)
 
 
-def heartbeat(node: str, listeners: list[Listener], counts: dict[StatKey, _Counts]) -> None:
-    """Refresh the node's heartbeat and add the connection counts. Synchronous.
+def heartbeat(
+    node: str, listeners: list[Listener], counts: dict[StatKey, _Counts], accepted: int = 0,
+) -> None:
+    """Refresh the node's heartbeat and messages accepted in the last minute, and add
+    the connection counts. Synchronous.
 
     The listeners are written only if the row is gone: they do not change after start,
     and with a wide port range they are hundreds of kilobytes of JSON."""
-    updated = RelayNode.objects.filter(node_id=node).update(heartbeat=timezone.now(), stopped=None)
+    updated = RelayNode.objects.filter(node_id=node).update(
+        heartbeat=timezone.now(), stopped=None, accepted_last_minute=accepted)
     if not updated:
         register_node(node, listeners)
+        RelayNode.objects.filter(node_id=node).update(accepted_last_minute=accepted)
     write_stats(counts)

@@ -214,6 +214,22 @@ RELAY_AUTH_FAILURE_WINDOW = env.int("RELAY_AUTH_FAILURE_WINDOW", default=600)
 RELAY_AUTH_COOLOFF = env.int("RELAY_AUTH_COOLOFF", default=900)
 RELAY_DB_THREADS = env.int("RELAY_DB_THREADS", default=8)
 RELAY_DB_PREPARE = env.bool("RELAY_DB_PREPARE", default=True)
+# Seconds between two syncs of the limits with the other relay processes.
+RELAY_LIMITS_SYNC_SECONDS = env.float("RELAY_LIMITS_SYNC_SECONDS", default=1.0)
+# This relay process's name on the console (empty: host:pid); `runrelay --processes N`
+# adds "-1" … "-N".
+RELAY_NODE_NAME = env.str("RELAY_NODE_NAME", default="")
+
+# --- API (/api/v1/) -------------------------------------------------------------------
+# Calls a minute per API key (or per SMTP+ user logging in with HTTP Basic), counted in
+# the database for every console process together; 0: no limit.
+API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=600)
+# The largest request body the console reads: room for a message of
+# RELAY_MAX_MESSAGE_SIZE sent to the send API as JSON (base64 grows it by a third).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "API_MAX_REQUEST_SIZE",
+    default=max(2_621_440, RELAY_MAX_MESSAGE_SIZE * 4 // 3 + 1024 * 1024),
+)
 
 # --- Delivery -------------------------------------------------------------------------
 RELAY_UPSTREAM = env.str("RELAY_UPSTREAM", default=f"maildir:{VAR_DIR / 'maildir'}")

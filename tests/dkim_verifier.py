@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.node_packages import npm_package
+
 _SCRIPT = r"""
 use strict;
 use warnings;
@@ -150,22 +152,7 @@ process.stdin.on('end', async () => {
 
 
 def _mailauth_node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.fail("This test needs Node.js and npm (Debian: apt-get install nodejs npm; "
-                    "test.sh installs them when run as root)")
-    wanted = MAILAUTH.rpartition("@")[2]
-    manifest = MAILAUTH_DIR / "node_modules" / "mailauth" / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["version"] != wanted:
-        MAILAUTH_DIR.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(MAILAUTH_DIR), "--no-audit", "--no-fund",
-             "--no-save", MAILAUTH],
-            capture_output=True, text=True, timeout=300,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm install {MAILAUTH} failed:\n{done.stderr}")
-    return node
+    return str(npm_package(MAILAUTH, MAILAUTH_DIR, "These DKIM tests"))
 
 
 def mailauth_verify(raw: bytes, dns_address: str) -> list[Signature]:

@@ -73,7 +73,8 @@ maillog_file_prefixes = {base}
 """
 
 
-def _master_cf(port: int) -> str:
+def master_cf(port: int) -> str:
+    """Debian's master.cf with smtpd on 127.0.0.1:`port` and no chroot."""
     lines = []
     for line in Path("/etc/postfix/master.cf").read_text().splitlines():
         fields = line.split()
@@ -97,7 +98,7 @@ def postfix_relaying_to(relay_host: str, relay_port: int, username: str,
     port = _free_port()
     (base / "main.cf").write_text(
         _main_cf(base, port, relay_host, relay_port, username, password))
-    (base / "master.cf").write_text(_master_cf(port))
+    (base / "master.cf").write_text(master_cf(port))
     started = subprocess.run([POSTFIX, "-c", str(base), "start"], capture_output=True,
                              text=True)
     if started.returncode != 0:

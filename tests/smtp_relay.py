@@ -21,6 +21,7 @@ The fixtures need the database from threads, so they use `transactional_db`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,8 +87,13 @@ class RunningRelay:
             self.thread.join(10)
 
 
+_started = itertools.count(1)
+
+
 def start(**overrides: Any) -> RunningRelay:
-    config = RelayConfig.from_settings(**{**DEFAULTS, **overrides})
+    # Relays of one test process are separate nodes, as relay processes are.
+    name = {"node_name": f"test-relay-{next(_started)}"}
+    config = RelayConfig.from_settings(**{**DEFAULTS, **name, **overrides})
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 

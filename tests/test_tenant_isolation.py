@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -168,7 +169,8 @@ def _value_for(f: models.Field[Any, Any], model: type[models.Model], tag: str) -
     if isinstance(f, models.URLField):
         return f"https://hooks.{tag}-secret.test/"
     if isinstance(f, models.GenericIPAddressField):
-        return "192.0.2.250"
+        # A unique address (a client's cool-off) differs per account.
+        return f"192.0.2.{zlib.crc32(tag.encode()) % 200 + 1}" if f.unique else "192.0.2.250"
     if isinstance(f, models.SlugField):
         return f"{tag}-{model._meta.model_name}-{f.name}"[: f.max_length]
     if isinstance(f, models.CharField | models.TextField):

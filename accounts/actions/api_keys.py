@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts import audit
 from accounts.apikeys import digest_key, generate_key
 from accounts.audit import Actor
-from accounts.models import Account, ApiKey, ApiKeyRole
+from accounts.models import Account, ApiKey, ApiKeyRole, SmtpUser
 
 
 @transaction.atomic
@@ -24,19 +24,28 @@ def create_api_key(
     allowed_networks: list[str] | None = None,
     created_by: User | None = None,
     actor: Actor | None = None,
+    smtp_user: SmtpUser | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key for `account`: (row, the key itself — returned only here, never stored)."""
+    """A new key for `account`: (row, the key itself — returned only here, never stored).
+
+    With `smtp_user` it is a send key: it sends as that user and does nothing else (its
+    role is read only, and unused)."""
+    if smtp_user is not None:
+        if smtp_user.account_id != account.pk:
+            raise ValueError("the SMTP+ user belongs to another account")
+        role = ApiKeyRole.READ_ONLY
     raw, prefix = generate_key()
     key = ApiKey.objects.create(
         account=account, name=name.strip(), role=ApiKeyRole(role), prefix=prefix,
         digest=digest_key(raw), expires_at=expires_at,
-        allowed_networks=allowed_networks or [], created_by=created_by,
+        allowed_networks=allowed_networks or [], created_by=created_by, smtp_user=smtp_user,
     )
     audit.record(
         "apikey.create", account=account, actor=actor, target=key,
         details={"role": key.role, "prefix": prefix,
                  "expires_at": expires_at.isoformat() if expires_at else None,
-                 "allowed_networks": key.allowed_networks},
+                 "allowed_networks": key.allowed_networks,
+                 "sends_as": smtp_user.username if smtp_user else None},
     )
     return key, raw
 

@@ -23,7 +23,8 @@ NEW_KEY_SESSION = "smtpplus_new_api_key"
 
 def _page(request: AccountRequest, form: ApiKeyForm, status: int = 200) -> HttpResponse:
     return render(request, "accounts/api_keys.html", {
-        "keys": ApiKey.objects.filter(account=request.account).select_related("created_by"),
+        "keys": ApiKey.objects.filter(account=request.account).select_related(
+            "created_by", "smtp_user"),
         "form": form,
         "new_key": request.session.pop(NEW_KEY_SESSION, None),
         "now": timezone.now(),
@@ -33,13 +34,13 @@ def _page(request: AccountRequest, form: ApiKeyForm, status: int = 200) -> HttpR
 @never_cache
 @member_required(Role.ADMIN)
 def api_keys(request: AccountRequest) -> HttpResponse:
-    return _page(request, ApiKeyForm())
+    return _page(request, ApiKeyForm(account=request.account))
 
 
 @member_required(Role.ADMIN)
 @require_POST
 def api_key_create(request: AccountRequest) -> HttpResponse:
-    form = ApiKeyForm(request.POST)
+    form = ApiKeyForm(request.POST, account=request.account)
     if not form.is_valid():
         return _page(request, form, status=400)
     days = form.cleaned_data["expires_days"]
@@ -47,7 +48,7 @@ def api_key_create(request: AccountRequest) -> HttpResponse:
         request.account, name=form.cleaned_data["name"], role=form.cleaned_data["role"],
         expires_at=timezone.now() + timedelta(days=days) if days else None,
         allowed_networks=form.cleaned_data["networks"], created_by=request.user,
-        actor=Actor.from_request(request),
+        actor=Actor.from_request(request), smtp_user=form.cleaned_data["smtp_user"],
     )
     request.session[NEW_KEY_SESSION] = {"name": key.name, "key": raw}
     return redirect("accounts:api_keys")

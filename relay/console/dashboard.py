@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
 from relay.headers import display_subject
-from relay.listen import alive_nodes, node_listeners, ports_by_tls
+from relay.listen import NODE_ALIVE_SECONDS, node_listeners, ports_by_tls
 from relay.models import (
     PENDING_STATUSES,
     Message,
@@ -30,11 +30,18 @@ from relay.models import (
 PROBLEMS_SHOWN = 8
 
 
+# A node that stopped beating (killed, its machine lost) is shown as down this long;
+# one stopped on purpose is not shown.
+DOWN_SHOWN = timedelta(hours=24)
+
+
 @dataclass
 class NodeView:
     node: RelayNode
     # [("STARTTLS", "25, 587, 1025-5000"), ("implicit TLS", "465")]
     ports: list[tuple[str, str]]
+    down: bool = False
+    uptime: timedelta | None = None
 
 
 def node_ports(listeners: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -42,12 +49,22 @@ def node_ports(listeners: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def relay_status() -> dict[str, Any]:
-    nodes = [NodeView(n, node_ports(n.listeners)) for n in alive_nodes().order_by("hostname", "node_id")]
+    """Every live relay node, then those that stopped beating without stopping."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=NODE_ALIVE_SECONDS)
+    recent = list(RelayNode.objects.filter(stopped__isnull=True, heartbeat__gte=now - DOWN_SHOWN)
+                  .order_by("hostname", "node_id"))
+    nodes = [NodeView(n, node_ports(n.listeners), uptime=now - n.started)
+             for n in recent if n.heartbeat >= cutoff]
+    alive = bool(nodes)
+    nodes += [NodeView(n, node_ports(n.listeners), down=True)
+              for n in sorted(recent, key=lambda n: n.heartbeat, reverse=True)
+              if n.heartbeat < cutoff]
     last_seen: datetime | None = None
-    if not nodes:
+    if not alive:
         last = RelayNode.objects.order_by("-heartbeat").only("heartbeat").first()
         last_seen = last.heartbeat if last else None
-    return {"nodes": nodes, "no_relay": not nodes, "relay_last_seen": last_seen}
+    return {"nodes": nodes, "no_relay": not alive, "relay_last_seen": last_seen}
 
 
 def recipient_counts(account: Account, since: datetime) -> dict[str, Any]:

@@ -141,6 +141,8 @@ class Submission:
     dsn_ret: str = ""
     dsn_envid: str = ""
     rcpt_dsn: list[tuple[str, str]] = field(default_factory=list)
+    # The Received: header's "with" word when it is not SMTP (the send API: HTTP(S)).
+    protocol: str = ""
 
 
 QUEUE_ID_RANDOM_CHARS = 9
@@ -169,7 +171,8 @@ def received_header(
     sub: Submission, queue_id: str, hostname: str, date: str | None = None
 ) -> bytes:
     helo = _UNSAFE_FOR_HEADER.sub("?", sub.client_helo or "unknown")[:100]
-    protocol = ("UTF8SMTP" if sub.smtputf8 else "ESMTP") + ("SA" if sub.tls else "A")
+    protocol = sub.protocol or (
+        ("UTF8SMTP" if sub.smtputf8 else "ESMTP") + ("SA" if sub.tls else "A"))
     date = date or format_datetime(timezone.localtime())
     line = (
         f"Received: from {helo} ([{sub.client_ip or 'unknown'}])\r\n"

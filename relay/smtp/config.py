@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from relay import nodes
-from relay.smtp import revocation
+from relay.smtp import limit_sync, revocation
 
 
 @dataclass
@@ -36,6 +36,10 @@ class RelayConfig:
     stop_grace: float = 10.0
     # How often logged-in sessions are checked for admin changes (relay.revocation).
     session_check_seconds: float = revocation.CHECK_SECONDS
+    # How often the limits are shared with the other relay processes (relay.limit_sync).
+    limits_sync_seconds: float = limit_sync.SYNC_SECONDS
+    # RELAY_NODE_NAME: this process's name on the console ("": host:pid).
+    node_name: str = ""
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> RelayConfig:

@@ -1,7 +1,8 @@
 """The relay's door: who may connect, who may try to log in, who may send this hour.
 
-One `Guard` per relay process holds the in-memory limits (`relay.smtp.limits`) and
-turns them into replies and relay events, so that the protocol class asks one question
+One `Guard` per relay process holds the in-memory limits (`relay.smtp.limits`, shared
+with the other processes by `relay.smtp.limit_sync`) and turns them into replies and
+relay events, so that the protocol class asks one question
 per connection (`admit`) and one per AUTH (`admit_login`), and says when a connection
 closes (`close`).
 """
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from relay.nodes import ConnectionCounter
     from relay.smtp.config import RelayConfig
     from relay.smtp.context import EventSink
-    from relay.smtp.cooloffs import CooloffWatch
 
 
 class Guard:
@@ -33,8 +33,6 @@ class Guard:
             config.auth_failure_limit, config.auth_failure_window, config.auth_cooloff
         )
         self.hourly = HourlyLimits()
-        # Lifts the cool-offs an admin released (relay/smtp/cooloffs.py); set by the server.
-        self.cooloff_watch: CooloffWatch | None = None
         self._record_event = record_event
         self._stats = stats
 
@@ -64,12 +62,10 @@ class Guard:
     def login_failed(self, ip: str | None, owner: CooloffOwner | None = None) -> Reject | None:
         """Count a failed login (by `owner`'s username: the account that sees the
         cool-off); the refusal to send (and record, as `owner`'s) if it starts the
-        client's cool-off, which the cool-off watch then follows for an admin's release."""
+        client's cool-off (shared with the other processes at the next limit sync)."""
         failures = self.failures
         if not failures.record_failure(ip or "", owner):
             return None
-        if self.cooloff_watch is not None:
-            self.cooloff_watch.start()
         return Reject(cooloff_reply(failures.cooloff), EventKind.AUTH_COOLOFF,
                       f"{COOLOFF_STARTED}: {failures.limit} failed logins within "
                       f"{int(failures.window)} seconds")

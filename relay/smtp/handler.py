@@ -222,11 +222,15 @@ class RelayHandler:
         )
         stored = ctx.commit(submission)
         user_id = session.smtp_user_id
-        hourly = ctx.guard.hourly
-        # Counted when the commit succeeds, even if the client has gone by then.
-        stored.add_done_callback(
-            lambda f: None if f.cancelled() or f.exception() else hourly.add(user_id)
-        )
+        hourly, stats = ctx.guard.hourly, ctx.stats
+
+        def count(f: asyncio.Future[str]) -> None:
+            # Counted when the commit succeeds, even if the client has gone by then.
+            if not f.cancelled() and f.exception() is None:
+                hourly.add(user_id)
+                stats.accepted()
+
+        stored.add_done_callback(count)
         try:
             # A client that disconnects now cancels this hook; the commit goes on.
             queue_id = await asyncio.shield(stored)

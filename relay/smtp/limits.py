@@ -1,14 +1,14 @@
-"""In-memory limits of one relay process: connections per client IP, the failed-login
-cool-off, and the per-user hourly message count.
+"""The limits of the relay: connections per client IP, the failed-login cool-off, and
+the per-user hourly message count.
 
-They live in memory because they are checked on every connection or message and must
-cost nothing there. With several relay processes each one counts for itself: the
-connection cap and the login cool-off apply per process (an admin lifts a cool-off on
-every process: relay/smtp/cooloffs.py), and the hourly count is
-re-read from the database at a login and before a message is refused for it, when the
-count in memory is older than a minute (`HOURLY_RELOAD_SECONDS`): a refused client sees
-the hour move on and the other processes' messages within a minute, even on a
-connection it keeps open.
+They are checked in memory because they are checked on every connection or message and
+must cost nothing there. Every relay process (on any machine, same database) shares
+what it counted with the others at its limit sync, about once a second
+(relay/smtp/shared.py): its open connections per IP, its new failed logins and the
+cool-offs it started, and it reads back the others' connections, the cool-offs started or
+lifted anywhere, and the hourly counts of its users from the database. So each limit
+holds for the whole deployment, within what the other processes let through in one
+sync interval.
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ class ConnectionLimiter:
     def __init__(self, max_per_ip: int) -> None:
         self.max_per_ip = max_per_ip
         self._open: dict[str, int] = {}
+        # The other relay processes' open connections per IP, as of the last sync.
+        self.remote: dict[str, int] = {}
+        # Whether `_open` changed since `snapshot()` last gave it away.
+        self.dirty = False
 
     def acquire(self, ip: str) -> bool:
         count = self._open.get(ip, 0)
-        if self.max_per_ip and count >= self.max_per_ip:
+        if self.max_per_ip and count + self.remote.get(ip, 0) >= self.max_per_ip:
             return False
         self._open[ip] = count + 1
+        self.dirty = True
         return True
 
     def release(self, ip: str) -> None:
@@ -42,6 +47,14 @@ class ConnectionLimiter:
             self._open[ip] = count
         else:
             self._open.pop(ip, None)
+        self.dirty = True
+
+    def snapshot(self) -> dict[str, int] | None:
+        """This process's open connections per IP if they changed since the last call."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        return dict(self._open)
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,11 @@ class LoginFailures:
         self._owners: dict[str, CooloffOwner] = {}
         # Wall-clock start of each cool-off: an admin's release is matched against it.
         self.blocked_since: dict[str, float] = {}
+        # For the limit sync: failures per IP not yet shared (and the owner of the last
+        # one), and the cool-offs started here, not yet shared.
+        self.unshared: dict[str, int] = {}
+        self.last_owner: dict[str, CooloffOwner] = {}
+        self.started_here: list[str] = []
 
     def owner(self, ip: str) -> CooloffOwner:
         return self._owners.get(ip) or CooloffOwner()
@@ -76,9 +94,28 @@ class LoginFailures:
         """The IPs in a cool-off now."""
         return [ip for ip in list(self._blocked_until) if self.remaining_cooloff(ip)]
 
+    def recent_ips(self) -> list[str]:
+        """The IPs with failed logins here within the window, not in a cool-off."""
+        return [ip for ip in list(self._failures)
+                if self._failures[ip] and not self.remaining_cooloff(ip)]
+
+    def until_wall(self, ip: str) -> float:
+        """The end of `ip`'s cool-off in epoch seconds (0: none)."""
+        left = self.remaining_cooloff(ip)
+        return time.time() + left if left else 0.0
+
+    def block(self, ip: str, seconds: float, owner: CooloffOwner, since: float) -> None:
+        """Put `ip` into a cool-off of `seconds` more, started at `since` (epoch seconds)
+        by another process."""
+        self._blocked_until[ip] = self.clock() + seconds
+        self._owners[ip] = owner
+        self.blocked_since[ip] = since
+        self._failures.pop(ip, None)
+
     def release(self, ip: str) -> bool:
         """Lift `ip`'s cool-off (an admin's "unblock now"); True if it had one."""
         self._failures.pop(ip, None)
+        self.unshared.pop(ip, None)
         self._owners.pop(ip, None)
         self.blocked_since.pop(ip, None)
         return self._blocked_until.pop(ip, None) is not None
@@ -105,12 +142,15 @@ class LoginFailures:
         # Bounded: an IP never holds more than `limit` timestamps.
         times = self._failures.setdefault(ip, deque(maxlen=self.limit))
         times.append(now)
+        self.unshared[ip] = self.unshared.get(ip, 0) + 1
+        self.last_owner[ip] = owner or CooloffOwner()
         while times and times[0] < now - self.window:
             times.popleft()
         if len(times) >= self.limit:
             self._blocked_until[ip] = now + self.cooloff
             self._owners[ip] = owner or CooloffOwner()
             self.blocked_since[ip] = time.time()
+            self.started_here.append(ip)
             times.clear()
             return True
         return False
@@ -120,6 +160,7 @@ class LoginFailures:
         now = self.clock()
         for ip in [ip for ip, t in self._failures.items() if not t or t[-1] < now - self.window]:
             del self._failures[ip]
+            self.last_owner.pop(ip, None)
         for ip in [ip for ip, until in self._blocked_until.items() if until <= now]:
             del self._blocked_until[ip]
             self._owners.pop(ip, None)
@@ -131,16 +172,21 @@ class _UserWindow:
     db_count: int
     loaded_at: float
     local: deque[float] = field(default_factory=deque)
+    used_at: float = 0.0
 
 
 class HourlyLimits:
     """Messages per SMTP+ user in the last hour, for users with an hourly limit.
 
     The database count is loaded at AUTH (in the same worker job as the credential
-    check) and before a refusal, when it is older than a minute; messages this process
-    accepts since then are added in memory. The count is conservative: a message leaves
-    the database part only at the next reload.
+    check), at every limit sync for the users that sent or logged in recently, and
+    before a refusal when it is older than a minute; messages this process accepts since
+    then are added in memory. The count is conservative: a message leaves the database
+    part only at the next reload.
     """
+
+    # Users the limit sync keeps fresh: those used within this many seconds.
+    ACTIVE_SECONDS = 120.0
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -150,14 +196,33 @@ class HourlyLimits:
         window = self._users.get(user_id)
         return window is None or self.clock() - window.loaded_at > HOURLY_RELOAD_SECONDS
 
-    def load(self, user_id: int, db_count: int) -> None:
-        self._users[user_id] = _UserWindow(db_count, self.clock())
+    def load(self, user_id: int, db_count: int, as_of: float | None = None) -> None:
+        """The database's count, read at `as_of` (this clock; default now): the
+        messages added here since then stay counted on top of it."""
+        now = self.clock()
+        old = self._users.get(user_id)
+        # A login (no `as_of`) uses the user; a sync's reload does not.
+        used_at = now if as_of is None or old is None else old.used_at
+        as_of = now if as_of is None else as_of
+        window = _UserWindow(db_count, as_of, used_at=used_at)
+        if old is not None:
+            window.local = deque(t for t in old.local if t > as_of)
+        self._users[user_id] = window
+
+    def active_users(self) -> list[int]:
+        """Users to reload at the next sync; forgets those unused for an hour."""
+        now = self.clock()
+        for user_id in [u for u, w in self._users.items() if now - w.used_at > 3600]:
+            del self._users[user_id]
+        return [u for u, w in self._users.items() if now - w.used_at <= self.ACTIVE_SECONDS]
 
     def count(self, user_id: int) -> int:
         window = self._users.get(user_id)
         if window is None:
             return 0
-        cutoff = self.clock() - 3600
+        now = self.clock()
+        window.used_at = now
+        cutoff = now - 3600
         while window.local and window.local[0] < cutoff:
             window.local.popleft()
         return window.db_count + len(window.local)
@@ -173,11 +238,31 @@ class HourlyLimits:
 
 def messages_last_hour(smtp_user_id: int) -> int:
     """The database side of the hourly count. Synchronous: run it off the event loop."""
+    return hourly_counts([smtp_user_id]).get(smtp_user_id, 0)
+
+
+def hourly_counts(smtp_user_ids: list[int]) -> dict[int, int]:
+    """Messages of the last hour per SMTP+ user, whichever relay process (or other
+    door) accepted them: one query on the (smtp_user, created) index. Synchronous."""
+    from django.db.models import Count
     from django.utils import timezone
 
     from relay.models import Message
 
+    if not smtp_user_ids:
+        return {}
     since = timezone.now() - timedelta(hours=1)
     # The delivery reports SMTP+ writes for the user's mail (null sender) are not its own.
-    return (Message.objects.filter(smtp_user_id=smtp_user_id, created__gte=since)
-            .exclude(envelope_from="").count())
+    rows = (Message.objects.filter(smtp_user_id__in=smtp_user_ids, created__gte=since)
+            .exclude(envelope_from="")
+            .order_by().values_list("smtp_user_id").annotate(n=Count("pk")))
+    return {user_id: n for user_id, n in rows}
+
+
+def hourly_limit_reached(smtp_user_id: int, hourly_limit: int | None) -> bool:
+    """Whether the user has used up its hourly limit, counting every message stored for
+    it in the last hour (any relay process, any machine). For callers outside the SMTP
+    relay that accept messages for a user. Synchronous: one query."""
+    if not hourly_limit:
+        return False
+    return messages_last_hour(smtp_user_id) >= hourly_limit

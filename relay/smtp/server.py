@@ -4,7 +4,8 @@ One `RelayServer` per process: it binds every configured port with
 `loop.create_server()` (not aiosmtpd's `Controller`, which costs a thread per port),
 owns the thread pool that runs the database work, the store chosen once for this
 database (`open_store()`: on PostgreSQL the login query and the store run on the event
-loop), the group commit, the in-memory limits, the event buffer and the heartbeat.
+loop), the group commit, the in-memory limits and their sync with the other processes, the
+event buffer and the heartbeat.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 from relay import nodes
 from relay.listen import Listener, parse_listen
-from relay.smtp import cooloffs, revocation, store_pg
+from relay.smtp import limit_sync, revocation, store_pg
 from relay.smtp.config import RelayConfig
 from relay.smtp.context import RelayContext
 from relay.smtp.events import EventBuffer, write_events
@@ -78,10 +79,9 @@ class RelayServer:
         self.store = open_store(config, self.db_threads, self.guard.hourly.needs_load)
         self.group_commit = GroupCommit(self.loop, self.store)
         self.session_watch = revocation.SessionWatch(self, config.session_check_seconds)
-        self.cooloff_watch = cooloffs.CooloffWatch(self, config.session_check_seconds)
-        self.guard.cooloff_watch = self.cooloff_watch
+        self.limit_sync = limit_sync.LimitSync(self, config.limits_sync_seconds)
         self.listeners: list[Listener] = []
-        self.node_id = nodes.node_id()
+        self.node_id = config.node_name or nodes.node_id()
         self._servers: list[asyncio.Server] = []
         self._sessions: set[RelaySMTP] = set()
         # All that the handler and each connection see of this server.
@@ -128,6 +128,7 @@ class RelayServer:
             await asyncio.shield(self._event_flush)
         await self.flush_events()
         await self._beat()
+        await self.limit_sync.run_once()
 
     # --- listening --------------------------------------------------------------------
     def wanted_listeners(self) -> list[Listener]:
@@ -155,6 +156,7 @@ class RelayServer:
             raise NothingBound("could not listen on any of the configured ports")
         await self.run_db(nodes.register_node, self.node_id, self.listeners)
         self._heartbeat = self.loop.create_task(self._heartbeat_loop())
+        self.limit_sync.start()
         return self.listeners
 
     async def _bind(self, listener: Listener) -> None:
@@ -197,7 +199,8 @@ class RelayServer:
     # --- heartbeat --------------------------------------------------------------------
     async def _beat(self) -> None:
         try:
-            await self.run_db(nodes.heartbeat, self.node_id, self.listeners, self.stats.take())
+            await self.run_db(nodes.heartbeat, self.node_id, self.listeners, self.stats.take(),
+                              self.stats.accepted_last_minute())
         except Exception:
             log.exception("heartbeat failed")
 
@@ -220,7 +223,7 @@ class RelayServer:
             smtp.hang_up()
         await asyncio.sleep(0)  # let closed sessions record their last events
         await self.session_watch.stop()
-        await self.cooloff_watch.stop()
+        await self.limit_sync.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,8 +5,9 @@ After `RELAY_AUTH_FAILURE_LIMIT` failed logins from one IP, a relay process refu
 every connection from there for `RELAY_AUTH_COOLOFF` seconds, right password or not. The
 relay records the start as an `auth_cooloff` event whose reason begins with
 `COOLOFF_STARTED`, tied to the account of the username that was tried. "Unblock now"
-writes a `cooloff_released` event for that IP, which every relay process picks up within
-about a second (relay/smtp/cooloffs.py), and an audit event.
+writes a `cooloff_released` event for that IP and an audit event, and lifts the IP's
+shared cool-off (relay/smtp/shared.py), which every relay process reads within about a
+second.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Account, SmtpUser
 from relay.models import COOLOFF_STARTED, EventKind, RelayEvent
+from relay.smtp.shared import release_client
 from relay.troubleshooter.base import OK, PROBLEM, Action, CheckResult, Facts, Fix, when
 
 MAX_SHOWN = 5
@@ -109,6 +111,7 @@ def release_cooloff(account: Account, client_ip: str, actor: Actor | None = None
             account=account, kind=EventKind.COOLOFF_RELEASED, client_ip=client_ip,
             created=now, last_seen=now, reason=f"lifted by {who or 'an admin'}",
         )
+        release_client(client_ip)
         audit.record("relay.cooloff_release", account=account, actor=actor,
                      target_label=client_ip, details={"client_ip": client_ip})
     return True

@@ -98,3 +98,38 @@ def test_the_command_refuses_bad_input(cast):
         run("create", "--account", "acme", "--name", "X", "--networks", "nope")
     with pytest.raises(CommandError, match="unknown API key"):
         run("revoke", "nope")
+
+
+# --- send keys (bound to an SMTP+ user) ------------------------------------------------
+
+
+def test_an_admin_creates_a_send_key_for_one_of_the_accounts_smtp_users(client, cast):
+    login(client, cast.bob)
+    answer = client.post(reverse("accounts:api_key_create"), {
+        "name": "Shop sender", "role": "admin", "smtp_user": str(cast.acme_smtp.pk)})
+    assert answer.status_code == 302
+    key = ApiKey.objects.get(name="Shop sender")
+    assert key.smtp_user == cast.acme_smtp and key.role == "read_only"
+    page = client.get(reverse("accounts:api_keys")).content.decode()
+    assert "Send key" in page and cast.acme_smtp.username in page
+    assert AuditEvent.objects.get(action="apikey.create").details["sends_as"] == \
+        cast.acme_smtp.username
+
+
+def test_the_console_cannot_bind_a_key_to_another_accounts_smtp_user(client, cast):
+    login(client, cast.alice)
+    answer = client.post(reverse("accounts:api_key_create"), {
+        "name": "X", "role": "admin", "smtp_user": str(cast.globex_smtp.pk)})
+    assert answer.status_code == 400 and not ApiKey.objects.exists()
+    page = client.get(reverse("accounts:api_keys")).content.decode()
+    assert cast.acme_smtp.username in page and cast.globex_smtp.username not in page
+
+
+def test_the_command_creates_a_send_key_only_for_the_accounts_own_smtp_user(cast):
+    created = run("create", "--account", "acme", "--name", "Shop",
+                  "--smtp-user", cast.acme_smtp.username)
+    assert created["sends_as"] == cast.acme_smtp.username
+    assert ApiKey.objects.get(prefix=created["prefix"]).smtp_user == cast.acme_smtp
+    with pytest.raises(CommandError, match="no SMTP\\+ user"):
+        run("create", "--account", "acme", "--name", "X", "--smtp-user",
+            cast.globex_smtp.username)

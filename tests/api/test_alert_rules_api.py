@@ -67,3 +67,25 @@ def test_another_accounts_rule_is_a_404(globex_api, cast):
     assert globex_api.call("put", f"/alert-rules/{rule.pk}", RULE).status_code == 404
     assert globex_api.delete(f"/alert-rules/{rule.pk}").status_code == 404
     assert AlertRule.objects.get(pk=rule.pk).name == "Failures"
+
+
+def test_an_admin_key_sends_a_test_alert_and_sees_where_it_went(acme_api, cast, mailoutbox):
+    rule = make_rule(cast.acme, name="Failures")
+    answer = acme_api.post(f"/alert-rules/{rule.pk}/test")
+    assert answer.status_code == 200
+    assert answer.json()["notifications"] == [
+        {"channel": "email", "target": "ops@acme.test", "sent": True, "error": ""}]
+    assert [m.to for m in mailoutbox] == [["ops@acme.test"]]
+    assert AuditEvent.objects.get(action="alert_rule.test").actor_label == "API key: acme admin key"
+
+
+def test_an_admin_key_switches_a_rule_off_and_on(acme_api, acme_reader, globex_api, cast):
+    rule = make_rule(cast.acme, name="Failures")
+    assert acme_api.post(f"/alert-rules/{rule.pk}/disable").json()["enabled"] is False
+    rule.refresh_from_db()
+    assert rule.enabled is False
+    assert acme_api.post(f"/alert-rules/{rule.pk}/enable").json()["enabled"] is True
+    assert acme_reader.post(f"/alert-rules/{rule.pk}/disable").status_code == 403
+    assert globex_api.post(f"/alert-rules/{rule.pk}/disable").status_code == 404
+    rule.refresh_from_db()
+    assert rule.enabled is True

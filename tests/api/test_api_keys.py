@@ -21,7 +21,7 @@ def test_only_a_keyed_digest_of_the_key_is_stored(cast):
     key, raw = create_api_key(cast.acme, name="Deploy")
     assert raw.startswith(f"smtpk_{key.prefix}_")
     stored = json.dumps(list(ApiKey.objects.filter(pk=key.pk).values()), default=str)
-    assert raw not in stored and raw.split("_")[-1] not in stored
+    assert raw not in stored and raw.split("_", 2)[2] not in stored  # the secret may hold "_"
     assert key.digest == digest_key(raw)
     assert key.digest != __import__("hashlib").sha256(raw.encode()).hexdigest()
 

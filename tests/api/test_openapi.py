@@ -24,7 +24,12 @@ EXPECTED = {
     "GET /audit-log",
     "GET /sending-domains", "POST /sending-domains", "GET /sending-domains/{pk}",
     "POST /sending-domains/{pk}/check",
+    "POST /messages", "POST /messages/raw",
+    "DELETE /smtp-users/{pk}", "GET /smtp-users/{pk}/can-send-as",
+    "POST /alert-rules/{pk}/test", "POST /alert-rules/{pk}/enable",
+    "POST /alert-rules/{pk}/disable",
 }
+SEND = {"POST /messages", "POST /messages/raw"}
 
 
 def api_routes() -> set[str]:
@@ -63,10 +68,16 @@ def test_it_lists_every_endpoint_django_serves(document):
 
 def test_every_endpoint_needs_a_bearer_key_and_documents_json_errors(document):
     schemes = document["components"]["securitySchemes"]
-    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    assert sorted(f"{name}:{s['scheme']}" for name, s in schemes.items()) == [
+        "ApiKeyAuth:bearer", "SendKeyAuth:bearer", "SmtpUserBasicAuth:basic"]
     for path, ops in document["paths"].items():
         for method, op in ops.items():
+            operation = f"{method.upper()} {path.removeprefix('/api/v1')}"
             assert op.get("security"), f"{method} {path} has no security"
-            for status in ("401", "403", "404"):
+            sending = operation in SEND
+            assert op["security"] == ([{"SendKeyAuth": []}, {"SmtpUserBasicAuth": []}]
+                                      if sending else [{"ApiKeyAuth": []}]), operation
+            for status in ("401", "403", "422", "429") + (("413", "503") if sending else ("404",)):
                 schema = op["responses"][status]["content"]["application/json"]["schema"]
-                assert schema["$ref"].endswith("/ErrorOut"), f"{method} {path} {status}"
+                error = "/SendErrorOut" if sending else "/ErrorOut"
+                assert schema["$ref"].endswith(error), f"{operation} {status}"

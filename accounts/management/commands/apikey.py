@@ -1,10 +1,11 @@
 """`manage.py apikey`: API keys for /api/v1/, for operators and scripts.
 
     apikey create --account SLUG --name N [--role admin|read_only] [--expires-days D]
-                  [--networks "10.0.0.0/8 192.0.2.7"]
+                  [--networks "10.0.0.0/8 192.0.2.7"] [--smtp-user USERNAME]
     apikey list --account SLUG
     apikey revoke PREFIX
 
+`--smtp-user` makes a send key: it only sends messages, as that SMTP+ user of the account.
 Results are JSON on stdout; the key itself is printed by `create` only, once. Bad input
 is a message on stderr and exit status 1. Every change is audited with the command line
 as the actor.
@@ -22,7 +23,7 @@ from django.utils import timezone
 from accounts.actions.api_keys import create_api_key, revoke_api_key
 from accounts.apikeys import parse_networks
 from accounts.audit import Actor
-from accounts.models import Account, ApiKey, ApiKeyRole
+from accounts.models import Account, ApiKey, ApiKeyRole, SmtpUser
 
 
 def key_data(key: ApiKey) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def key_data(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "account": key.account.slug,
         "role": key.role,
+        "sends_as": key.smtp_user.username if key.smtp_user else None,
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
         "allowed_networks": key.allowed_networks,
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
@@ -51,6 +53,7 @@ class Command(BaseCommand):
         create.add_argument("--role", choices=ApiKeyRole.values, default=ApiKeyRole.READ_ONLY)
         create.add_argument("--expires-days", type=int, help="Days until the key stops working.")
         create.add_argument("--networks", default="", help="Client networks allowed (CIDR).")
+        create.add_argument("--smtp-user", help="A send key for this SMTP+ user (its username).")
         sub.add_parser("list", help="List an account's keys.").add_argument(
             "--account", required=True, help="Slug of the account."
         )
@@ -61,14 +64,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
         if action == "revoke":
-            key = ApiKey.objects.select_related("account").filter(prefix=options["prefix"]).first()
+            key = ApiKey.objects.select_related("account", "smtp_user").filter(prefix=options["prefix"]).first()
             if key is None:
                 raise CommandError(f"unknown API key prefix {options['prefix']!r}")
             revoke_api_key(key, actor=Actor.command_line())
             result: Any = key_data(key)
         elif action == "list":
             account = self.account(options["account"])
-            result = [key_data(k) for k in account.api_keys.select_related("account")]
+            result = [key_data(k) for k in account.api_keys.select_related("account", "smtp_user")]
         else:
             result = self.create(options)
         self.stdout.write(json.dumps(result))
@@ -86,12 +89,19 @@ class Command(BaseCommand):
             networks = parse_networks(options["networks"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        smtp_user = None
+        if options["smtp_user"]:
+            smtp_user = SmtpUser.objects.filter(
+                account=account, username=options["smtp_user"].strip().lower()).first()
+            if smtp_user is None:
+                raise CommandError(f"no SMTP+ user {options['smtp_user']!r} in account "
+                                   f"{account.slug!r} (give its username)")
         days = options["expires_days"]
         if days is not None and days < 1:
             raise CommandError("--expires-days must be 1 or more")
         key, raw = create_api_key(
             account, name=options["name"], role=options["role"],
             expires_at=timezone.now() + timedelta(days=days) if days else None,
-            allowed_networks=networks, actor=Actor.command_line(),
+            allowed_networks=networks, actor=Actor.command_line(), smtp_user=smtp_user,
         )
         return {**key_data(key), "key": raw}

@@ -16,6 +16,7 @@ the relay, and end with this process however it ends (see smtpplus/lifetime.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -84,6 +85,8 @@ def serve_forked(config: RelayConfig, processes: int, metrics_listen: str = "") 
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 die_with_parent(parent)
+                if config.node_name:  # RELAY_NODE_NAME names the group: one name each
+                    config = dataclasses.replace(config, node_name=f"{config.node_name}-{index + 1}")
                 status = serve(config, metrics_listen, index)
             except BaseException:
                 log.exception("relay worker failed")

@@ -49,7 +49,35 @@ def test_it_warns_in_red_when_no_relay_is_alive(alice_client, cast):
                              stopped=timezone.now())
     html = alice_client.get(DASHBOARD).content.decode()
     assert f'<div class="alert-box bad relay-down"><b>{BANNER}.</b>' in html
-    assert "Last heartbeat" in html and "mx1:1" not in html
+    # The node that stopped beating is listed as down; the one stopped on purpose is not.
+    assert "Last heartbeat" in html
+    assert '<tr class="node node-down" data-node="mx1:1">' in html and "mx1:2" not in html
+
+
+def test_it_lists_every_live_node_with_version_uptime_and_last_minute_and_the_lost_ones_as_down(
+    alice_client, cast,
+):
+    now = timezone.now()
+    RelayNode.objects.create(node_id="relay-a", hostname="mx1", listeners=listeners([587]),
+                             version="0.1.0", started=now - timedelta(hours=3),
+                             accepted_last_minute=1234)
+    RelayNode.objects.create(node_id="relay-b", hostname="mx2", listeners=listeners([2525]),
+                             version="0.1.0", accepted_last_minute=7)
+    RelayNode.objects.create(node_id="relay-c", hostname="mx3", listeners=listeners([587]),
+                             heartbeat=now - timedelta(minutes=3))
+    RelayNode.objects.create(node_id="relay-old", hostname="mx3", listeners=listeners([587]),
+                             heartbeat=now - timedelta(days=3))
+    html = alice_client.get(DASHBOARD).content.decode()
+    assert BANNER not in html
+    rows = html.split('<tr class="node')[1:]
+    by_name = {row.split('data-node="')[1].split('"')[0]: row for row in rows}
+    assert list(by_name) == ["relay-a", "relay-b", "relay-c"]
+    assert "<td>up</td>" in by_name["relay-a"] and "3\xa0hours" in by_name["relay-a"]
+    assert '<td class="num">1234</td>' in by_name["relay-a"]
+    assert '<td class="mono">0.1.0</td>' in by_name["relay-a"]
+    assert '<td class="num">7</td>' in by_name["relay-b"]
+    assert '<b class="text-bad">down</b>' in by_name["relay-c"]
+    assert "down" not in by_name["relay-a"] + by_name["relay-b"]
 
 
 def test_it_says_when_no_relay_ever_reported(alice_client, cast):

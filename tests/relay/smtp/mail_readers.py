@@ -18,11 +18,12 @@ import base64
 import email
 import email.policy
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.node_packages import npm_package
 
 AUTHOR_FIELDS = ("from", "sender", "resent-from", "resent-sender")
 MAILPARSER = "mailparser@3.14.2"  # pinned: its nodemailer (address parser) comes with it
@@ -67,25 +68,11 @@ process.stdin.on('end', async () => {
 
 
 def _node_ready() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.fail("These tests need Node.js and npm (Debian: apt-get install nodejs npm; "
-                    "test.sh installs them when run as root)")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
+    node = npm_package(MAILPARSER, NODE_DIR, "These tests")
+    version = subprocess.run([str(node), "--version"], capture_output=True, text=True).stdout
     if int(version.lstrip("v").split(".")[0] or 0) < 20:
         pytest.fail(f"mailparser needs Node.js 20 or later, this is {version.strip()}")
-    wanted = MAILPARSER.rpartition("@")[2]
-    manifest = NODE_DIR / "node_modules" / "mailparser" / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["version"] != wanted:
-        NODE_DIR.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
-             "--no-save", MAILPARSER],
-            capture_output=True, text=True, timeout=300,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm install {MAILPARSER} failed:\n{done.stderr}")
-    return Path(node)
+    return node
 
 
 def node_readings(raws: list[bytes]) -> list[dict[str, dict[str, list[str]]]]:

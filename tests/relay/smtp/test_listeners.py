@@ -12,7 +12,7 @@ from relay import nodes
 from relay.listen import Listener
 from relay.models import ConnectionStat, RelayNode
 from relay.smtp.server import NothingBound
-from tests.smtp_relay import dialog, running_relay
+from tests.smtp_relay import dialog, message, running_relay
 
 
 def three_free_ports() -> tuple[int, list[socket.socket]]:
@@ -64,6 +64,31 @@ def test_the_node_reports_its_ports_and_tls_modes_and_is_marked_stopped(relay):
     relay.stop()
     node.refresh_from_db()
     assert node.stopped is not None
+
+
+def test_the_node_goes_by_its_name_and_reports_its_version_and_messages_of_the_last_minute(
+    start_relay, cast,
+):
+    relay = start_relay(node_name="edge-1")
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+        for _ in range(2):
+            assert smtp.sendmail("shop@acme.test", ["a@example.net"], message()) == {}
+    relay.flush()
+    node = RelayNode.objects.get(node_id="edge-1")
+    assert (node.version, node.accepted_last_minute) == (nodes.product_version(), 2)
+    assert node.version
+
+
+def test_accepted_messages_leave_the_last_minute_count_after_a_minute():
+    now = [1000.0]
+    counter = nodes.ConnectionCounter(clock=lambda: now[0])
+    counter.accepted()
+    now[0] += 30
+    counter.accepted()
+    assert counter.accepted_last_minute() == 2
+    now[0] += 31
+    assert counter.accepted_last_minute() == 1
 
 
 def test_connections_and_logins_are_counted_per_port_and_user(relay, cast):
