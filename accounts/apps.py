@@ -8,7 +8,10 @@ class AccountsConfig(AppConfig):
         # The checks every check of a sending domain runs after its ownership token, in
         # this order (accounts.domains.CHECKS). Imported here, not at the top: they import
         # the models, which are not loaded when this module is.
+        from accounts import domainhealth
         from accounts.actions import dkim_keys
         from accounts.domains import register_check
 
         register_check(dkim_keys.domain_check)
+        register_check(domainhealth.spf_findings)
+        register_check(domainhealth.dmarc_findings)

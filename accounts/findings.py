@@ -28,6 +28,9 @@ class Finding:
     # The DNS name the fix goes to, and its type, when the fix is a record.
     record_name: str = ""
     record_type: str = ""
+    # What kind of finding it is, for code that reads stored findings (the provider
+    # verdicts, the troubleshooter): e.g. "spf.none", "dmarc.p_reject"; "" when unused.
+    code: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from smtpplus.dns import parse_resolvers
+from smtpplus.egress import egress_networks, spf_include
 from smtpplus.settings import DEV_SECRET_KEY
 
 
@@ -118,4 +119,21 @@ def check_metrics_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
             errors.append(Error(f"METRICS_ALLOWED_NETWORKS: {network!r} is not a network.",
                                 hint="Use addresses or CIDR networks, e.g. 10.0.0.0/8.",
                                 id="smtpplus.E004"))
+    return errors
+
+
+@register()
+def check_egress_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """What the SPF check of sending domains compares records with must be readable."""
+    errors: list[Error] = []
+    try:
+        egress_networks()
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), hint="Comma-separated addresses or networks.",
+                            id="smtpplus.E020"))
+    try:
+        spf_include()
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), hint="The domain your smarthost asks you to include: "
+                            "in SPF records.", id="smtpplus.E021"))
     return errors

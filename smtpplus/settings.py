@@ -179,6 +179,11 @@ SMTPPLUS_DNS_TIMEOUT = env.float("SMTPPLUS_DNS_TIMEOUT", default=5.0)
 SMTPPLUS_DKIM_ROTATION_GRACE = env.int("SMTPPLUS_DKIM_ROTATION_GRACE", default=7 * 24 * 3600)
 # Also sign with an Ed25519 key (RFC 8463), beside the RSA-2048 signature.
 SMTPPLUS_DKIM_ED25519 = env.bool("SMTPPLUS_DKIM_ED25519", default=False)
+# How this relay's mail reaches the internet, for the SPF check of sending domains
+# (accounts.spfhealth): the public addresses or networks delivery connects from, and the
+# smarthost's SPF include: domain when delivery goes through one. Either or both.
+RELAY_EGRESS_IPS = env.list("RELAY_EGRESS_IPS", default=[])
+RELAY_SPF_INCLUDE = env.str("RELAY_SPF_INCLUDE", default="")
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from accounts import domains
 from accounts.actions import domains as domain_actions
 from accounts.audit import Actor
+from accounts.domainhealth import HEALTH_CHECKS
 from accounts.findings import ordered, worst
 from accounts.models import Role, SendingDomain
 from accounts.senders import InvalidEntry
@@ -65,8 +66,10 @@ def domain_detail(request: AccountRequest, pk: int) -> HttpResponse:
         "domain": domain,
         "zone_line": domains.zone_line(domain.verification_name, domain.verification_value),
         "verification": ordered(grouped.get(domains.CHECK_NAME, [])),
-        # Findings of the other checks (DKIM, SPF, DMARC), for the health section.
-        "other_findings": ordered([f for f in found if f.check != domains.CHECK_NAME]),
+        # Findings of the other checks (DKIM…), for the health section; SPF and DMARC are
+        # the health include's (accounts/domains/_health.html).
+        "other_findings": ordered([f for f in found if f.check != domains.CHECK_NAME
+                                   and f.check not in HEALTH_CHECKS]),
         "verdict": worst(found) if found else "",
         "lapses_at": domains.lapse_deadline(domain) if domains.can_lapse(domain) else None,
         # Optional sections: the first template that exists is shown.

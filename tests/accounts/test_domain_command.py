@@ -21,6 +21,10 @@ from tests.fake_upstream import database_url_for_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Valid SPF and DMARC records, so that a domain's verdict is its token's and DKIM's.
+SPF_AND_DMARC = [("@", "TXT", '"v=spf1 ip4:203.0.113.7 -all"'),
+                 ("_dmarc", "TXT", '"v=DMARC1; p=reject; rua=mailto:d@acme.test"')]
+
 
 def run(*args: str):
     out = StringIO()
@@ -53,10 +57,11 @@ def test_bad_input_is_refused_with_a_message_naming_it(cast):
         run("verify", "missing.example")
 
 
-def test_check_verifies_by_dns_and_list_shows_the_verdict(cast, dns_server):
+def test_check_verifies_by_dns_and_list_shows_the_verdict(cast, dns_server, settings):
+    settings.RELAY_EGRESS_IPS = ["203.0.113.7"]  # which the SPF record authorizes
     data = run("add", "cli-check.test", "--account", "acme")
     dns_server.set_records("cli-check.test", [
-        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"')])
+        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"'), *SPF_AND_DMARC])
     checked = run("check", "cli-check.test")
     assert checked["status"] == "verified" and checked["verified_how"] == "dns"
     assert checked["findings"][0]["check"] == "verification"
@@ -65,7 +70,7 @@ def test_check_verifies_by_dns_and_list_shows_the_verdict(cast, dns_server):
     assert checked["verdict"] == "warning"
     (key,) = run("dkim-show", "cli-check.test")["keys"]
     dns_server.set_records("cli-check.test", [
-        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"'),
+        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"'), *SPF_AND_DMARC,
         (key["record"]["name"] + ".", "TXT", " ".join(f'"{s}"' for s in key["record"]["strings"]))])
     checked = run("check", "cli-check.test")
     assert checked["verdict"] == "ok", checked["findings"]
@@ -110,7 +115,7 @@ def test_check_due_loop_runs_as_a_process_checks_what_is_due_and_stops_on_sigter
     SendingDomain.objects.update(last_checked_at=timezone.now())  # the cast's domains
     data = run("add", "loop.test", "--account", "acme")
     dns_server.set_records("loop.test", [
-        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"')])
+        ("_smtpplus", "TXT", f'"{data["verification_record"]["value"]}"'), *SPF_AND_DMARC])
     env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(),
            "SMTPPLUS_DNS_RESOLVERS": dns_server.address}
     log = tmp_path / "loop.log"

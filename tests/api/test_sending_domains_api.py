@@ -24,7 +24,8 @@ def test_it_adds_a_domain_then_a_check_verifies_it(acme_api, cast, dns_server):
         "api.example", "unverified", [])
     assert AuditEvent.objects.get(action="domain.add").actor_label == "API key: acme admin key"
     dns_server.set_records("api.example", [
-        ("_smtpplus", "TXT", f'"{created["verification_record"]["value"]}"')])
+        ("_smtpplus", "TXT", f'"{created["verification_record"]["value"]}"'),
+        ("@", "TXT", '"v=spf1 -all"'), ("_dmarc", "TXT", '"v=DMARC1; p=reject; rua=mailto:d@api.example"')])
     checked = acme_api.post(f"/sending-domains/{created['id']}/check").json()
     assert checked["status"] == "verified" and checked["verified_how"] == "dns"
     # Its DKIM key is not published yet: the findings say what to publish.

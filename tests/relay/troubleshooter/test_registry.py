@@ -10,9 +10,14 @@ from tests.relay.troubleshooter.helpers import (
     deliver,
     send,
 )
+from tests.relay.troubleshooter.test_trust import GOOD, checked, sending
 
 
-def test_all_checks_run_for_a_healthy_user(relay, cast, upstream):
+def test_all_checks_run_for_a_healthy_user(relay, cast, upstream, dns_server, settings):
+    # acme.test: a verified sending domain, signed, whose SPF and DMARC pass.
+    settings.RELAY_EGRESS_IPS = ["203.0.113.7"]
+    dns_server.set_records("acme.test", GOOD)
+    checked(sending(cast.acme))
     assert send(relay, cast.acme_smtp, cast.acme_smtp_password, "shop@acme.test")[0] == 250
     deliver(upstream)
     relay.flush()
@@ -21,6 +26,7 @@ def test_all_checks_run_for_a_healthy_user(relay, cast, upstream):
     assert [r.key for r in results] == [
         "relay", "credentials", "lockout", "sender_domain", "sender_email", "port_open",
         "port_supported", "has_senders", "hourly_limit", "size", "upstream", "suppressed",
+        "trust",
     ]
     assert {r.key: r.status for r in results if r.status != OK} == {}
     assert ConnectionStat.objects.filter(smtp_user=user).exists()
