@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from relay.console import events, messages
+from relay.console import events, messages, user_stats
 from relay.troubleshooter import views as troubleshooter
 
 app_name = "relay"
@@ -15,6 +15,7 @@ urlpatterns = [
     path("messages/<int:pk>/cancel/", messages.message_action, {"action": "cancel"},
          name="message_cancel"),
     path("events/", events.event_list, name="events"),
+    path("users/<int:pk>/statistics/", user_stats.user_stats, name="user_stats"),
     path("users/<int:pk>/troubleshoot/", troubleshooter.troubleshoot, name="troubleshoot"),
     path(
         "users/<int:pk>/troubleshoot/authorize/",

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
+from relay.console.stats import statistics_context
 from relay.headers import display_subject
 from relay.listen import alive_nodes, node_listeners, ports_by_tls
 from relay.models import (
@@ -113,4 +114,6 @@ def dashboard_context(account: Account) -> dict[str, Any]:
 
 @member_required()
 def dashboard(request: AccountRequest) -> HttpResponse:
-    return render(request, "dashboard.html", dashboard_context(request.account))
+    context = dashboard_context(request.account)
+    context.update(statistics_context(request.account, request.GET.get("period")))
+    return render(request, "dashboard.html", context)

@@ -128,12 +128,21 @@ def test_no_warning_when_every_user_has_senders(alice_client, cast):
     assert "no-senders" not in alice_client.get(DASHBOARD).content.decode()
 
 
-def test_the_dashboard_takes_a_handful_of_queries(alice_client, cast):
-    for i in range(20):
-        message = make_message(cast.acme_smtp, recipients=[("a@example.net", "queued")])
-        fail_recipient(message.recipients.get())
-        RelayEvent.objects.create(account=cast.acme, kind=EventKind.AUTH_FAILED)
-    with CaptureQueriesContext(connection) as queries:
-        assert alice_client.get(DASHBOARD).status_code == 200
-    # 4 for session, user, membership and the account menu; 8 for the dashboard itself
-    assert len(queries) <= 12, [q["sql"][:90] for q in queries]
+def test_the_dashboard_takes_a_handful_of_queries_whatever_the_volume(alice_client, cast):
+    def add_traffic():
+        for _ in range(20):
+            message = make_message(cast.acme_smtp, recipients=[("a@example.net", "queued")])
+            fail_recipient(message.recipients.get())
+            RelayEvent.objects.create(account=cast.acme, kind=EventKind.AUTH_FAILED)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get(DASHBOARD).status_code == 200
+        return len(queries)
+
+    add_traffic()
+    first = count()
+    add_traffic()
+    # 4 for session, user, membership and the account menu; 8 for the relay, queue and
+    # latest problems; 15 for the statistics (rollups, the live hour, the top lists).
+    assert first == count() <= 27
