@@ -269,6 +269,8 @@ class ConnectionStat(models.Model):
     )
     connections = models.PositiveIntegerField(default=0)
     logins = models.PositiveIntegerField(default=0)
+    # Of those logins, the ones made over TLS (STARTTLS or implicit TLS).
+    tls_logins = models.PositiveIntegerField(default=0)
     last_seen = models.DateTimeField(default=timezone.now)
 
     class Meta:

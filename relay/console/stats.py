@@ -302,6 +302,7 @@ def statistics_context(account: Account, period_key: str | None,
     stats = gather(account, win, smtp_user)
     filters: dict[str, Any] = {"user": smtp_user.pk} if smtp_user else {}
     context: dict[str, Any] = {
+        "window": win,
         "period": win.period,
         "periods": period_choices(win.period.key),
         "charts": charts(stats, **filters),

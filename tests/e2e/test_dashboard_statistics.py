@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.alerts.conftest import failed_message
+from relay.models import EventKind
+from tests.alerts.conftest import failed_message, relay_event
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
 from tests.fake_upstream import queue_message
@@ -51,3 +52,20 @@ def test_the_dashboard_charts_link_to_the_log_filtered_to_what_they_count(page, 
     assert page.locator("#id_domain").input_value() == "other.test"
     assert len(page.locator("table.messages-log a.subject").all_inner_texts()) == 2
     assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_a_users_statistics_open_from_its_page_and_link_to_its_refusals(page, cast):
+    queue_message(cast.acme_smtp, ["ok@example.net"], subject="Sent", client_ip="192.0.2.7")
+    relay_event(cast.acme_smtp, EventKind.SENDER_REJECTED, count=3, reason="not authorized")
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.goto(cast.acme_smtp.get_absolute_url())
+    page.click("#statistics-link")
+    page.wait_for_url("**/statistics/**")
+    assert page.locator("h1").inner_text() == "Statistics of Acme web shop"
+    assert page.locator("#chart-messages svg.chart-svg rect.series-accepted").count() == 1
+    assert page.locator("#chart-messages table.chart-table").is_visible()
+    assert "192.0.2.7" in page.locator("#clients").inner_text()
+    page.click("#reason-sender_rejected")
+    page.wait_for_url("**/events/**")
+    assert page.locator("table.events tbody tr").count() == 1
+    assert "not authorized" in page.locator("table.events").inner_text()

@@ -166,7 +166,7 @@ def test_the_command_folds_and_prints_json(traffic):
     out = StringIO()
     call_command("rollup", stdout=out)
     result = json.loads(out.getvalue())
-    assert result["hours_folded"] >= 3
+    assert result["hours_folded"] >= 2  # 3 hours ago up to the last closed hour
     assert result["folded_until"] == rollup.folded_until().isoformat()
     out = StringIO()
     call_command("rollup", stdout=out)
