@@ -24,7 +24,7 @@ What is counted in an hour (messages and recipients are never added together):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +50,7 @@ GRACE = timedelta(minutes=5)
 # How far back the first run folds (the dashboard shows up to 30 days).
 BACKFILL = timedelta(days=31)
 STATE = "hourly"
+BATCH_HOURS = 24
 
 
 @dataclass
@@ -162,14 +163,13 @@ def domain_counts(
     return dict(out)
 
 
-def fold_hour(hour: datetime) -> None:
-    """Replace the stored counters of the hour starting at `hour` by a fresh count."""
-    end = hour + HOUR
-    users = user_counts(hour, end)
-    domains = domain_counts(hour, end)
+def fold_hours(start: datetime, end: datetime) -> None:
+    """Replace the stored counters of the hours in [start, end) by a fresh count."""
+    users = user_counts(start, end)
+    domains = domain_counts(start, end)
     with transaction.atomic():
-        HourlyStat.objects.filter(hour=hour).delete()
-        DomainHourlyStat.objects.filter(hour=hour).delete()
+        HourlyStat.objects.filter(hour__gte=start, hour__lt=end).delete()
+        DomainHourlyStat.objects.filter(hour__gte=start, hour__lt=end).delete()
         HourlyStat.objects.bulk_create(
             [HourlyStat(hour=h, account_id=a, smtp_user_id=u, **vars(c))
              for (h, a, u), c in users.items()], batch_size=1000)
@@ -177,6 +177,11 @@ def fold_hour(hour: datetime) -> None:
             [DomainHourlyStat(hour=h, account_id=a, domain=d[:255], recipients=c.recipients,
                               delivered=c.delivered, deferred=c.deferred, failed=c.failed)
              for (h, a, d), c in domains.items()], batch_size=1000)
+
+
+def fold_hour(hour: datetime) -> None:
+    """Replace the stored counters of the hour starting at `hour` by a fresh count."""
+    fold_hours(hour, hour + HOUR)
 
 
 def first_hour(now: datetime) -> datetime:
@@ -205,30 +210,36 @@ def _locked_state(now: datetime) -> RollupState:
     return state
 
 
-def _fold_next(now: datetime, limit: datetime) -> datetime | None:
-    """Fold the first hour not folded yet if it ended before `limit`; give its start."""
+def _fold_next(now: datetime, limit: datetime, most: int) -> list[datetime]:
+    """Fold the first hours not folded yet (at most `most`) that ended before `limit`."""
     with transaction.atomic():
         state = _locked_state(now)
-        hour = state.folded_until
-        if hour + HOUR > limit:
-            return None
-        fold_hour(hour)
-        state.folded_until = hour + HOUR
+        start = state.folded_until
+        count = min(most, int((limit - start) / HOUR)) if limit > start else 0
+        if count <= 0:
+            return []
+        end = start + count * HOUR
+        fold_hours(start, end)
+        state.folded_until = end
         state.updated = timezone.now()
         state.save(update_fields=["folded_until", "updated"])
-    return hour
+    return [start + i * HOUR for i in range(count)]
 
 
 def fold_due(now: datetime | None = None, max_hours: int | None = None) -> list[datetime]:
-    """Fold every closed hour not folded yet (at most `max_hours`); the hours folded."""
+    """Fold every closed hour not folded yet (at most `max_hours`); the hours folded.
+
+    Hours are counted BATCH_HOURS at a time (one set of range queries for them all), each
+    batch in its own transaction with the state row locked."""
     now = now or timezone.now()
     limit = floor_hour(now - GRACE)
     done: list[datetime] = []
     while max_hours is None or len(done) < max_hours:
-        hour = _fold_next(now, limit)
-        if hour is None:
+        most = BATCH_HOURS if max_hours is None else min(BATCH_HOURS, max_hours - len(done))
+        folded = _fold_next(now, limit, most)
+        if not folded:
             break
-        done.append(hour)
+        done += folded
     return done
 
 
@@ -239,10 +250,3 @@ def refold_from(since: datetime) -> None:
         state = _locked_state(timezone.now())
         state.folded_until = min(state.folded_until, floor_hour(since))
         state.save(update_fields=["folded_until"])
-
-
-def hours(start: datetime, end: datetime) -> Iterator[datetime]:
-    hour = floor_hour(start)
-    while hour < end:
-        yield hour
-        hour += HOUR

@@ -43,12 +43,17 @@ class Row:
         return sum(c.value for c in self.cells)
 
 
+def num(value: float) -> str:
+    """An SVG coordinate: one decimal at most, no locale (the template prints it as is)."""
+    return f"{round(value, 1):g}"
+
+
 @dataclass
 class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
+    x: str
+    y: str
+    width: str
+    height: str
     css: str
     title: str
     href: str
@@ -56,13 +61,13 @@ class Bar:
 
 @dataclass
 class Tick:
-    y: float
+    y: str
     label: str
 
 
 @dataclass
 class XLabel:
-    x: float
+    x: str
     label: str
 
 
@@ -113,14 +118,13 @@ def layout(chart: Chart) -> Chart:
                 continue
             height = cell.value * scale
             y -= height
-            chart.bars.append(Bar(round(x, 1), round(y, 1), round(slot - gap, 1),
-                                  round(height, 1), series.css,
+            chart.bars.append(Bar(num(x), num(y), num(slot - gap), num(height), series.css,
                                   f"{row.label}: {cell.value} {series.label.lower()}", cell.href))
     divisions = 5 if top >= 5 else top  # top is 1, 2, 5, 10, 20, 50…: whole steps
     for k in range(divisions + 1):
         value = top * k // divisions
-        chart.ticks.append(Tick(round(chart.baseline - value * scale, 1), f"{value:,}"))
+        chart.ticks.append(Tick(num(chart.baseline - value * scale), f"{value:,}"))
     every = max(1, round(n / X_LABELS))
     for i in range(0, len(chart.rows), every):
-        chart.x_labels.append(XLabel(round(LEFT + i * slot, 1), chart.rows[i].label))
+        chart.x_labels.append(XLabel(num(LEFT + i * slot), chart.rows[i].label))
     return chart

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db.models import Sum
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
-from django.utils.http import urlencode
 
 from accounts.models import Account, SmtpUser
 from relay import rollup
@@ -72,13 +72,25 @@ def moment(value: datetime) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%dT%H:%M")
 
 
+_pages: dict[tuple[str, str], str] = {}
+
+
+def _page(name: str) -> str:
+    """reverse(name), once per script prefix: a page has hundreds of links."""
+    key = (name, get_script_prefix())
+    url = _pages.get(key)
+    if url is None:
+        url = _pages[key] = reverse(name)
+    return url
+
+
 def link(counter: str, start: datetime, end: datetime, **filters: Any) -> str:
     page, event = LINKS[counter]
     params = {k: v for k, v in filters.items() if v not in (None, "")}
     if event:
         params["event"] = event
     params.update(since=moment(start), until=moment(end))
-    return f"{reverse(page)}?{urlencode(params)}"
+    return f"{_page(page)}?{urlencode(params)}"
 
 
 @dataclass
