@@ -54,8 +54,8 @@ SELECT %(base)s + g, %(account)s,
     900 + (g * 7919) %% 39000, ('192.0.2.' || (1 + g %% 20))::inet, 'app.bench.test', 587,
     false, false
 FROM (SELECT g, (g * 2654435761) %% 100 AS h,
-             (ARRAY['orders','news','noreply','billing'])[1 + g %% 4] || '@bench.test' AS sender
-      FROM generate_series(1, %(n)s) g) s
+             (ARRAY['orders','news','noreply','billing'])[(1 + g %% 4)::int] || '@bench.test' AS sender
+      FROM generate_series(1::bigint, %(n)s) g) s
 """
 
 # 1, 1, 1, 2 or 3 recipients; the domain's rank skewed (mail0 the largest);
@@ -80,17 +80,17 @@ SELECT m.id, m.account_id, m.smtp_user_id,
 FROM relay_message m
 CROSS JOIN LATERAL generate_series(1, CASE m.id %% 5 WHEN 3 THEN 2 WHEN 4 THEN 3 ELSE 1 END) k
 CROSS JOIN LATERAL (
-    SELECT ((m.id * 31 + k) * 2654435761) %% 100 AS h,
-           ((m.id * 17 + k) * 40503) %% 10000 AS d,
-           CASE WHEN ((m.id * 31 + k) * 2654435761) %% 100 < 90 THEN 'delivered'
-                WHEN ((m.id * 31 + k) * 2654435761) %% 100 < 94 THEN 'failed'
+    SELECT ((m.id::bigint * 31 + k) * 2654435761) %% 100 AS h,
+           ((m.id::bigint * 17 + k) * 40503) %% 10000 AS d,
+           CASE WHEN ((m.id::bigint * 31 + k) * 2654435761) %% 100 < 90 THEN 'delivered'
+                WHEN ((m.id::bigint * 31 + k) * 2654435761) %% 100 < 94 THEN 'failed'
                 -- nothing stays pending for days: older ones expired or went out
                 WHEN m.created < now() - interval '2 days'
-                     AND ((m.id * 31 + k) * 2654435761) %% 100 < 97 THEN 'failed'
+                     AND ((m.id::bigint * 31 + k) * 2654435761) %% 100 < 97 THEN 'failed'
                 WHEN m.created < now() - interval '2 days'
-                     AND ((m.id * 31 + k) * 2654435761) %% 100 < 99 THEN 'delivered'
-                WHEN ((m.id * 31 + k) * 2654435761) %% 100 < 97 THEN 'deferred'
-                WHEN ((m.id * 31 + k) * 2654435761) %% 100 < 99 THEN 'queued'
+                     AND ((m.id::bigint * 31 + k) * 2654435761) %% 100 < 99 THEN 'delivered'
+                WHEN ((m.id::bigint * 31 + k) * 2654435761) %% 100 < 97 THEN 'deferred'
+                WHEN ((m.id::bigint * 31 + k) * 2654435761) %% 100 < 99 THEN 'queued'
                 ELSE 'cancelled' END AS status) r
 WHERE m.account_id = %(account)s AND m.id > %(base)s
 """
@@ -106,13 +106,13 @@ FROM relay_recipient WHERE account_id = %(account)s AND status = 'deferred'
 EVENTS_SQL = """
 INSERT INTO relay_relayevent (account_id, smtp_user_id, kind, created, last_seen, count,
     client_ip, port, username, address, reason, reply)
-SELECT %(account)s, (%(users)s::int[])[1 + g %% 5],
-    (ARRAY['auth_failed','sender_rejected','rate_limited','from_rejected'])[1 + g %% 4],
+SELECT %(account)s, (%(users)s::int[])[(1 + g %% 5)::int],
+    (ARRAY['auth_failed','sender_rejected','rate_limited','from_rejected'])[(1 + g %% 4)::int],
     t, t, 1 + g %% 7, ('198.51.100.' || (g %% 200))::inet, 587, 'bench', 'x@evil.test',
     'bench reason ' || (g %% 9), '550 5.7.1 no'
 FROM (SELECT g, now() - (%(days)s * interval '1 day')
                 + (g::float8 / %(n)s) * (%(days)s * interval '1 day') AS t
-      FROM generate_series(1, %(n)s) g) s
+      FROM generate_series(1::bigint, %(n)s) g) s
 """
 
 

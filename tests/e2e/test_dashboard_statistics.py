@@ -4,6 +4,7 @@ the messages log filtered to what it counts."""
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from relay.models import EventKind
 from tests.alerts.conftest import failed_message, relay_event
@@ -69,3 +70,15 @@ def test_a_users_statistics_open_from_its_page_and_link_to_its_refusals(page, ca
     page.wait_for_url("**/events/**")
     assert page.locator("table.events tbody tr").count() == 1
     assert "not authorized" in page.locator("table.events").inner_text()
+
+
+def test_the_charts_fit_a_phone_screen_without_sideways_scrolling(page, cast):
+    for i in range(30):
+        queue_message(cast.acme_smtp, [f"user{i}@very-long-recipient-domain-name-{i}.example"])
+    log_in(page, "alice@acme.test", PASSWORD)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for url in ("/?period=30d", reverse("relay:user_stats", args=[cast.acme_smtp.pk])):
+        page.goto(url)
+        assert page.locator("#chart-messages svg.chart-svg").is_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (url, width)
