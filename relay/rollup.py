@@ -98,85 +98,82 @@ def _window(field: str, start: datetime, end: datetime) -> dict[str, datetime]:
     return {f"{field}__gte": start, f"{field}__lt": end}
 
 
-def user_counts(
-    start: datetime, end: datetime, *, account_id: int | None = None,
-    smtp_user_id: int | None = None,
-) -> dict[UserKey, Counters]:
-    """Counters per (hour, account, SMTP+ user) of [start, end), from the source tables."""
-    out: dict[UserKey, Counters] = defaultdict(Counters)
+@dataclass
+class Counts:
+    users: dict[UserKey, Counters]
+    domains: dict[DomainKey, Counters]
 
-    def put(rows: Iterable[dict[str, Any]], name: str) -> None:
+
+def count(
+    start: datetime, end: datetime, *, account_id: int | None = None,
+    smtp_user_id: int | None = None, domains: bool = True,
+) -> Counts:
+    """Counters of [start, end) per (hour, account, SMTP+ user) and, if `domains`, per
+    (hour, account, recipient domain), from the source tables: five grouped queries."""
+    users: dict[UserKey, Counters] = defaultdict(Counters)
+    by_domain: dict[DomainKey, Counters] = defaultdict(Counters)
+
+    def put(rows: Iterable[dict[str, Any]], name: str | None = None) -> None:
         for row in rows:
-            counters = out[(row["h"], row["a"], row["u"])]
-            setattr(counters, name, getattr(counters, name) + (row["n"] or 0))
+            counter, n = name or row["status"], row["n"] or 0
+            c = users[(row["h"], row["a"], row["u"])]
+            setattr(c, counter, getattr(c, counter) + n)
+            if "d" in row:
+                c = by_domain[(row["h"], row["a"], row["d"])]
+                setattr(c, counter, getattr(c, counter) + n)
 
-    messages = _scoped(Message.objects.filter(**_window("created", start, end)), "",
-                       account_id, smtp_user_id)
-    put(messages.values(h=_hour("created"), a=F("account_id"), u=F("smtp_user_id"))
-        .annotate(n=Count("pk")).order_by(), "accepted")
-    recipients = _scoped(Recipient.objects.filter(**_window("message__created", start, end)),
-                         "", account_id, smtp_user_id)
-    put(recipients.values(h=_hour("message__created"), a=F("account_id"), u=F("smtp_user_id"))
-        .annotate(n=Count("pk")).order_by(), "recipients")
-    for status in (RecipientStatus.DELIVERED, RecipientStatus.FAILED):
-        finished = _scoped(Recipient.objects.filter(status=status,
-                                                    **_window("finished_at", start, end)),
-                           "", account_id, smtp_user_id)
-        put(finished.values(h=_hour("finished_at"), a=F("account_id"), u=F("smtp_user_id"))
-            .annotate(n=Count("pk")).order_by(), str(status))
-    deferred = _scoped(Attempt.objects.filter(outcome="deferred", **_window("started", start, end)),
-                       "recipient__", account_id, smtp_user_id)
-    put(deferred.values(h=_hour("started"), a=F("recipient__account_id"),
-                        u=F("recipient__smtp_user_id"))
-        .annotate(n=Count("pk")).order_by(), "deferred")
-    events = _scoped(RelayEvent.objects.filter(account__isnull=False,
-                                               **_window("last_seen", start, end)),
-                     "", account_id, smtp_user_id)
-    put(events.values(h=_hour("last_seen"), a=F("account_id"), u=F("smtp_user_id"))
-        .annotate(n=Sum("count")).order_by(), "rejected")
-    return dict(out)
+    def grouped(qs: QuerySet[Any], hour_field: str, prefix: str = "",
+                address: str | None = None, *extra: str, total: Any = None) -> QuerySet[Any]:
+        qs = _scoped(qs, prefix, account_id, smtp_user_id)
+        names = list(extra)
+        if domains and address:
+            qs = qs.annotate(d=recipient_domain(address))
+            names.append("d")
+        return (qs.values(*names, h=_hour(hour_field), a=F(f"{prefix}account_id"),
+                          u=F(f"{prefix}smtp_user_id"))
+                .annotate(n=total or Count("pk")).order_by())
+
+    put(grouped(Message.objects.filter(**_window("created", start, end)), "created"),
+        "accepted")
+    put(grouped(Recipient.objects.filter(**_window("message__created", start, end)),
+                "message__created", "", "address"), "recipients")
+    put(grouped(Recipient.objects.filter(
+        status__in=[RecipientStatus.DELIVERED, RecipientStatus.FAILED],
+        **_window("finished_at", start, end)), "finished_at", "", "address", "status"))
+    put(grouped(Attempt.objects.filter(outcome="deferred", **_window("started", start, end)),
+                "started", "recipient__", "recipient__address"), "deferred")
+    put(grouped(RelayEvent.objects.filter(account__isnull=False,
+                                          **_window("last_seen", start, end)),
+                "last_seen", total=Sum("count")), "rejected")
+    return Counts(dict(users), dict(by_domain))
 
 
-def domain_counts(
-    start: datetime, end: datetime, *, account_id: int | None = None,
-) -> dict[DomainKey, Counters]:
+def user_counts(start: datetime, end: datetime, *, account_id: int | None = None,
+                smtp_user_id: int | None = None) -> dict[UserKey, Counters]:
+    """Counters per (hour, account, SMTP+ user) of [start, end)."""
+    return count(start, end, account_id=account_id, smtp_user_id=smtp_user_id,
+                 domains=False).users
+
+
+def domain_counts(start: datetime, end: datetime, *,
+                  account_id: int | None = None) -> dict[DomainKey, Counters]:
     """Recipient counters per (hour, account, recipient domain) of [start, end)."""
-    out: dict[DomainKey, Counters] = defaultdict(Counters)
-
-    def put(qs: QuerySet[Any], hour_field: str, account_field: str, name: str) -> None:
-        if account_id is not None:
-            qs = qs.filter(**{account_field: account_id})
-        rows = (qs.values("d", h=_hour(hour_field), a=F(account_field))
-                .annotate(n=Count("pk")).order_by())
-        for row in rows:
-            counters = out[(row["h"], row["a"], row["d"])]
-            setattr(counters, name, getattr(counters, name) + row["n"])
-
-    put(Recipient.objects.filter(**_window("message__created", start, end))
-        .annotate(d=recipient_domain()), "message__created", "account_id", "recipients")
-    for status in (RecipientStatus.DELIVERED, RecipientStatus.FAILED):
-        put(Recipient.objects.filter(status=status, **_window("finished_at", start, end))
-            .annotate(d=recipient_domain()), "finished_at", "account_id", str(status))
-    put(Attempt.objects.filter(outcome="deferred", **_window("started", start, end))
-        .annotate(d=recipient_domain("recipient__address")),
-        "started", "recipient__account_id", "deferred")
-    return dict(out)
+    return count(start, end, account_id=account_id).domains
 
 
 def fold_hours(start: datetime, end: datetime) -> None:
     """Replace the stored counters of the hours in [start, end) by a fresh count."""
-    users = user_counts(start, end)
-    domains = domain_counts(start, end)
+    counts = count(start, end)
     with transaction.atomic():
         HourlyStat.objects.filter(hour__gte=start, hour__lt=end).delete()
         DomainHourlyStat.objects.filter(hour__gte=start, hour__lt=end).delete()
         HourlyStat.objects.bulk_create(
             [HourlyStat(hour=h, account_id=a, smtp_user_id=u, **vars(c))
-             for (h, a, u), c in users.items()], batch_size=1000)
+             for (h, a, u), c in counts.users.items()], batch_size=1000)
         DomainHourlyStat.objects.bulk_create(
             [DomainHourlyStat(hour=h, account_id=a, domain=d[:255], recipients=c.recipients,
                               delivered=c.delivered, deferred=c.deferred, failed=c.failed)
-             for (h, a, d), c in domains.items()], batch_size=1000)
+             for (h, a, d), c in counts.domains.items()], batch_size=1000)
 
 
 def fold_hour(hour: datetime) -> None:

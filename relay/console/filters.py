@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import Account
@@ -72,7 +73,9 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
         if until:
             rcpts = rcpts.filter(finished_at__lt=until)
         if domain:
-            rcpts = rcpts.filter(address__iendswith=f"@{domain}")
+            # LOWER(), not the trigram-indexed UPPER() of iendswith: within a status and
+            # a period the (status, finished_at) index finds far fewer rows.
+            rcpts = rcpts.alias(a=Lower("address")).filter(a__endswith=f"@{domain}")
         return qs.filter(pk__in=rcpts.values("message_id"))
     if event == RecipientStatus.DEFERRED:
         tries = Attempt.objects.filter(outcome="deferred", recipient__account=account)
@@ -81,7 +84,7 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
         if until:
             tries = tries.filter(started__lt=until)
         if domain:
-            tries = tries.filter(recipient__address__iendswith=f"@{domain}")
+            tries = tries.alias(a=Lower("recipient__address")).filter(a__endswith=f"@{domain}")
         return qs.filter(pk__in=tries.values("recipient__message_id"))
     if since:
         qs = qs.filter(created__gte=since)

@@ -154,9 +154,10 @@ def gather(account: Account, win: Window, smtp_user: SmtpUser | None = None) -> 
         buckets[win.bucket_of(row["hour"])].add(_counters(row))
     for row in stored.values("smtp_user_id").annotate(**_sums(COUNTERS)).order_by():
         users[row["smtp_user_id"]].add(_counters(row))
-    live = rollup.user_counts(win.split, win.end, account_id=account.pk,
-                              smtp_user_id=smtp_user.pk if smtp_user else None)
-    for (hour, _account, user_id), counters in live.items():
+    live = rollup.count(win.split, win.end, account_id=account.pk,
+                        smtp_user_id=smtp_user.pk if smtp_user else None,
+                        domains=smtp_user is None)
+    for (hour, _account, user_id), counters in live.users.items():
         buckets[win.bucket_of(hour)].add(counters)
         users[user_id].add(counters)
     domains: dict[str, Counters] | None = None
@@ -166,8 +167,7 @@ def gather(account: Account, win: Window, smtp_user: SmtpUser | None = None) -> 
         for row in (_stored(DomainHourlyStat.objects.filter(account=account), win)
                     .values("domain").annotate(**_sums(names)).order_by()):
             domains[row["domain"]].add(_counters(row, names))
-        for (_h, _a, domain), counters in rollup.domain_counts(
-                win.split, win.end, account_id=account.pk).items():
+        for (_h, _a, domain), counters in live.domains.items():
             domains[domain].add(counters)
     return Statistics(win, buckets, dict(users), dict(domains) if domains is not None else None)
 
