@@ -9,7 +9,9 @@ failed, 3 % deferred with a deferred try, 2 % queued, 1 % cancelled; nothing old
 two days is still pending: those failed or were delivered) at about a hundred
 recipient domains of very different sizes, relay events, and a second account with 2 %
 as much, so every query has to scope. Rows are made by the database itself
-(INSERT … SELECT over generate_series): 5 million messages take minutes, not hours.
+(INSERT … SELECT over generate_series), the trigram indexes rebuilt afterwards, and
+when the database user is a superuser the foreign-key checks are skipped (the rows are
+consistent by construction): 5 million messages then take minutes, not hours.
 
 Then, in the same run:
 - the rollup: folding every hour of the 30 days from scratch, and one more hour;
@@ -289,17 +291,19 @@ def main() -> int:
     dashboard = reverse("dashboard")
     print(f"\ndashboard, server time (median of {args.runs}; without rollups: "
           f"median of {args.baseline_runs}):")
-    worst = 0.0
-    for period in ("24h", "7d", "30d"):
-        fetch = get(client, dashboard, {"period": period})
-        with_rollups = median_ms(fetch, args.runs)
-        worst = max(worst, with_rollups)
+    periods = ("24h", "7d", "30d")
+    # All the pages with rollups first: a baseline's full scans evict the caches.
+    with_rollups = {p: median_ms(get(client, dashboard, {"period": p}), args.runs)
+                    for p in periods}
+    worst = max(with_rollups.values())
+    for period in periods:
         with rolled_back():
             RollupState.objects.all().delete()  # every hour counted live
-            live = median_ms(fetch, args.baseline_runs, warm_up=False)
-        print(f"  {period:>4}: {with_rollups:7.1f} ms with rollups, {live:8.1f} ms counted live "
-              f"(x{live / with_rollups:.0f})  "
-              f"{'under' if with_rollups < TARGET_MS else 'OVER'} {TARGET_MS:.0f} ms")
+            live = median_ms(get(client, dashboard, {"period": period}), args.baseline_runs,
+                             warm_up=False)
+        fast = with_rollups[period]
+        print(f"  {period:>4}: {fast:7.1f} ms with rollups, {live:8.1f} ms counted live "
+              f"(x{live / fast:.0f})  {'under' if fast < TARGET_MS else 'OVER'} {TARGET_MS:.0f} ms")
 
     log = reverse("relay:messages")
     now = timezone.now()
@@ -312,11 +316,14 @@ def main() -> int:
         ("recipient domain, small, last 24 h", {"domain": "mail99.example", **day}),
         ("domain failures, last 24 h", {"domain": "mail99.example", "event": "failed", **day}),
     ]
+    # As above: every search with its index first, then the baselines.
     print(f"\nmessages log searches, server time (median of {args.runs}; "
           f"without trigram indexes: median of {args.baseline_runs}):")
+    indexed_ms = {label: median_ms(get(client, log, params), args.runs)
+                  for label, params in searches}
     for label, params in searches:
         fetch = get(client, log, params)
-        indexed = median_ms(fetch, args.runs)
+        indexed = indexed_ms[label]
         with rolled_back(), connection.cursor() as cursor:
             for name in TRIGRAM_INDEXES:
                 cursor.execute(f'DROP INDEX IF EXISTS "{name}"')

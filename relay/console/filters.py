@@ -90,9 +90,19 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
         qs = qs.filter(created__gte=since)
     if until:
         qs = qs.filter(created__lt=until)
-    if domain:
-        qs = qs.filter(pk__in=Recipient.objects.filter(
-            account=account, address__iendswith=f"@{domain}").values("message_id"))
+    if domain and (since or until):
+        # The recipients of the period's messages (a join on the message's time index).
+        rcpts = Recipient.objects.filter(account=account).alias(a=Lower("address"))
+        if since:
+            rcpts = rcpts.filter(message__created__gte=since)
+        if until:
+            rcpts = rcpts.filter(message__created__lt=until)
+        qs = qs.filter(pk__in=rcpts.filter(a__endswith=f"@{domain}").values("message_id"))
+    elif domain:
+        # Checked per message, newest first, until the page is full: a domain is too
+        # coarse for the trigram index (every "mail…example" shares most trigrams).
+        qs = qs.filter(Exists(Recipient.objects.filter(message=OuterRef("pk"))
+                              .alias(a=Lower("address")).filter(a__endswith=f"@{domain}")))
     return qs
 
 
