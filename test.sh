@@ -32,6 +32,15 @@ if ! command -v knotd >/dev/null && [ ! -x /usr/sbin/knotd ] || ! perl -MMail::D
     echo "DNS and DKIM tests need Knot DNS and Mail::DKIM: sudo apt-get install knot libmail-dkim-perl" >&2
   fi
 fi
+# One relay test runs a real Postfix that relays through SMTP+ as a client (SASL PLAIN
+# needs libsasl2-modules).
+if [ ! -x /usr/sbin/postfix ] || ! ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix libsasl2-modules >/dev/null
+  else
+    echo "The Postfix client test needs Postfix: sudo apt-get install postfix libsasl2-modules" >&2
+  fi
+fi
 # The header tests read messages with Node.js's mailparser too (npm installs it into
 # .venv/node on first use; it needs Node.js 20 or later).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

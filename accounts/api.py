@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.actions import senders, smtp_users
+from accounts.api_domains import router as domains_router
 from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
 from accounts.forms import AuditFilterForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
@@ -20,6 +21,7 @@ from accounts.views.audit import filter_events
 
 router = Router(tags=["SMTP+ users"])
 audit_router = Router(tags=["Audit log"])
+__all__ = ["audit_router", "domains_router", "router"]
 AUDIT_PAGE_SIZE = 100
 
 
@@ -120,7 +122,10 @@ def _detail(user: SmtpUser) -> dict[str, Any]:
 def _add_senders(user: SmtpUser, body: SendersIn | SmtpUserIn, actor: Any) -> senders.AddResult:
     """Add senders all or nothing, like the CLI: any invalid entry refuses the call."""
     domains_text, emails_text = "\n".join(body.domains), "\n".join(body.emails)
-    parsed_domains, parsed_emails = senders.validate_senders(domains_text, emails_text)
+    existing = frozenset(user.authorized_domains.values_list("domain", flat=True))
+    parsed_domains, parsed_emails = senders.validate_senders(
+        domains_text, emails_text, account_id=user.account_id,
+        include_subdomains=body.include_subdomains, existing=existing)
     problems = [f"{e}: {r}" for e, r in parsed_domains.errors + parsed_emails.errors]
     problems += [f"{senders.display_email(e)} is an email address: give it in emails"
                  for e in parsed_domains.emails_in_domain_box]

@@ -258,6 +258,44 @@ class SendingDomain(models.Model):
         )
 
 
+class DomainEventKind(models.TextChoices):
+    VERIFIED = "verified", "Sending domain verified"
+    LAPSED = "lapsed", "Sending domain lapsed"
+    AUTH_BROKEN = "auth_broken", "Domain authentication broken"
+    CLAIMED = "claimed_by_other_account", "Sending domain claimed by another account"
+
+
+class DomainEvent(models.Model):
+    """Something that happened to a sending domain that an account may want an alert
+    for (alerts.collect reads these): verified, lapsed, authentication broken, claimed."""
+
+    account = models.ForeignKey(Account, models.CASCADE, related_name="domain_events")
+    # SET_NULL: the event outlives a removed domain; `domain` keeps its name.
+    sending_domain = models.ForeignKey(
+        SendingDomain, models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    domain = models.CharField(max_length=253)  # A-label
+    kind = models.CharField(max_length=30, choices=DomainEventKind.choices)
+    # "reason": one line for people; "findings": the findings that caused it.
+    details: models.JSONField[Any, Any] = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["account", "-created"])]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.kind}"
+
+    @property
+    def display(self) -> str:
+        return domain_to_unicode(self.domain)
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", ""))
+
+
 class DkimAlgorithm(models.TextChoices):
     RSA = "rsa", "RSA-SHA256"
     ED25519 = "ed25519", "Ed25519-SHA256"

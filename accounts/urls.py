@@ -1,8 +1,17 @@
-"""SMTP+ users, credentials, authorized senders, API keys, members, invitations, account switching, audit log."""
+"""SMTP+ users, credentials, authorized senders, sending domains, API keys, members, invitations, account switching, audit log."""
 
 from django.urls import path
 
-from accounts.views import api_keys, audit, credentials, members, senders, users
+from accounts.views import (
+    api_keys,
+    audit,
+    confirmations,
+    credentials,
+    domains,
+    members,
+    senders,
+    users,
+)
 
 app_name = "accounts"
 urlpatterns = [
@@ -35,7 +44,19 @@ urlpatterns = [
         senders.email_remove,
         name="smtpuser_email_remove",
     ),
+    path(
+        "users/<int:pk>/senders/emails/<int:entry_pk>/resend/",
+        confirmations.email_resend,
+        name="smtpuser_email_resend",
+    ),
     path("users/<int:pk>/can-send-as/", senders.send_as, name="smtpuser_send_as"),
+    path("confirm-address/<str:token>/", confirmations.address_confirm, name="address_confirm"),
+    path("domains/", domains.domain_list, name="domain_list"),
+    path("domains/add/", domains.domain_add, name="domain_add"),
+    path("domains/<int:pk>/", domains.domain_detail, name="domain_detail"),
+    path("domains/<int:pk>/check/", domains.domain_check, name="domain_check"),
+    path("domains/<int:pk>/subdomains/", domains.domain_subdomains, name="domain_subdomains"),
+    path("domains/<int:pk>/remove/", domains.domain_remove, name="domain_remove"),
     path("audit/", audit.audit_log, name="audit"),
     path("api-keys/", api_keys.api_keys, name="api_keys"),
     path("api-keys/new/", api_keys.api_key_create, name="api_key_create"),

@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 
+from alerts import domain_events
 from alerts.models import AlertEvent, AlertRule, EventType
 from relay.models import (
     PENDING_STATUSES,
@@ -143,7 +144,7 @@ def _relay_events(rule: AlertRule, since: datetime, kinds: Iterable[str], type_:
     events: dict[str, AlertEvent] = {}
     for ev in _scoped(rule, qs).select_related("smtp_user").order_by("created", "id"):
         who = ev.smtp_user_id or ev.username
-        addr = ev.address.lower() if type_ == EventType.SENDER_REJECTED else ""
+        addr = ev.address.lower() if type_ in (EventType.SENDER_REJECTED, EventType.RECIPIENT_SUPPRESSED) else ""
         key = f"{type_}:{who}:{addr}:{_hour(ev.created)}"
         if key in events:
             events[key].data["count"] += ev.count
@@ -211,8 +212,11 @@ def candidates(rule: AlertRule, now: datetime) -> list[AlertEvent]:
         found += _relay_events(rule, since, SENDER_KINDS, EventType.SENDER_REJECTED)
     if EventType.RATE_LIMITED in kinds:
         found += _relay_events(rule, since, [EventKind.RATE_LIMITED], EventType.RATE_LIMITED)
+    if EventType.RECIPIENT_SUPPRESSED in kinds:
+        found += _relay_events(rule, since, [EventKind.SUPPRESSED], EventType.RECIPIENT_SUPPRESSED)
     if EventType.LOGIN_FAILURES in kinds:
         found += _login_failures(rule, now)
+    found += domain_events.candidates(rule.account_id, since, kinds)
     return found
 
 

@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 
+from alerts import domain_events
 from alerts.models import DELIVERY_EVENTS, Alert, AlertEvent, EventType
 from relay import explain
 
@@ -61,6 +62,8 @@ def reading_for(kind: str, data: dict[str, Any]) -> explain.Reading:
             last_reason=data.get("last_reason", ""),
             delayed_minutes=data.get("delayed_minutes") if kind == EventType.DELIVERY_DELAYED else None,
         )
+    if kind in domain_events.DOMAIN_EVENTS:
+        return domain_events.reading(kind, data)
     if kind == EventType.LOGIN_FAILURES:
         if data.get("group") == "ip":
             who = f"from {data.get('client_ip') or 'one address'}"
@@ -128,6 +131,8 @@ def event_view(ev: AlertEvent) -> EventView:
     is_delivery = ev.kind in DELIVERY_EVENTS
     if is_delivery:
         path = _messages_path(data)
+    elif ev.kind in domain_events.DOMAIN_EVENTS:
+        path = domain_events.link_path(data)
     else:
         path = _events_path(data, data.get("relay_kind", ""))
     return EventView(
@@ -157,6 +162,10 @@ def headline(kinds: Counter[str], total: int) -> str:
         return f"repeated failed logins ({_plural(total, 'source')})"
     if set(kinds) == {EventType.RATE_LIMITED}:
         return f"hourly limit reached ({_plural(total, 'SMTP+ user')})"
+    if set(kinds) <= set(domain_events.DOMAIN_EVENTS):
+        return f"{_plural(total, 'sending domain problem')}"
+    if set(kinds) == {EventType.RECIPIENT_SUPPRESSED}:
+        return f"{_plural(total, 'recipient')} refused: on the suppression list"
     return f"{_plural(total, 'problem')} sending mail"
 
 

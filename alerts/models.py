@@ -27,6 +27,9 @@ class EventType(models.TextChoices):
     SENDER_REJECTED = "sender_rejected", "Sender rejected (not authorized)"
     LOGIN_FAILURES = "login_failures", "Failed logins above a threshold"
     RATE_LIMITED = "rate_limited", "Hourly limit reached"
+    DOMAIN_LAPSED = "domain_lapsed", "Sending domain lapsed (or taken by another account)"
+    DOMAIN_AUTH_BROKEN = "domain_auth_broken", "Domain authentication broken"
+    RECIPIENT_SUPPRESSED = "recipient_suppressed", "Recipient refused: on the suppression list"
 
 
 DELIVERY_EVENTS = (

@@ -92,6 +92,10 @@ class MessageFilterForm(TimeWindowForm):
     recipient = forms.CharField(required=False, max_length=320, label="Recipient")
     domain = forms.CharField(required=False, max_length=255, label="Recipient domain")
     event = forms.ChoiceField(choices=PERIOD_EVENTS, required=False, label="Period of")
+    kind = forms.ChoiceField(
+        choices=[("", "All messages"), ("mail", "Mail from clients"),
+                 ("dsn", "Delivery reports SMTP+ sent")],
+        required=False, label="Kind")
     date_from = DayField(required=False, label="From date",
                          widget=forms.DateInput(attrs={"type": "date", "min": FIRST_DAY,
                                                        "max": LAST_DAY}))
@@ -99,7 +103,7 @@ class MessageFilterForm(TimeWindowForm):
                        widget=forms.DateInput(attrs={"type": "date", "min": FIRST_DAY,
                                                      "max": LAST_DAY}))
 
-    field_order = ["user", "status", "sender", "sender_match", "recipient", "domain",
+    field_order = ["user", "status", "kind", "sender", "sender_match", "recipient", "domain",
                    "date_from", "date_to", "since", "until", "event"]
 
     def clean_domain(self) -> str:

@@ -37,6 +37,14 @@ class Message(models.Model):
     # Exactly as received, plus our Received: header. Emptied by retention pruning.
     raw = models.BinaryField(null=True, blank=True)
     pruned = models.BooleanField(default=False)
+    # RFC 3461 (the DSN extension): RET= ("FULL"/"HDRS", blank if not given) and ENVID=
+    # (xtext-decoded) of MAIL FROM. `dsn_of`: this message is a delivery status
+    # notification SMTP+ wrote about that one (sent with the null sender).
+    dsn_ret = models.CharField(max_length=4, blank=True)
+    dsn_envid = models.CharField(max_length=100, blank=True)
+    dsn_of = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="dsns"
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -130,6 +138,13 @@ class Recipient(models.Model):
     # A worker owns the row while lease_until is in the future.
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # RFC 3461 NOTIFY= of RCPT TO ("" not given, "NEVER", or e.g. "FAILURE,DELAY") and
+    # ORCPT= ("rfc822;addr", xtext-decoded); a DSN owed for the state just reached
+    # (`relay.delivery.notices`: failed, delayed or delivered; blank when none is),
+    # cleared once the report is written.
+    notify = models.CharField(max_length=32, blank=True)
+    orcpt = models.CharField(max_length=500, blank=True)
+    dsn_due = models.CharField(max_length=10, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -143,6 +158,7 @@ class Recipient(models.Model):
             models.Index(fields=["account", "status", "-created"], name="rcpt_account_status"),
             models.Index(fields=["smtp_user", "status", "-created"], name="rcpt_user_status"),
             models.Index(fields=["status", "finished_at"], name="rcpt_status_finished"),
+            models.Index(fields=["dsn_due"], name="rcpt_dsn_due", condition=~models.Q(dsn_due="")),
         ]
 
     def __str__(self) -> str:
@@ -174,6 +190,72 @@ class Attempt(models.Model):
         ]
 
 
+class DsnRecord(models.Model):
+    """One recipient's line in a delivery status notification SMTP+ sent (`dsn`), or
+    why none was sent for that state (`note`: off for the user, rate limit, NOTIFY)."""
+
+    recipient = models.ForeignKey(Recipient, models.CASCADE, related_name="dsn_records")
+    dsn = models.ForeignKey(
+        Message, models.SET_NULL, null=True, blank=True, related_name="dsn_lines"
+    )
+    action = models.CharField(max_length=10)  # failed / delayed / delivered / relayed
+    created = models.DateTimeField(default=timezone.now)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+
+class SuppressionReason(models.TextChoices):
+    MAILBOX_UNKNOWN = "mailbox_unknown", "Mailbox does not exist"
+    MAILBOX_DISABLED = "mailbox_disabled", "Mailbox disabled"
+    DOMAIN_UNKNOWN = "domain_unknown", "Domain does not exist or accepts no mail"
+    MANUAL = "manual", "Added by an admin"
+    IMPORTED = "imported", "Imported"
+
+
+class Suppression(models.Model):
+    """An address an account's mail is no longer sent to: refused at RCPT TO.
+
+    Added when a delivery fails permanently for a mailbox-level reason (never for a
+    policy or reputation refusal), or by an admin; `expires` (optional) ends it.
+    """
+
+    account = models.ForeignKey(Account, models.CASCADE, related_name="suppressions",
+                                db_index=False)
+    address = models.CharField(max_length=320)  # lower case
+    reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
+    reply = models.CharField(max_length=500, blank=True)  # the upstream reply that caused it
+    message = models.ForeignKey(Message, models.SET_NULL, null=True, blank=True,
+                                related_name="+")
+    note = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "address"], name="suppression_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class DsnMode(models.TextChoices):
+    SENDER = "sender", "To the envelope sender"
+    ADDRESS = "address", "To another address"
+    OFF = "off", "Not at all"
+
+
+class DsnSettings(models.Model):
+    """Where an SMTP+ user's delivery status notifications go (no row: to the sender)."""
+
+    smtp_user = models.OneToOneField(SmtpUser, models.CASCADE, related_name="dsn_settings")
+    mode = models.CharField(max_length=10, choices=DsnMode.choices, default=DsnMode.SENDER)
+    address = models.CharField(max_length=320, blank=True)
+
+
 class EventKind(models.TextChoices):
     AUTH_FAILED = "auth_failed", "Failed login"
     AUTH_COOLOFF = "auth_cooloff", "Client in login cool-off"
@@ -191,6 +273,7 @@ class EventKind(models.TextChoices):
     BAD_MESSAGE = "bad_message", "Malformed message"
     # Written by the console's "unblock now"; every relay process lifts the cool-off.
     COOLOFF_RELEASED = "cooloff_released", "Cool-off lifted by an admin"
+    SUPPRESSED = "suppressed", "Recipient on the suppression list"
 
 
 # The reason of the AUTH_COOLOFF event that starts a cool-off (the later ones, for

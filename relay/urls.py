@@ -1,8 +1,9 @@
-"""Messages log, message detail, relay events, troubleshooter and test message."""
+"""Messages log, message detail, relay events, suppression list, troubleshooter and test
+message."""
 
 from django.urls import path
 
-from relay.console import events, messages, user_stats
+from relay.console import dsn_settings, events, messages, suppressions, user_stats
 from relay.troubleshooter import views as troubleshooter
 
 app_name = "relay"
@@ -16,6 +17,14 @@ urlpatterns = [
          name="message_cancel"),
     path("events/", events.event_list, name="events"),
     path("users/<int:pk>/statistics/", user_stats.user_stats, name="user_stats"),
+    path("suppressions/", suppressions.suppression_list, name="suppressions"),
+    path("suppressions/add/", suppressions.suppression_add, name="suppressions_add"),
+    path("suppressions/remove/", suppressions.suppression_remove, name="suppressions_remove"),
+    path("suppressions/import/", suppressions.suppression_import, name="suppressions_import"),
+    path("suppressions/export.csv", suppressions.suppression_export, name="suppressions_export"),
+    path("users/<int:pk>/delivery-reports/", dsn_settings.dsn_settings_page, name="dsn_settings"),
+    path("users/<int:pk>/delivery-reports/save/", dsn_settings.dsn_settings_save,
+         name="dsn_settings_save"),
     path("users/<int:pk>/troubleshoot/", troubleshooter.troubleshoot, name="troubleshoot"),
     path(
         "users/<int:pk>/troubleshoot/authorize/",

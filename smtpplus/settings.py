@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.tenancy.account_context",
                 "smtpplus.console_url.console_url_context",
+                "smtpplus.navigation.navigation_context",
             ],
         },
     },
@@ -173,6 +174,11 @@ SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", defau
 # host[:port] or [v6]:port, comma separated; empty: the system's resolver.
 SMTPPLUS_DNS_RESOLVERS = env.list("SMTPPLUS_DNS_RESOLVERS", default=[])
 SMTPPLUS_DNS_TIMEOUT = env.float("SMTPPLUS_DNS_TIMEOUT", default=5.0)
+# DKIM (accounts.dkim): after a key rotation, how long the old key stays published and
+# listed (seconds) before it is retired — long enough for mail signed with it to arrive.
+SMTPPLUS_DKIM_ROTATION_GRACE = env.int("SMTPPLUS_DKIM_ROTATION_GRACE", default=7 * 24 * 3600)
+# Also sign with an Ed25519 key (RFC 8463), beside the RSA-2048 signature.
+SMTPPLUS_DKIM_ED25519 = env.bool("SMTPPLUS_DKIM_ED25519", default=False)
 # Public URL of the console, used for links in alert emails and invitations.
 SMTPPLUS_CONSOLE_URL = env.str("SMTPPLUS_CONSOLE_URL", default="http://127.0.0.1:8000")
 
@@ -213,6 +219,14 @@ DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 DELIVERY_TIMEOUT = env.int("DELIVERY_TIMEOUT", default=60)
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
+
+# --- Delivery status notifications (bounces) and the suppression list ----------------
+# The From: of the DSNs SMTP+ sends (their envelope sender is always the null sender <>).
+DSN_FROM = env.str("DSN_FROM", default=f"Mail Delivery System <MAILER-DAEMON@{RELAY_HOSTNAME}>")
+# One "still trying" DSN once a recipient has waited this many hours; 0 = never.
+DSN_DELAY_WARNING_HOURS = env.float("DSN_DELAY_WARNING_HOURS", default=0)
+# At most this many DSNs per hour to one original sender of an account; 0 = no limit.
+DSN_RATE_LIMIT = env.int("DSN_RATE_LIMIT", default=100)
 
 # --- Email (alerts, invitations) ------------------------------------------------------
 # Alerts never travel through our own relay: they use Django's email backend.

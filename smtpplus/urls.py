@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest, HttpResponse
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -19,14 +21,15 @@ from smtpplus import views
 api = NinjaAPI(
     title="SMTP+ API", version="1", auth=ApiKeyAuth(), urls_namespace="api",
     openapi_url="/openapi.json", docs_url=None,
-    description="Manage SMTP+ users, their authorized senders, messages, relay events, "
-    "alert rules and the audit log of one account. Authenticate with an API key: "
+    description="Manage SMTP+ users, their authorized senders, sending domains, messages, "
+    "relay events, alert rules and the audit log of one account. Authenticate with an API key: "
     "`Authorization: Bearer smtpk_…`. Errors are `{\"code\", \"message\"}`.",
 )
 api.add_router("/", accounts_api.router)
 api.add_router("/", relay_api.router)
 api.add_router("/", alerts_api.router)
 api.add_router("/", accounts_api.audit_router)
+api.add_router("/", accounts_api.domains_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
@@ -62,6 +65,9 @@ urlpatterns = [
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("no-account/", views.no_account, name="no_account"),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico whatever the page says.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True),
+         name="favicon"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("subject-tool/", subjects.subject_tool, name="subject_tool"),
     path("api/v1/docs", views.api_docs, name="api_docs"),

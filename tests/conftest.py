@@ -13,6 +13,7 @@ from accounts.actions.smtp_users import create_account, create_smtp_user
 from accounts.models import Account, Membership, Role, SmtpUser
 from tests.dns_server import DnsServer
 from tests.fake_upstream import upstream  # noqa: F401  (fixture for every test folder)
+from tests.senders import authorize
 from tests.smtp_relay import relay, start_relay  # noqa: F401  (fixtures for every test folder)
 
 PASSWORD = "correct horse battery staple"
@@ -41,9 +42,9 @@ def cast(db) -> Cast:
     victor = User.objects.create_user("victor@acme.test", "victor@acme.test", PASSWORD)
     Membership.objects.create(account=acme, user=victor, role=Role.VIEWER)
     acme_smtp, acme_pw = create_smtp_user(acme, name="Acme web shop")
-    acme_smtp.authorized_domains.create(domain="acme.test")
+    authorize(acme_smtp, "acme.test")
     globex_smtp, globex_pw = create_smtp_user(globex, name="Globex CRM")
-    globex_smtp.authorized_domains.create(domain="globex.test")
+    authorize(globex_smtp, "globex.test")
     return Cast(acme, globex, alice, bob, victor, charlie, acme_smtp, acme_pw, globex_smtp, globex_pw)
 
 
@@ -71,6 +72,15 @@ def dns_server(_knot_server, settings) -> DnsServer:
     settings.SMTPPLUS_DNS_RESOLVERS = [_knot_server.address]
     settings.SMTPPLUS_DNS_TIMEOUT = 3.0
     return _knot_server
+
+
+@pytest.fixture(autouse=True)
+def _no_dkim_keys_from_another_test():
+    # The delivery worker's key cache lives as long as the process; a test's rows (and
+    # their ids) do not.
+    from relay.delivery import signing
+
+    signing.keys.clear()
 
 
 @pytest.fixture(autouse=True)

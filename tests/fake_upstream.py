@@ -9,6 +9,8 @@
     upstream.hang_at = "data"        # never answer DATA until `release()` (or `stop()`)
     upstream.data_delay = 0.3        # slow: take each message at once, answer DATA later
     upstream.smtputf8 = False        # do not advertise SMTPUTF8 (and refuse 8-bit headers)
+    upstream.dsn = True              # offer DSN (RFC 3461); its parameters land in
+                                     # upstream.dsn_params ("MAIL" / the address → words)
     upstream.auth = ("user", "pw")   # require AUTH PLAIN/LOGIN with these credentials
     upstream.tls = ssl_context       # offer STARTTLS with this server context…
     upstream.implicit_tls = True     # …or speak TLS from the start (smtps); then up() again
@@ -41,6 +43,9 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 HOST = "127.0.0.1"
+# How the upstream holds MAIL FROM:<> (aiosmtpd reads an empty sender as none); a
+# `Received` shows it as "" again.
+NULL_SENDER = "null-sender@fake-upstream.invalid"
 
 
 @dataclass
@@ -75,12 +80,40 @@ class _Server(SMTP):
         self.upstream._open.discard(self)
         super().connection_lost(exc)
 
+    async def push(self, status: bytes | str) -> None:
+        if self.upstream.dsn and status in ("250 HELP", b"250 HELP"):
+            await super().push("250-DSN")
+        await super().push(status)
+
+    def _take_dsn(self, arg: str | None, keyword: str) -> str | None:
+        """`arg` without its DSN parameters (recorded), when the upstream offers DSN."""
+        if not self.upstream.dsn or not arg or ">" not in arg:
+            return arg
+        path, _, params = arg.partition(">")
+        words = params.split()
+        dsn = [w for w in words if w.split("=", 1)[0].upper() in ("RET", "ENVID", "NOTIFY", "ORCPT")]
+        key = "MAIL" if keyword == "MAIL" else path.partition("<")[2].lower()
+        self.upstream.dsn_params[key] = dsn
+        return " ".join([path + ">", *[w for w in words if w not in dsn]])
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        arg = self._take_dsn(arg, "MAIL")
+        if arg and arg[5:].strip().startswith("<>"):
+            # aiosmtpd takes an empty sender for "no MAIL yet"; a real MTA accepts <>.
+            arg = "FROM:<" + NULL_SENDER + ">" + arg[5:].strip()[2:]
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(self._take_dsn(arg, "RCPT"))
+
 
 class FakeUpstream:
     def __init__(self) -> None:
         self.host = HOST
         self.port = 0
         self.smtputf8 = True
+        self.dsn = False
+        self.dsn_params: dict[str, list[str]] = {}
         self.auth: tuple[str, str] | None = None
         self.tls: ssl.SSLContext | None = None
         self.implicit_tls = False
@@ -245,7 +278,7 @@ class FakeUpstream:
         number = server.number if isinstance(server, _Server) else 0
         self.received.append(
             Received(
-                str(envelope.mail_from),
+                "" if envelope.mail_from == NULL_SENDER else str(envelope.mail_from),
                 list(envelope.rcpt_tos),
                 data,
                 list(envelope.mail_options),

@@ -10,8 +10,9 @@ from django.shortcuts import resolve_url
 from tests.test_tenant_isolation import console_routes
 
 # Public by design: a health probe for load balancers, and the Prometheus page, which
-# has its own token or network allow-list (and is a 404 when neither is set).
-PUBLIC = {"healthz", "metrics"}
+# has its own token or network allow-list (and is a 404 when neither is set), and the
+# icon's old address.
+PUBLIC = {"healthz", "metrics", "favicon"}
 
 
 def test_every_console_url_sends_anonymous_visitors_to_log_in_for_any_method(client, cast):

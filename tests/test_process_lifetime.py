@@ -127,7 +127,9 @@ def test_the_relay_processes_delivery_worker_and_alert_sender_end_when_runrelay_
         return (
             _count(children, "deliver") == 1
             and _count(children, "sendalerts") == 1
-            and len(children) == 4  # two relay processes + deliver + sendalerts
+            and _count(children, "domain check --due --loop") == 1
+            # two relay processes + deliver + sendalerts + the domain check
+            and len(children) == 5
         )
 
     kill_parent_and_expect_children_to_end(parent, started, tmp_path)
@@ -143,6 +145,7 @@ def test_every_part_started_by_up_ends_when_up_is_killed(tmp_path):
             and _count(children, "runrelay") == 1
             and _count(children, "deliver") == 1
             and _count(children, "sendalerts") == 1
+            and _count(children, "domain check --due --loop") == 1
         )
 
     kill_parent_and_expect_children_to_end(parent, started, tmp_path)

@@ -14,14 +14,18 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts import audit
+from accounts.actions.confirmations import send_confirmations_on_commit
 from accounts.audit import Actor
+from accounts.domains import ownership_problem, verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import (
     InvalidEntry,
     ParsedSenders,
+    covered,
     domain_to_unicode,
     parse_domains,
     parse_emails,
+    verification_required,
 )
 
 
@@ -48,6 +52,9 @@ class AddResult:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (entry, advice)
     # Addresses typed into the domain box: valid, not saved, offered as addresses.
     emails_in_domain_box: list[str] = field(default_factory=list)
+    # Added addresses at a domain the account does not own: usable once confirmed by
+    # the link mailed to them.
+    pending_emails: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[tuple[str, str]]:
@@ -74,11 +81,26 @@ class AddResult:
 
 
 def validate_senders(
-    domains_text: str = "", emails_text: str = ""
+    domains_text: str = "",
+    emails_text: str = "",
+    *,
+    account_id: int | None = None,
+    include_subdomains: bool = False,
+    existing: frozenset[str] = frozenset(),
 ) -> tuple[ParsedSenders, ParsedSenders]:
-    """Parse both boxes without saving anything (the CLI refuses a call with errors):
-    (domains, emails)."""
-    return parse_domains(domains_text), parse_emails(emails_text)
+    """Parse both boxes without saving anything (the CLI and the API refuse a call with
+    errors): (domains, emails). With `account_id` (and SMTPPLUS_SENDER_VERIFICATION not
+    off), a domain the account does not own is an error naming what to do; `existing`
+    domains (already authorized) are not judged again."""
+    domains, emails = parse_domains(domains_text), parse_emails(emails_text)
+    if account_id is not None and verification_required():
+        for domain in list(domains.valid):
+            problem = "" if domain in existing else ownership_problem(
+                account_id, domain, include_subdomains)
+            if problem:
+                domains.errors.append((domain_to_unicode(domain), problem))
+                domains.valid.remove(domain)
+    return domains, emails
 
 
 @transaction.atomic
@@ -99,15 +121,17 @@ def add_senders(
     """
     # The row lock makes concurrent additions for one user count one after the other.
     SmtpUser.objects.select_for_update().filter(pk=smtp_user.pk).first()
-    domains, emails = validate_senders(domains_text, emails_text)
+    existing_domains = set(
+        AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list("domain", flat=True)
+    )
+    domains, emails = validate_senders(
+        domains_text, emails_text, account_id=smtp_user.account_id,
+        include_subdomains=include_subdomains, existing=frozenset(existing_domains))
     result = AddResult(
         domain_errors=domains.errors,
         email_errors=emails.errors,
         warnings=domains.warnings,
         emails_in_domain_box=domains.emails_in_domain_box,
-    )
-    existing_domains = set(
-        AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list("domain", flat=True)
     )
     existing_emails = {
         e.lower()
@@ -116,7 +140,9 @@ def add_senders(
     new = {d for d in domains.valid if d not in existing_domains} | {
         e.lower() for e in emails.valid if e.lower() not in existing_emails
     }
+    verify = verification_required()
     _check_limit(smtp_user, len(existing_domains) + len(existing_emails), len(new))
+    owned = verified_domains(smtp_user.account_id) if verify else []
     for domain in domains.valid:
         if domain in existing_domains:
             result.unchanged.append(domain_to_unicode(domain))
@@ -133,6 +159,8 @@ def add_senders(
         AuthorizedEmail.objects.create(smtp_user=smtp_user, email=email)
         existing_emails.add(email.lower())
         result.added_emails.append(email)
+        if verify and not covered(email.rpartition("@")[2], owned):
+            result.pending_emails.append(email)
     if result.changed:
         details: dict[str, object] = {}
         if result.added_domains:
@@ -140,6 +168,9 @@ def add_senders(
             details["include_subdomains"] = include_subdomains
         if result.added_emails:
             details["added_emails"] = result.added_emails
+        if result.pending_emails:
+            details["pending_confirmation"] = result.pending_emails
+            send_confirmations_on_commit(result.pending_emails, smtp_user.pk, actor)
         smtp_user.mark_changed()
         audit.record(
             "smtpuser.senders_add", account=smtp_user.account, actor=actor,

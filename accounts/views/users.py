@@ -23,8 +23,10 @@ from django.utils.cache import add_never_cache_headers
 from accounts.actions import smtp_users
 from accounts.actions.senders import AddResult
 from accounts.audit import Actor
+from accounts.domains import verified_domains
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
+from accounts.senders import covered, verification_required
 from accounts.tenancy import AccountRequest, member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
 from smtpplus import once
@@ -105,6 +107,30 @@ def post_required(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def unowned_marked(smtp_user: SmtpUser) -> list[AuthorizedDomain]:
+    """The user's domains, each with `.unowned`: authorized, but not a verified sending
+    domain of the account (never verified, lapsed, removed): the relay refuses it."""
+    domains = list(smtp_user.authorized_domains.all())
+    owned = verified_domains(smtp_user.account_id) if verification_required() else None
+    for entry in domains:
+        entry.unowned = (  # type: ignore[attr-defined]
+            owned is not None and not covered(entry.domain, owned))
+    return domains
+
+
+def pending_marked(smtp_user: SmtpUser) -> list[AuthorizedEmail]:
+    """The user's addresses, each with `.pending`: authorized, but not usable until the
+    link mailed to it has been followed (not confirmed, at a domain the account does not
+    own)."""
+    emails = list(smtp_user.authorized_emails.all())
+    owned = verified_domains(smtp_user.account_id) if verification_required() else None
+    for entry in emails:
+        entry.pending = (  # type: ignore[attr-defined]
+            owned is not None and entry.confirmed_at is None
+            and not covered(entry.email.rpartition("@")[2], owned))
+    return emails
+
+
 def render_detail(
     request: HttpRequest,
     smtp_user: SmtpUser,
@@ -123,8 +149,8 @@ def render_detail(
         "conn": connection_settings(),
         "password": password,
         "password_note": password_note,
-        "domains": list(smtp_user.authorized_domains.all()),
-        "emails": list(smtp_user.authorized_emails.all()),
+        "domains": unowned_marked(smtp_user),
+        "emails": pending_marked(smtp_user),
         "senders_form": senders_form or SendersForm(),
         "add_result": add_result,
         "send_as_form": send_as_form or SendAsForm(),

@@ -92,6 +92,7 @@ def dashboard_context(account: Account) -> dict[str, Any]:
         "failed_recipients": failed,
         "recent_events": events,
         "users_without_senders": users_without_senders(account),
+        "has_smtp_users": SmtpUser.objects.filter(account=account).exists(),
     }
 
 

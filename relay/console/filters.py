@@ -46,6 +46,11 @@ def filter_messages(account: Account, filters: dict[str, Any]) -> QuerySet[Messa
             qs = qs.filter(envelope_from__iexact=sender)
         else:
             qs = qs.filter(envelope_from__icontains=sender)
+    # Delivery reports (DSNs) are the messages SMTP+ wrote itself, from the null sender.
+    if filters.get("kind") == "dsn":
+        qs = qs.filter(envelope_from="")
+    elif filters.get("kind") == "mail":
+        qs = qs.exclude(envelope_from="")
     recipient = (filters.get("recipient") or "").strip()
     if recipient:
         qs = qs.filter(

@@ -151,9 +151,10 @@ def recipient_row(r: Recipient) -> RecipientRow:
 @member_required()
 def message_detail(request: AccountRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(
-        Message.objects.select_related("smtp_user"), pk=pk, account=request.account
+        Message.objects.select_related("smtp_user", "dsn_of"), pk=pk, account=request.account
     )
-    recipients = list(message.recipients.prefetch_related("attempt_set").order_by("id"))
+    recipients = list(message.recipients.prefetch_related(
+        "attempt_set", "dsn_records__dsn").order_by("id"))
     return render(request, "relay/message_detail.html", {
         "message": message,
         "subject": display_subject(message.subject),

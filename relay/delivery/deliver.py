@@ -27,7 +27,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from relay.delivery import queue
+from relay.delivery import notices, queue, signing
+from relay.delivery.dkim_sign import MessageSigner
 from relay.delivery.upstreams import Transport
 from relay.delivery.upstreams.reply import Reply
 from relay.models import Attempt, FailReason, Message, RecipientStatus
@@ -69,14 +70,17 @@ def _new_state(outcome: Outcome, now: datetime) -> dict[str, Any]:
     }
     result = reply.outcome
     if result == "delivered":
-        state.update(status=RecipientStatus.DELIVERED, finished_at=now)
+        state.update(status=RecipientStatus.DELIVERED, finished_at=now,
+                     dsn_due=notices.due_on_delivery(outcome.recipient.notify, reply.dsn_passed))
         return state
     if result == "failed":
-        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=reply.reason)
+        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=reply.reason,
+                     dsn_due=notices.DUE_FAILED)
         return state
     expires = outcome.message_created + timedelta(seconds=settings.DELIVERY_LIFETIME)
     if now >= expires:
-        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=FailReason.EXPIRED)
+        state.update(status=RecipientStatus.FAILED, finished_at=now, fail_reason=FailReason.EXPIRED,
+                     dsn_due=notices.DUE_FAILED)
         return state
     # The last try is made at the expiry time, not after it.
     state["next_attempt_at"] = min(now + retry_delay(outcome.recipient.attempts + 1), expires)
@@ -126,16 +130,23 @@ class LoadedMessage:
     envelope_from: str
     created: datetime
     raw: bytes | None
+    dsn_ret: str = ""
+    dsn_envid: str = ""
+    account_id: int = 0
+    # Signs the message for its From: domain (DKIM), after the transport's downgrade.
+    signer: MessageSigner | None = None
 
 
 def load_messages(ids: list[int]) -> dict[int, LoadedMessage]:
     rows = Message.objects.filter(pk__in=ids).values_list(
-        "id", "queue_id", "envelope_from", "created", "raw"
+        "id", "queue_id", "envelope_from", "created", "raw", "dsn_ret", "dsn_envid", "account_id"
     )
-    return {
-        pk: LoadedMessage(pk, qid, sender, created, bytes(raw) if raw is not None else None)
-        for pk, qid, sender, created, raw in rows
-    }
+    loaded: dict[int, LoadedMessage] = {}
+    for pk, qid, sender, created, raw, ret, envid, account_id in rows:
+        body = bytes(raw) if raw is not None else None
+        loaded[pk] = LoadedMessage(pk, qid, sender, created, body, ret, envid, account_id,
+                                   signing.signer_for(account_id, body, qid))
+    return loaded
 
 
 @dataclass
@@ -168,7 +179,9 @@ async def deliver_message(
         else:
             # Recipients are compared as sent: one reply per distinct address.
             addresses = list(dict.fromkeys(r.address for r in rcpts))
-            replies = await transport.send(message.envelope_from, addresses, message.raw)
+            replies = await transport.send(message.envelope_from, addresses, message.raw,
+                                           dsn=notices.request_of(message.dsn_ret, message.dsn_envid, rcpts),
+                                           sign=message.signer)
     except Exception as exc:
         reply = Reply(None, "4.3.0", f"Delivery raised {type(exc).__name__}: {exc}", transport.label,
                       reason=FailReason.INTERNAL_ERROR)

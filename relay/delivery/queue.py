@@ -42,6 +42,9 @@ class Claimed(NamedTuple):
     message_id: int
     address: str
     attempts: int
+    # RFC 3461 NOTIFY= and ORCPT= as the client gave them ("" when it did not).
+    notify: str = ""
+    orcpt: str = ""
 
 
 def new_worker_id() -> str:
@@ -126,10 +129,11 @@ def claim(owner: str, limit: int, *, lease_seconds: int | None = None) -> list[C
 
 def _lease(cursor: Any, owner: str, until: Any, ids: list[int]) -> list[tuple[Any, ...]]:
     """Write the lease on rows picked (and locked) in this transaction; return their
-    (id, message_id, address, attempts)."""
+    (id, message_id, address, attempts, notify, orcpt)."""
     qn = connection.ops.quote_name
     table = qn(Recipient._meta.db_table)
-    columns = ", ".join(qn(c) for c in ("id", "message_id", "address", "attempts"))
+    columns = ", ".join(
+        qn(c) for c in ("id", "message_id", "address", "attempts", "notify", "orcpt"))
     where = f"{qn('id')} IN ({_placeholders(ids)})"
     sql = (
         f"UPDATE {table} SET {qn('lease_owner')} = %s, {qn('lease_until')} = %s "  # noqa: S608

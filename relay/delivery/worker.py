@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.utils import timezone
 
-from relay.delivery import queue
+from relay.delivery import notices, queue
 from relay.delivery.deliver import (
     LoadedMessage,
     Outcome,
@@ -46,6 +46,8 @@ ONCE_MAX_FAILURES = 3
 GATHER_SECONDS = 0.05
 # Recipients claimed at a time (a worker claims again when fewer messages than tasks wait).
 BATCH_SIZE = 20
+# How often a worker writes the delivery status notifications a crash or a delay left owed.
+NOTICE_SWEEP_SECONDS = 60.0
 
 
 class ClaimFailed(Exception):
@@ -178,8 +180,29 @@ class DeliveryWorker:
                 return
             self.stats.update(o.reply.outcome for o in outcomes)
             count_deliveries(self.upstream_kind, outcomes)
+            if any(notices.may_be_due(o.reply.outcome, o.recipient.notify, o.reply.dsn_passed,
+                                      o.message_created) for o in outcomes):
+                await self._write_notices([job.message.id])
         finally:
             self._held.difference_update(r.pk for r in rcpts)
+
+    async def _write_notices(self, message_ids: list[int] | None) -> None:
+        """Queue the reports owed (all of them when `message_ids` is None); a failure is
+        logged, and the next sweep writes them."""
+        try:
+            if message_ids is None:
+                self.stats["dsns"] += await self.db(notices.sweep)
+            else:
+                self.stats["dsns"] += await self.db(notices.write_due, message_ids)
+        except Exception:
+            log.exception("writing delivery status notifications failed")
+            self.stats["errors"] += 1
+
+    async def _sweep_notices(self) -> None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            await self._write_notices(None)
+            await self._sleep(NOTICE_SWEEP_SECONDS)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stopping is not None
@@ -236,6 +259,10 @@ class DeliveryWorker:
             "delivery worker %s: %d task(s) to %s", self.owner, self.concurrency, self.transport.label
         )
         extra = [asyncio.create_task(self._renew_leases())]
+        if self.once:
+            await self._write_notices(None)
+        else:
+            extra.append(asyncio.create_task(self._sweep_notices()))
         try:
             await asyncio.gather(*(self._task() for _ in range(self.concurrency)))
         finally:

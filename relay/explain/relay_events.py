@@ -43,6 +43,16 @@ AUTH_REQUIRED = Reading(
     "The client tried to send without logging in.",
     "Turn on SMTP authentication in the client and enter the SMTP+ user's credentials.",
 )
+SUPPRESSED = Reading(
+    "suppressed",
+    "recipient is on the suppression list",
+    "SMTP+ refused the recipient because an earlier message to it failed permanently for "
+    "a mailbox-level reason (the mailbox or its domain does not exist, or the mailbox is "
+    "disabled), or an admin suppressed it; sending again would only hurt the account's "
+    "reputation with the mailbox providers.",
+    "Remove the address from your lists. If it works again (a typo fixed, a mailbox "
+    "re-opened), remove it from the suppression list in the console.",
+)
 OTHER_RELAY = Reading(
     "relay_rejected",
     "message refused by SMTP+",
@@ -119,6 +129,8 @@ def explain_relay_event(kind: str, reason: str = "", address: str = "", username
         return TLS_REQUIRED
     if kind == EventKind.AUTH_REQUIRED:
         return AUTH_REQUIRED
+    if kind == EventKind.SUPPRESSED:
+        return SUPPRESSED
     if kind == EventKind.SIZE_EXCEEDED:
         return Reading(
             TOO_LARGE.key, TOO_LARGE.summary,

@@ -59,16 +59,19 @@ def printable(text: str, limit: int = 200) -> str:
 @functools.lru_cache(maxsize=8192)
 def _cached_check(
     username: str, emails: frozenset[str], domains: frozenset[str], subs: frozenset[str],
-    address: str,
+    pending: tuple[frozenset[str], frozenset[str], frozenset[str]], address: str,
 ) -> Decision:
-    return SenderPolicy(username, emails, domains, subs).check(address)
+    return SenderPolicy(username, emails, domains, subs, *pending).check(address)
 
 
 def check_sender(policy: SenderPolicy, address: str) -> Decision:
     """`policy.check(address)`, remembered: a pure function of the policy's content and
     the address, and a client sends from the same few addresses all day."""
+    pending = (policy.unverified_domains, policy.unverified_with_subdomains,
+               policy.unconfirmed_emails)
     return _cached_check(
-        policy.username, policy.emails, policy.domains, policy.domains_with_subdomains, address
+        policy.username, policy.emails, policy.domains, policy.domains_with_subdomains, pending,
+        address,
     )
 
 
@@ -134,6 +137,10 @@ class Submission:
     smtputf8: bool = False
     tls: bool = False
     headers: HeaderSummary | None = None
+    # The DSN extension (RFC 3461): RET, ENVID, and (NOTIFY, ORCPT) per recipient.
+    dsn_ret: str = ""
+    dsn_envid: str = ""
+    rcpt_dsn: list[tuple[str, str]] = field(default_factory=list)
 
 
 QUEUE_ID_RANDOM_CHARS = 9
@@ -224,6 +231,8 @@ def message_rows(
             "port": sub.port,
             "smtputf8": sub.smtputf8,
             "raw": raw,
+            "dsn_ret": sub.dsn_ret,
+            "dsn_envid": sub.dsn_envid,
         })
     return messages, now
 
@@ -242,7 +251,15 @@ def recipient_rows(
             "priority": sub.priority,
             "created": now,
             "next_attempt_at": now,
+            "notify": dsn[0],
+            "orcpt": dsn[1],
         }
         for sub, message in zip(subs, messages, strict=True)
-        for address in sub.recipients
+        for address, dsn in zip(sub.recipients, _rcpt_dsn(sub), strict=True)
     ]
+
+
+def _rcpt_dsn(sub: Submission) -> list[tuple[str, str]]:
+    """(NOTIFY, ORCPT) per recipient; ("", "") where the client gave none."""
+    given = sub.rcpt_dsn[: len(sub.recipients)]
+    return given + [("", "")] * (len(sub.recipients) - len(given))

@@ -58,7 +58,7 @@ def envelope_sender(session: SessionSnapshot, address: str) -> Reject | None:
     assert session.policy is not None  # mail_from() let only a logged-in session pass
     decision = check_sender(session.policy, address)
     if not decision.allowed:
-        return Reject(replies.not_authorized_reply(address, session.username),
+        return Reject(replies.refusal_reply(decision, address, session.username),
                       EventKind.SENDER_REJECTED, decision.reason, address)
     return None
 
@@ -104,7 +104,7 @@ def message(session: SessionSnapshot, raw: bytes) -> Reject | HeaderSummary:
                           printable(address, 998))
         decision = check_sender(session.policy, address)
         if not decision.allowed:
-            return Reject(replies.not_authorized_reply(address, session.username, header),
+            return Reject(replies.refusal_reply(decision, address, session.username, header),
                           EventKind.FROM_REJECTED, f"{header} {decision.reason}",
                           printable(address, 998))
     return headers

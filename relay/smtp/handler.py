@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, _Missing
 
 from relay.models import EventKind
-from relay.smtp import accept, checks, replies, revocation
+from relay.smtp import accept, checks, dsn_envelope, replies, revocation
 from relay.smtp.checks import Reject
 from relay.smtp.context import RelayContext
 from relay.smtp.limits import CooloffOwner
@@ -176,6 +176,11 @@ class RelayHandler:
     ) -> str:
         snapshot = session.snapshot(envelope)
         reject = checks.recipient(snapshot, address, self.context.config.max_recipients)
+        if reject is None and session.account_id:
+            refusal = await self.context.store.suppressed(session.account_id, address)
+            if refusal is not None:
+                reject = Reject(refusal, EventKind.SUPPRESSED, "on the suppression list",
+                                accept.printable(address))
         if reject is not None:
             return self._refuse(server, reject)
         envelope.rcpt_tos.append(address)
@@ -213,6 +218,7 @@ class RelayHandler:
             smtputf8=snapshot.smtputf8,
             tls=server.is_tls,
             headers=headers,
+            **dsn_envelope.fields(envelope),
         )
         stored = ctx.commit(submission)
         user_id = session.smtp_user_id

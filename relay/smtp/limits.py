@@ -178,4 +178,6 @@ def messages_last_hour(smtp_user_id: int) -> int:
     from relay.models import Message
 
     since = timezone.now() - timedelta(hours=1)
-    return Message.objects.filter(smtp_user_id=smtp_user_id, created__gte=since).count()
+    # The delivery reports SMTP+ writes for the user's mail (null sender) are not its own.
+    return (Message.objects.filter(smtp_user_id=smtp_user_id, created__gte=since)
+            .exclude(envelope_from="").count())

@@ -2,8 +2,8 @@
 
 A client that opens a connection per message logs in once per message, so the login is
 on the per-message path. `log_in()` reads the user row, its account and all of its
-authorized domains and emails in ONE query (the senders aggregated as JSON by the
-database) and decides with `accounts.credentials.verify_login()`. Nothing is
+authorized domains and emails (each with its confirmed flag) and the account's verified
+sending domains in ONE query (aggregated as JSON by the database) and decides with `accounts.credentials.verify_login()`. Nothing is
 cached across logins: a password reset, a disabled user or a sender change applies at the
 very next login, whoever wrote it and however. What a session caches at login (the sender
 policy, the limits) is checked against the user's `version`, read in the same query, by
@@ -27,7 +27,14 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.credentials import LoginResult, verify_login
-from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.models import (
+    Account,
+    AuthorizedDomain,
+    AuthorizedEmail,
+    DomainStatus,
+    SendingDomain,
+    SmtpUser,
+)
 from accounts.senders import SenderPolicy
 from relay.smtp.limits import messages_last_hour
 
@@ -53,9 +60,10 @@ class LoginOutcome:
 
 @functools.cache
 def _login_sql(vendor: str) -> str:
-    """SELECT user, account and JSON arrays of the user's domains and emails."""
+    """SELECT user, account and JSON arrays of the user's domains and emails and of the
+    account's verified sending domains."""
     user, account = SmtpUser._meta, Account._meta
-    domain, email = AuthorizedDomain._meta, AuthorizedEmail._meta
+    domain, email, sending = AuthorizedDomain._meta, AuthorizedEmail._meta, SendingDomain._meta
     q = connection.ops.quote_name
 
     def col(meta: Any, name: str) -> str:
@@ -64,11 +72,17 @@ def _login_sql(vendor: str) -> str:
     if vendor == "postgresql":
         agg_domains = f"json_agg(json_build_array(d.{col(domain, 'domain')}, " \
                       f"d.{col(domain, 'include_subdomains')}))::text"
-        agg_emails = f"json_agg(e.{col(email, 'email')})::text"
+        agg_emails = f"json_agg(json_build_array(e.{col(email, 'email')}, " \
+                     f"e.{col(email, 'confirmed_at')} IS NOT NULL))::text"
+        agg_owned = f"json_agg(json_build_array(s.{col(sending, 'domain')}, " \
+                    f"s.{col(sending, 'include_subdomains')}))::text"
     else:  # SQLite (JSON1 is built in)
         agg_domains = f"json_group_array(json_array(d.{col(domain, 'domain')}, " \
                       f"d.{col(domain, 'include_subdomains')}))"
-        agg_emails = f"json_group_array(e.{col(email, 'email')})"
+        agg_emails = f"json_group_array(json_array(e.{col(email, 'email')}, " \
+                     f"e.{col(email, 'confirmed_at')} IS NOT NULL))"
+        agg_owned = f"json_group_array(json_array(s.{col(sending, 'domain')}, " \
+                    f"s.{col(sending, 'include_subdomains')}))"
     user_cols = ", ".join(f"u.{col(user, name)}" for name in _USER_FIELDS)
     # Only quoted table and column names from the models go into the text; the username
     # is a parameter.
@@ -77,7 +91,10 @@ def _login_sql(vendor: str) -> str:
         f"(SELECT {agg_domains} FROM {q(domain.db_table)} d "
         f"WHERE d.{col(domain, 'smtp_user')} = u.{col(user, 'id')}), "
         f"(SELECT {agg_emails} FROM {q(email.db_table)} e "
-        f"WHERE e.{col(email, 'smtp_user')} = u.{col(user, 'id')}) "
+        f"WHERE e.{col(email, 'smtp_user')} = u.{col(user, 'id')}), "
+        f"(SELECT {agg_owned} FROM {q(sending.db_table)} s "
+        f"WHERE s.{col(sending, 'account')} = u.{col(user, 'account')} "
+        f"AND s.{col(sending, 'status')} = '{DomainStatus.VERIFIED.value}') "
         f"FROM {q(user.db_table)} u "
         f"JOIN {q(account.db_table)} a ON a.{col(account, 'id')} = u.{col(user, 'account')} "
         f"WHERE u.{col(user, 'username')} = %s"
@@ -107,7 +124,9 @@ def login_from_row(row: Sequence[Any] | None) -> tuple[SmtpUser | None, SenderPo
     user = SmtpUser(**values)
     user.account = Account(id=values["account_id"], slug=row[n], name=row[n + 1])
     domains = [(d, bool(include)) for d, include in _json_list(row[n + 2])]
-    policy = SenderPolicy.from_entries(user.username, domains, _json_list(row[n + 3]))
+    emails = [(e, bool(confirmed)) for e, confirmed in _json_list(row[n + 3])]
+    owned = [(d, bool(include)) for d, include in _json_list(row[n + 4])]
+    policy = SenderPolicy.from_entries(user.username, domains, emails, owned=owned)
     return user, policy
 
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, _Missing
 
+from relay import dsn_params
 from relay.listen import Listener
 from relay.models import EventKind
-from relay.smtp import paths, tls
+from relay.smtp import dsn_envelope, paths, tls
 from relay.smtp.replies import (
     AUTH_ABORTED,
     AUTH_LINE_TOO_LONG,
@@ -135,6 +136,9 @@ class RelaySMTP(SMTP):
 
     def _create_session(self) -> RelaySession:
         return RelaySession(self.loop)
+
+    def _create_envelope(self) -> dsn_envelope.RelayEnvelope:
+        return dsn_envelope.RelayEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.client_ip is None:
@@ -294,6 +298,16 @@ class RelaySMTP(SMTP):
         return None if len(line) > AUTH_LINE_LIMIT else line
 
     async def smtp_MAIL(self, arg: str | None) -> None:
+        taken = await dsn_envelope.take(self, arg, "FROM:", dsn_params.take_mail_params)
+        if taken is None:
+            return
+        arg, ret, envid = taken
+        await self._smtp_mail(arg)
+        envelope = self.envelope
+        if isinstance(envelope, dsn_envelope.RelayEnvelope) and envelope.mail_from:
+            envelope.dsn_ret, envelope.dsn_envid = ret, envid
+
+    async def _smtp_mail(self, arg: str | None) -> None:
         if arg and arg[:5].upper() == "FROM:":
             path = arg[5:].strip()
             if paths.unterminated(path):
@@ -327,7 +341,15 @@ class RelaySMTP(SMTP):
         if arg and arg[:3].upper() == "TO:" and paths.unterminated(arg[3:].strip()):
             await self.push(UNTERMINATED_RECIPIENT)
             return
+        taken = await dsn_envelope.take(self, arg, "TO:", dsn_params.take_rcpt_params)
+        if taken is None:
+            return
+        arg, notify, orcpt = taken
+        envelope = self.envelope
+        before = len(envelope.rcpt_tos) if envelope is not None else 0
         await super().smtp_RCPT(arg)
+        if isinstance(envelope, dsn_envelope.RelayEnvelope) and len(envelope.rcpt_tos) > before:
+            envelope.rcpt_dsn.append((notify, orcpt))
 
     async def smtp_DATA(self, arg: str) -> None:
         self._last_received = self.loop.time()

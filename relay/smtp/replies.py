@@ -23,9 +23,16 @@ here; none of them writes a reply text of its own. The contract (DESIGN.md) in s
 | path without its closing ">", bad AUTH=     | `501 5.1.7` / `501 5.1.3` / `501 5.5.4`      |                     |
 | envelope sender not authorized              | not_authorized_reply() `550 5.7.1`           | sender_rejected     |
 | From:/Sender: not authorized                | not_authorized_reply(header=) `550 5.7.1`    | from_rejected       |
+| sender authorized, but its domain is not a  | unverified_domain_reply() `550 5.7.1`        | sender_rejected /   |
+|   verified sending domain of the account    |   (header= for From:/Sender:)                | from_rejected       |
+| sender address authorized, not confirmed    | unconfirmed_address_reply() `550 5.7.1`      | sender_rejected /   |
+|                                             |                                              | from_rejected       |
 | no From:, unparsable or unreadable header   | NO_FROM_HEADER, unparsable_header_reply(),   | from_rejected       |
 |                                             | unreadable_header_reply() `550 5.6.0`        |                     |
 | too many recipients                         | TOO_MANY_RECIPIENTS `452 4.5.3`              | too_many_rcpts      |
+| recipient on the account's suppression list | relay.suppressions.refusal_reply() `550 5.1.1`| suppressed         |
+| bad DSN parameter (RET, ENVID, NOTIFY,      | relay.dsn_params `501 5.5.4` naming it       |                     |
+|   ORCPT)                                    |                                              |                     |
 | over the size limit (SIZE= or actual)       | SIZE_EXCEEDED `552 5.3.4`                    | size_exceeded       |
 | a line over 998 characters                  | LINE_TOO_LONG `500 5.5.2`                    | bad_message         |
 | user over its hourly limit                  | RATE_LIMITED `451 4.7.1`                     | rate_limited        |
@@ -42,6 +49,7 @@ need RCPT command", …) get one here, chosen from the reply code (RFC 3463).
 
 from __future__ import annotations
 
+from accounts.senders import UNCONFIRMED_ADDRESS, UNVERIFIED_DOMAIN, Decision, domain_to_unicode
 from relay.models import EventKind
 from relay.smtp.accept import printable
 from relay.smtp.headerblock import Unreadable
@@ -64,7 +72,7 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try ag
 READY_FOR_TLS = "220 2.0.0 Ready to start TLS"
 # Extensions aiosmtpd's EHLO reply does not list although the relay supports them; they
 # go before its last line ("250 HELP").
-EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES")
+EXTRA_EHLO_LINES = (b"250-PIPELINING", b"250-ENHANCEDSTATUSCODES", b"250-DSN")
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS already active"
 
 # --- envelope -------------------------------------------------------------------------
@@ -132,6 +140,34 @@ def not_authorized_reply(address: str, username: str, header: str = "") -> str:
         f"550 5.7.1 Sender <{printable(address)}>{where} is not authorized for "
         f"SMTP+ user {username}: {WHAT_TO_AUTHORIZE}"
     )
+
+
+def unverified_domain_reply(address: str, username: str, domain: str, header: str = "") -> str:
+    where = f" in the {header} header" if header else ""
+    return (
+        f"550 5.7.1 Sender <{printable(address)}>{where} is authorized for SMTP+ user "
+        f"{username}, but its domain {printable(domain_to_unicode(domain))} is not a verified "
+        "sending domain of this account: verify it in the console"
+    )
+
+
+def unconfirmed_address_reply(address: str, username: str, header: str = "") -> str:
+    where = f" in the {header} header" if header else ""
+    return (
+        f"550 5.7.1 Sender <{printable(address)}>{where} is authorized for SMTP+ user "
+        f"{username}, but the address is not confirmed yet: follow the link mailed to it "
+        "(or resend it from the console)"
+    )
+
+
+def refusal_reply(decision: Decision, address: str, username: str, header: str = "") -> str:
+    """The reply for a sender `SenderPolicy.check()` refused: not authorized, or
+    authorized but at an unverified domain or not confirmed."""
+    if decision.refusal == UNVERIFIED_DOMAIN:
+        return unverified_domain_reply(address, username, decision.domain, header)
+    if decision.refusal == UNCONFIRMED_ADDRESS:
+        return unconfirmed_address_reply(address, username, header)
+    return not_authorized_reply(address, username, header)
 
 
 def unparsable_header_reply(value: str, header: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from relay import suppressions
 from relay.smtp import login, revocation
 from relay.smtp.accept import Submission, store_messages
 from relay.smtp.limits import messages_last_hour
@@ -54,6 +55,10 @@ class RelayStore(Protocol):
         """The user's messages of the last hour, as the database counts them."""
         ...
 
+    async def suppressed(self, account_id: int, address: str) -> str | None:
+        """The RCPT TO refusal if the account's suppression list holds `address`."""
+        ...
+
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
         """The logged-in users that changed since their sessions logged in
         (`relay.smtp.revocation.read_changes`)."""
@@ -84,6 +89,9 @@ class ThreadStore:
 
     async def messages_last_hour(self, user_id: int) -> int:
         return await self.threads.run(messages_last_hour, user_id)
+
+    async def suppressed(self, account_id: int, address: str) -> str | None:
+        return await self.threads.run(suppressions.refusal_for, account_id, address)
 
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
         return await self.threads.run(revocation.read_changes, held)

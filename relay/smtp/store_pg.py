@@ -1,7 +1,7 @@
 """The relay's store on PostgreSQL: its per-message database work on the event loop.
 
-`PostgresStore` (a `relay.smtp.store.RelayStore`) runs the login query and the
-group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
+`PostgresStore` (a `relay.smtp.store.RelayStore`) runs the login query, the RCPT TO
+suppression lookup and the group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
 thread hand-off per job. Everything else (events, heartbeat, last-login writes, hourly
 counts, the version check) and every other database stay on the relay's thread pool.
 
@@ -36,6 +36,7 @@ import psycopg
 from django.db import connections
 from django.db.models import Field, Model
 
+from relay import suppressions
 from relay.smtp.accept import Submission, message_rows, recipient_rows
 from relay.smtp.login import LoginOutcome, judge_login, login_query, write_login
 from relay.smtp.store import ThreadStore, WantsHourly
@@ -148,6 +149,12 @@ class PostgresStore(ThreadStore):
 
     async def store_messages(self, subs: list[Submission]) -> list[str]:
         return await self.pool.store_messages(subs, self.hostname)
+
+    async def suppressed(self, account_id: int, address: str) -> str | None:
+        query = suppressions.lookup_query(account_id, address)
+        if query is None:
+            return None
+        return suppressions.refusal_from_row(await self.pool.fetchone(*query), address)
 
     async def close(self) -> None:
         await self.pool.close()

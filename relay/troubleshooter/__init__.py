@@ -2,7 +2,7 @@
 
 This module is the registry: which checks run, in which order. The contract of a check
 is in `base`; the checks, one module per family, in `relay`, `credentials`, `senders`,
-`limits`, `lockout` and `upstream`; the one-click fixes in `fixes`; the test message in `testmessage`.
+`limits`, `lockout`, `upstream` and `suppressed`; the one-click fixes in `fixes`; the test message in `testmessage`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from relay.troubleshooter.senders import (
     check_sender_domains,
     check_sender_emails,
 )
+from relay.troubleshooter.suppressed import check_suppressed
 from relay.troubleshooter.upstream import check_upstream
 
 
@@ -39,6 +40,7 @@ def all_checks() -> list[Check]:
         check_hourly_limit,
         check_size,
         check_upstream,
+        check_suppressed,
     ]
 
 

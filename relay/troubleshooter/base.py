@@ -20,7 +20,8 @@ from django.db.models import Max, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
+from accounts.domains import verified_domains
+from accounts.models import AuthorizedDomain, AuthorizedEmail, SendingDomain, SmtpUser
 from accounts.senders import SenderPolicy, split_address
 from relay.listen import Listener, advertised_listeners, alive_nodes
 from relay.models import EventKind, RelayEvent, RelayNode
@@ -83,16 +84,38 @@ class Facts:
                     .values_list("domain", "include_subdomains"))
 
     @cached_property
+    def email_rows(self) -> list[tuple[str, bool]]:
+        """The user's authorized addresses and whether each is confirmed, by address."""
+        return [(email, confirmed is not None) for email, confirmed in
+                AuthorizedEmail.objects.filter(smtp_user=self.user)
+                .values_list("email", "confirmed_at")]
+
+    @cached_property
     def emails(self) -> list[str]:
         """The user's authorized addresses, by address."""
-        return list(AuthorizedEmail.objects.filter(smtp_user=self.user)
-                    .values_list("email", flat=True))
+        return [email for email, _ in self.email_rows]
+
+    @cached_property
+    def owned(self) -> list[tuple[str, bool]]:
+        """The account's verified sending domains (A-label, include_subdomains)."""
+        return verified_domains(self.user.account_id)
+
+    @cached_property
+    def policy(self) -> SenderPolicy:
+        """The user's sender policy, as the relay has it at login."""
+        return SenderPolicy.from_entries(self.user.username, self.domains, self.email_rows,
+                                         owned=self.owned)
+
+    @cached_property
+    def sending_domains(self) -> dict[str, int]:
+        """The account's sending domains, whatever their status: A-label -> id."""
+        return dict(SendingDomain.objects.filter(account_id=self.user.account_id)
+                    .values_list("domain", "pk"))
 
     @cached_property
     def rejections(self) -> tuple[list[Rejection], int]:
         """`sender_rejections()` of the user."""
-        policy = SenderPolicy.from_entries(self.user.username, self.domains, self.emails)
-        return sender_rejections(self.user, self.now, policy)
+        return sender_rejections(self.user, self.now, self.policy)
 
 
 def when(dt: datetime | None) -> str:

@@ -1,4 +1,6 @@
-"""The troubleshooter's one-click fixes: authorize the sender a check found rejected."""
+"""The troubleshooter's one-click fixes: authorize the sender a check found rejected (a
+domain only when the account owns it: `accounts.actions.senders.add_senders` refuses any
+other, and the check offers to add it as a sending domain instead)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def authorize_sender(
         domain = normalize_domain(value)
         result = add_senders(user, domains_text=domain, include_subdomains=include_subdomains,
                              actor=actor)
+        if result.domain_errors:  # a domain the account does not own
+            raise InvalidEntry(result.domain_errors[0][1])
         entry = AuthorizedDomain.objects.get(smtp_user=user, domain=domain)
         if include_subdomains and set_include_subdomains(entry, True, actor=actor):
             return f"{entry.display} and its subdomains are now authorized."
@@ -40,4 +44,7 @@ def authorize_sender(
     result = add_senders(user, emails_text=email, actor=actor)
     if not result.added_emails:
         return f"{display_email(email)} was already authorized."
+    if result.pending_emails:
+        return (f"{display_email(email)} is now authorized; it can send once the link just "
+                "mailed to it has been followed.")
     return f"{display_email(email)} is now authorized."

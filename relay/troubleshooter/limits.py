@@ -29,7 +29,9 @@ def check_hourly_limit(user: SmtpUser, now: datetime, facts: Facts | None = None
     hits = RelayEvent.objects.filter(smtp_user=user, kind=EventKind.RATE_LIMITED,
                                      last_seen__gte=now - WINDOW).aggregate(
         n=Sum("count"), last=Max("last_seen"))
-    last_hour = Message.objects.filter(smtp_user=user, created__gte=now - timedelta(hours=1)).count()
+    # As the relay counts: the delivery reports SMTP+ wrote (null sender) are not the user's.
+    last_hour = Message.objects.filter(smtp_user=user, created__gte=now - timedelta(hours=1)).exclude(
+        envelope_from="").count()
     limit = user.hourly_limit
     evidence = [f"Hourly limit: {limit if limit else 'none'}; messages accepted in the last "
                 f"hour: {last_hour}"]

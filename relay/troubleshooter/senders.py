@@ -1,6 +1,10 @@
 """Troubleshooter checks about senders: rejected sender domains and addresses, with a
 one-click button to authorize each, and a user with no authorized sender at all (the
 seed's "sender domain / email not authorized" rows). See `relay.troubleshooter.base`.
+
+Only a domain the account owns (a verified sending domain) gets an "Authorize" button;
+for any other, the fix is a secondary "Add X as a sending domain and verify it", with a
+warning: a sender nobody recognises may be someone spoofing the domain.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from datetime import datetime
 from django.urls import reverse
 
 from accounts.actions.senders import display_email
-from accounts.models import SmtpUser
-from accounts.senders import domain_to_unicode
+from accounts.models import AuthorizedEmail, SmtpUser
+from accounts.senders import UNCONFIRMED_ADDRESS, covered, domain_to_unicode
 from relay.models import EventKind
 from relay.troubleshooter.base import (
     MAX_SHOWN,
@@ -35,6 +39,21 @@ def _authorize(user: SmtpUser, label: str, kind: str, value: str, *, subdomains:
     return Action(label, reverse("relay:troubleshoot_authorize", args=[user.pk]), post, primary)
 
 
+def _add_domain(domain: str, facts: Facts) -> Action:
+    shown = domain_to_unicode(domain)
+    known = facts.sending_domains.get(domain)
+    if known is not None:  # added already, not verified (or lapsed): its page says how
+        return Action(f"Verify {shown} (publish its record)",
+                      reverse("accounts:domain_detail", args=[known]), primary=False)
+    return Action(f"Add {shown} as a sending domain and verify it", reverse("accounts:domain_add"),
+                  {"domain": domain}, primary=False)
+
+
+SPOOFING_NOTE = ("A sender you do not recognise may be someone spoofing the domain: do not "
+                 "add or authorize it. Only a domain this account owns can be authorized: add "
+                 "it as a sending domain and publish its record first.")
+
+
 def _kinds_text(kinds: dict[str, int]) -> str:
     names = {EventKind.SENDER_REJECTED: "envelope sender", EventKind.FROM_REJECTED: "From header"}
     return ", ".join(f"{name} ×{kinds[kind]}" for kind, name in names.items() if kind in kinds)
@@ -53,7 +72,8 @@ def _nothing_rejected(key: str, what: str, fixed: int) -> CheckResult:
 
 
 def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
-    rejections, fixed = (facts or Facts(user, now)).rejections
+    facts = facts or Facts(user, now)
+    rejections, fixed = facts.rejections
     if not rejections:
         return _nothing_rejected("sender_domain", "domain", fixed)
     domains: dict[str, list[Rejection]] = {}
@@ -62,6 +82,7 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
     ordered = sorted(domains.items(), key=lambda kv: -sum(r.count for r in kv[1]))
     evidence: list[str] = []
     actions: list[Action] = []
+    unowned = False
     for domain, rejs in ordered:
         shown = domain_to_unicode(domain)
         addresses = ", ".join(display_email(r.address) for r in rejs[:3])
@@ -72,7 +93,11 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
         if len(actions) >= MAX_SHOWN * 2:
             continue
         labels = domain.split(".")
-        if labels[0] == "www" and len(labels) >= 3:
+        www = labels[0] == "www" and len(labels) >= 3
+        if not covered(domain, facts.owned):
+            unowned = True
+            actions.append(_add_domain(".".join(labels[1:]) if www else domain, facts))
+        elif www:
             # The seed: mail comes from mycompany.com, rarely www.mycompany.com. Authorizing
             # the parent with its subdomains covers both.
             parent = ".".join(labels[1:])
@@ -86,11 +111,23 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
         "sender_domain", PROBLEM, "Sender domain not authorized", evidence + _fixed_note(fixed),
         Fix("Authorize the domain the client sends from (usually mycompany.com, not "
             "www.mycompany.com) — or, if you prefer, only the addresses (below). Then "
-            "resend: rejected messages were not stored.", actions))
+            "resend: rejected messages were not stored."
+            + (" " + SPOOFING_NOTE if unowned else ""), actions))
+
+
+def _email_action(user: SmtpUser, facts: Facts, address: str) -> Action:
+    if facts.policy.check(address).refusal == UNCONFIRMED_ADDRESS:
+        entry = AuthorizedEmail.objects.filter(smtp_user=user, email__iexact=address).first()
+        if entry is not None:
+            return Action(f"Resend the confirmation to {display_email(address)}",
+                          reverse("accounts:smtpuser_email_resend", args=[user.pk, entry.pk]),
+                          {"resend": "1"}, primary=False)
+    return _authorize(user, f"Authorize {display_email(address)}", "email", address)
 
 
 def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:
-    rejections, fixed = (facts or Facts(user, now)).rejections
+    facts = facts or Facts(user, now)
+    rejections, fixed = facts.rejections
     if not rejections:
         return _nothing_rejected("sender_email", "address", fixed)
     evidence = [
@@ -99,12 +136,14 @@ def check_sender_emails(user: SmtpUser, now: datetime, facts: Facts | None = Non
     ]
     if len(rejections) > MAX_SHOWN * 2:
         evidence.append(f"… and {len(rejections) - MAX_SHOWN * 2} more addresses")
-    actions = [_authorize(user, f"Authorize {display_email(r.address)}", "email", r.address)
-               for r in rejections[:MAX_SHOWN]]
+    actions = [_email_action(user, facts, r.address) for r in rejections[:MAX_SHOWN]]
     return CheckResult(
         "sender_email", PROBLEM, "Sender email not authorized", evidence + _fixed_note(fixed),
         Fix("Authorize just these addresses — or the whole domain (above), whichever works "
-            "best for you. Then resend: rejected messages were not stored.", actions))
+            "best for you. Then resend: rejected messages were not stored."
+            + (" An address at a domain this account does not own sends once its owner has "
+               "followed the confirmation link mailed to it."
+               if any(a.label.startswith("Resend") for a in actions) else ""), actions))
 
 
 def check_has_senders(user: SmtpUser, now: datetime, facts: Facts | None = None) -> CheckResult:

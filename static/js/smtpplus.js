@@ -38,3 +38,24 @@ document.addEventListener("change", function (ev) {
   if (ev.target.matches && ev.target.matches("input[type=checkbox]")) syncShownWith();
 });
 syncShownWith();
+// The navigation's Menu button (narrow screens): shows and hides the links.
+(function () {
+  var toggle = document.querySelector(".menu-toggle");
+  var menu = document.getElementById("topmenu");
+  if (!toggle || !menu) return;
+  toggle.hidden = false;
+  toggle.addEventListener("click", function () {
+    var open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    menu.classList.toggle("open", open);
+  });
+})();
+// Drop-down menus (<details class="menu">): one open at a time, closed by a click elsewhere or Escape.
+document.addEventListener("click", function (ev) {
+  document.querySelectorAll("details.menu[open]").forEach(function (d) {
+    if (!d.contains(ev.target)) d.open = false;
+  });
+});
+document.addEventListener("keydown", function (ev) {
+  if (ev.key === "Escape") document.querySelectorAll("details.menu[open]").forEach(function (d) { d.open = false; });
+});

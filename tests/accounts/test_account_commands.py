@@ -133,7 +133,8 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     result = json.loads(run("rotatecredentials", "--batch-size", "2"))
 
     assert result == {
-        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "failed_usernames": []
+        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "dkim_keys": 0,
+        "failed_usernames": []
     }
     only_new = Fernet(new_key.encode())
     for smtp_user, password in users:
@@ -144,7 +145,7 @@ def test_rotatecredentials_reencrypts_every_password_with_the_newest_key(cast, o
     assert all(log_in(u.username, p, None).result.ok for u, p in users)
     (event,) = AuditEvent.objects.filter(action="credentials.rotate")
     assert event.account is None and event.details == {
-        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0
+        "reencrypted": 5, "failed": 0, "batches": 3, "webhook_secrets": 0, "dkim_keys": 0
     }
     assert event.actor_label.startswith("command line")
 
@@ -188,7 +189,8 @@ def test_rotatecredentials_reencrypts_alert_webhook_secrets_too(cast, old_key, s
 
 def test_rotatecredentials_with_no_users_reports_zero(db):
     assert json.loads(run("rotatecredentials")) == {
-        "reencrypted": 0, "failed": 0, "batches": 0, "webhook_secrets": 0, "failed_usernames": []
+        "reencrypted": 0, "failed": 0, "batches": 0, "webhook_secrets": 0, "dkim_keys": 0,
+        "failed_usernames": []
     }
 
 
@@ -207,6 +209,32 @@ def test_bootstrap_creates_a_first_account_and_prints_how_to_log_in(db, settings
     password = next(line for line in out.splitlines() if "Password:" in line).split()[-1]
     assert owner.check_password(password)
     assert out.rstrip().endswith("console: http://127.0.0.1:8000")
+
+
+def test_bootstrap_gives_the_first_account_a_demo_domain_it_can_authorize_without_dns(db):
+    from accounts.actions.senders import add_senders
+    from accounts.actions.smtp_users import create_smtp_user
+    from accounts.models import SendingDomain, VerifiedHow
+    from accounts.senders import can_send_as
+
+    out = run("bootstrap", "--no-migrate")
+    domain = SendingDomain.objects.get()
+    assert (domain.domain, domain.status, domain.verified_how) == (
+        "example.com", "verified", VerifiedHow.OPERATOR)
+    assert "Sending domain example.com is marked verified" in out
+    user, _ = create_smtp_user(domain.account, name="First app")
+    assert add_senders(user, domains_text="example.com").added_domains == ["example.com"]
+    assert can_send_as(user, "hello@example.com").allowed
+
+
+def test_bootstrap_demo_domain_is_the_owners_domain_or_none(db):
+    from accounts.models import SendingDomain
+
+    run("bootstrap", "--no-migrate", "--owner", "ops@corp.test")
+    assert list(SendingDomain.objects.values_list("domain", flat=True)) == ["corp.test"]
+    Account.objects.all().delete()
+    run("bootstrap", "--no-migrate", "--owner", "x@other.test", "--demo-domain", "")
+    assert not SendingDomain.objects.exists()
 
 
 def test_bootstrap_is_quiet_once_an_account_exists(db):

@@ -1,16 +1,17 @@
 import pytest
 
 from accounts.senders import can_send_as
+from tests.senders import authorize, authorize_email
 
 
 @pytest.fixture
 def shop(cast):
     user = cast.acme_smtp
     user.authorized_domains.all().delete()
-    user.authorized_domains.create(domain="example.com")
-    user.authorized_domains.create(domain="corp.test", include_subdomains=True)
-    user.authorized_domains.create(domain="xn--bcher-kva.example")
-    user.authorized_emails.create(email="Ann@other.test")
+    authorize(user, "example.com")
+    authorize(user, "corp.test", include_subdomains=True)
+    authorize(user, "xn--bcher-kva.example")
+    authorize_email(user, "Ann@other.test")
     return user
 
 

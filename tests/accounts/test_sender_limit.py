@@ -19,8 +19,16 @@ from accounts.actions import senders
 from accounts.actions.smtp_users import create_smtp_user
 from accounts.models import AuthorizedDomain, AuthorizedEmail
 from tests.fake_upstream import database_url_for_subprocess
+from tests.senders import own
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _acme_owns_the_domains(cast):
+    """Acme owns the domains these tests authorize (only owned domains can be)."""
+    for domain in ('a.test', 'b.test', 'c.test', 'd.test', 'e.test'):
+        own(cast.acme.pk, domain, include_subdomains=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,16 @@ from django.core.management import CommandError, call_command
 from accounts.models import AuditEvent, SmtpUser
 from relay.smtp.login import log_in
 from tests.fake_upstream import database_url_for_subprocess
+from tests.senders import authorize_email, own
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _acme_owns_the_domains(cast):
+    """Acme owns the domains these tests authorize (only owned domains can be)."""
+    for domain in ('a.test', 'b.test', 'shop.test', 'good.test', 'ok.test'):
+        own(cast.acme.pk, domain, include_subdomains=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +67,7 @@ def test_create_with_an_invalid_domain_names_it_and_creates_nothing(cast):
 
 
 def test_show_prints_the_user_without_its_password(cast):
-    cast.acme_smtp.authorized_emails.create(email="news@xn--bcher-kva.example")
+    authorize_email(cast.acme_smtp, "news@xn--bcher-kva.example")
     data = run("show", cast.acme_smtp.username)
     assert data == {
         "username": cast.acme_smtp.username, "name": "Acme web shop", "account": "acme",

@@ -100,3 +100,16 @@ def test_old_failed_logins_outside_the_window_do_not_count(cast):
     relay_event(cast.acme_smtp, "auth_failed", count=9, created=old, last_seen=old)
     run_once(now=timezone.now() + timedelta(seconds=60))
     assert mail.outbox == []
+
+
+def test_a_recipient_refused_as_suppressed_alerts_with_how_to_lift_it(cast):
+    make_rule(cast.acme, events=["recipient_suppressed"])
+    relay_event(
+        cast.acme_smtp, "suppressed", address="gone@example.net",
+        reply="550 5.1.1 <gone@example.net>: recipient is on this account's suppression list",
+    )
+    run_once(now=later())
+    email = mail.outbox[0]
+    assert email.subject.startswith("[SMTP+] 1 recipient refused: on the suppression list (Acme)")
+    assert "remove it from the suppression list in the console" in email.body
+    assert "gone@example.net" in email.body

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, SendingDomain
 from relay.models import RecipientStatus
 from tests.alerts.conftest import make_rule
 from tests.api.conftest import ApiClient
 from tests.relay.console.test_messages import make_message
+from tests.senders import authorize_email
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +23,7 @@ BODIES = {
     "POST /alert-rules": {"name": "x", "events": ["delivery_failed"],
                           "email_recipients": ["x@evil.test"]},
     "POST /smtp-users": {"name": "x"},
+    "POST /sending-domains": {"domain": "evil.test"},
 }
 
 
@@ -35,9 +37,10 @@ def acme_ids(cast) -> dict[str, int]:
     message = make_message(cast.acme_smtp, recipients=[("a@example.net", RecipientStatus.QUEUED)])
     rule = make_rule(cast.acme)
     domain = cast.acme_smtp.authorized_domains.get()
-    email = cast.acme_smtp.authorized_emails.create(email="x@acme.test")
+    email = authorize_email(cast.acme_smtp, "x@acme.test")
     return {"smtp-users": cast.acme_smtp.pk, "messages": message.pk, "alert-rules": rule.pk,
-            "domains": domain.pk, "emails": email.pk}
+            "domains": domain.pk, "emails": email.pk,
+            "sending-domains": SendingDomain.objects.get(account=cast.acme).pk}
 
 
 def fill(path: str, ids: dict[str, int]) -> str:

@@ -22,6 +22,8 @@ EXPECTED = {
     "GET /alert-rules", "POST /alert-rules", "GET /alert-rules/{pk}", "PUT /alert-rules/{pk}",
     "DELETE /alert-rules/{pk}",
     "GET /audit-log",
+    "GET /sending-domains", "POST /sending-domains", "GET /sending-domains/{pk}",
+    "POST /sending-domains/{pk}/check",
 }
 
 

@@ -6,18 +6,20 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import AuditEvent, AuthorizedDomain, AuthorizedEmail
+from tests.senders import authorize_email, own
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_lists_a_users_senders(acme_reader, cast):
-    cast.acme_smtp.authorized_emails.create(email="billing@partner.test")
+    authorize_email(cast.acme_smtp, "billing@partner.test")
     data = acme_reader.get(f"/smtp-users/{cast.acme_smtp.pk}/senders").json()
     assert [d["domain"] for d in data["domains"]] == ["acme.test"]
     assert [e["email"] for e in data["emails"]] == ["billing@partner.test"]
 
 
 def test_it_adds_domains_and_addresses_and_audits_with_the_key_name(acme_api, cast):
+    own(cast.acme.pk, "xn--bcher-kva.test", include_subdomains=True)
     answer = acme_api.post(f"/smtp-users/{cast.acme_smtp.pk}/senders", {
         "domains": ["bücher.test", "acme.test"], "emails": ["ceo@partner.test"],
         "include_subdomains": True,
@@ -38,8 +40,20 @@ def test_it_refuses_invalid_entries_and_adds_nothing(acme_api, cast):
     assert not AuthorizedDomain.objects.filter(domain="good.test").exists()
 
 
+def test_it_refuses_a_domain_the_account_does_not_own(acme_api, cast):
+    answer = acme_api.post(f"/smtp-users/{cast.acme_smtp.pk}/senders",
+                           {"domains": ["bank.test"]})
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_senders"
+    assert answer.json()["message"] == (
+        "bank.test: bank.test is not a sending domain of this account: add it as a sending "
+        "domain and verify it first (Sending domains page, or manage.py domain add) "
+        "(nothing was changed)")
+
+
 def test_it_keeps_the_per_user_sender_limit(acme_api, cast, settings):
     settings.SMTPPLUS_MAX_SENDERS_PER_USER = 2
+    own(cast.acme.pk, "a.test")
+    own(cast.acme.pk, "b.test")
     answer = acme_api.post(f"/smtp-users/{cast.acme_smtp.pk}/senders",
                            {"domains": ["a.test", "b.test"]})
     assert answer.status_code == 422 and answer.json()["code"] == "too_many_senders"
@@ -48,7 +62,7 @@ def test_it_keeps_the_per_user_sender_limit(acme_api, cast, settings):
 
 def test_it_removes_a_domain_and_an_address(acme_api, cast):
     domain = cast.acme_smtp.authorized_domains.get()
-    email = cast.acme_smtp.authorized_emails.create(email="x@partner.test")
+    email = authorize_email(cast.acme_smtp, "x@partner.test")
     base = f"/smtp-users/{cast.acme_smtp.pk}/senders"
     assert acme_api.delete(f"{base}/domains/{domain.pk}").status_code == 204
     assert acme_api.delete(f"{base}/emails/{email.pk}").status_code == 204

@@ -8,6 +8,7 @@ import pytest
 
 from accounts.models import AuditEvent, SmtpUser
 from relay.smtp.login import log_in
+from tests.senders import own
 
 pytestmark = pytest.mark.django_db
 
@@ -19,6 +20,7 @@ def test_it_lists_the_accounts_smtp_users_only(acme_reader, cast):
 
 
 def test_it_creates_a_user_and_answers_with_working_credentials(acme_api, cast):
+    own(cast.acme.pk, "billing.acme.test")
     answer = acme_api.post("/smtp-users", {"name": "Billing", "priority": 2,
                                             "hourly_limit": 500, "domains": ["billing.acme.test"]})
     assert answer.status_code == 201

@@ -37,6 +37,7 @@ def test_an_admin_creates_a_key_and_reads_the_api_reference(page, cast):
     page.reload()
     assert page.locator("#new-key").count() == 0  # shown once
 
+    page.click("nav.mainnav summary:has-text('More')")
     page.click("nav.mainnav a:has-text('API docs')")
     page.wait_for_selector("#api-reference[data-loaded=true]")
     visits.note()

@@ -5,6 +5,7 @@ console's scripts still work under it: confirmations, copy buttons, the account 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,9 +13,11 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.urls import Resolver404, resolve
+from django.utils import timezone
 
 from accounts.actions import invitations
-from accounts.models import Membership, Role
+from accounts.actions.confirmations import token_digest
+from accounts.models import AuthorizedEmail, Membership, Role, SendingDomain
 from alerts.models import AlertRule, Notification
 from relay.models import EventKind, Recipient, RelayEvent
 from tests.conftest import PASSWORD
@@ -35,7 +38,7 @@ document.addEventListener("securitypolicyviolation", function (e) {
 """
 # Console pages that only take POST (a GET is refused) or are not HTML pages.
 NOT_PAGES = {
-    "healthz", "accounts:smtpuser_set_active", "accounts:smtpuser_reveal",
+    "healthz", "metrics", "favicon", "accounts:smtpuser_set_active", "accounts:smtpuser_reveal",
     "accounts:smtpuser_reset_password", "accounts:smtpuser_senders_add",
     "accounts:smtpuser_domain_remove", "accounts:smtpuser_domain_subdomains",
     "accounts:smtpuser_email_remove", "accounts:smtpuser_send_as", "accounts:member_invite",
@@ -43,6 +46,10 @@ NOT_PAGES = {
     "relay:message_retry", "relay:message_cancel", "relay:troubleshoot_authorize",
     "relay:test_message", "relay:troubleshoot_unblock", "alerts:rule_toggle", "alerts:rule_test",
     "alerts:rule_reset_secret", "accounts:api_key_create", "accounts:api_key_revoke",
+    "relay:suppressions_add", "relay:suppressions_remove", "relay:suppressions_import",
+    "relay:suppressions_export", "relay:dsn_settings_save",
+    "accounts:domain_add", "accounts:domain_check", "accounts:domain_subdomains",
+    "accounts:domain_remove", "accounts:smtpuser_email_resend",
 }
 
 
@@ -109,6 +116,11 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
     Membership.objects.create(account=cast.globex, user=cast.alice, role=Role.VIEWER)
     for_dana = invitations.invite(cast.acme, "dana@example.test", Role.VIEWER)
     user_pk = cast.acme_smtp.pk
+    sending_domain = SendingDomain.objects.get(account=cast.acme)
+    # An address waiting for its confirmation, and the public page of its link.
+    AuthorizedEmail.objects.create(
+        smtp_user=cast.acme_smtp, email="me@gmail.test", confirm_token_digest=token_digest("csp"),
+        confirm_expires=timezone.now() + timedelta(hours=1))
     visits = Visits(page)
 
     visits.open("/login/")
@@ -121,7 +133,8 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
         "/messages/bulk/?action=retry&status=failed", f"/messages/{message.pk}/", "/events/",
         "/alerts/", "/alerts/new/", f"/alerts/{rule.pk}/", f"/alerts/{rule.pk}/edit/",
         f"/alerts/{rule.pk}/delete/", "/alerts/log/", "/subject-tool/", "/password/",
-        "/api-keys/",
+        "/api-keys/", "/suppressions/", f"/users/{user_pk}/delivery-reports/",
+        "/domains/", f"/domains/{sending_domain.pk}/", "/confirm-address/csp/",
     ]:
         visits.open(path)
 

@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_an_invitee_sets_a_password_and_lands_on_the_account_dashboard(page, cast, browser, live_server, settings):
     settings.SMTPPLUS_CONSOLE_URL = live_server.url
     log_in(page, "alice@acme.test", PASSWORD)
+    page.click("nav summary:has-text('More')")
     page.click("nav >> text=Members")
     page.fill("#id_email", "dana@example.test")
     page.select_option("#id_role", "viewer")
@@ -40,7 +41,9 @@ def test_an_invitee_sets_a_password_and_lands_on_the_account_dashboard(page, cas
     dana.click("button:has-text('Set password and join')")
     dana.wait_for_url(f"{live_server.url}/")
     assert dana.locator("h1").first.inner_text() == "Acme"
-    assert "dana@example.test · Viewer" in dana.inner_text(".usermenu")
+    dana.click(".usermenu summary")
+    assert dana.inner_text(".usermenu summary") == "dana@example.test"
+    assert "Viewer of Acme" in dana.inner_text(".usermenu .menu-items")
     assert Membership.objects.get(account=cast.acme, user__username="dana@example.test").role == Role.VIEWER
 
     # The link worked once.

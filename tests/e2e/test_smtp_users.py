@@ -5,11 +5,13 @@ import pytest
 from accounts.models import AuditEvent, SmtpUser
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
+from tests.senders import authorize_email, own
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_an_owner_creates_a_user_reveals_its_password_and_authorizes_senders(page, cast):
+    own(cast.acme.pk, "example.com", include_subdomains=True)  # only owned domains can be
     log_in(page, "alice@acme.test", PASSWORD)
     page.click("nav >> text=SMTP+ users")
     page.click("text=New SMTP+ user")
@@ -75,7 +77,7 @@ def test_reloading_the_user_created_page_creates_nothing(page, cast):
 
 def test_the_can_send_as_answer_is_scrolled_into_view(page, cast):
     for n in range(30):  # a long page: the answer is far below the top
-        cast.acme_smtp.authorized_emails.create(email=f"sender{n}@acme.test")
+        authorize_email(cast.acme_smtp, f"sender{n}@acme.test")
     page.set_viewport_size({"width": 1280, "height": 700})
     log_in(page, "alice@acme.test", PASSWORD)
     page.goto(f"/users/{cast.acme_smtp.pk}/")

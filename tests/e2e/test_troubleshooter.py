@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
+from tests.senders import own
 from tests.smtp_relay import dialog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -25,6 +26,7 @@ def send_as(relay, cast, sender: str) -> int:
 
 
 def test_an_admin_authorizes_a_rejected_domain_and_the_check_turns_ok(page, relay, cast):
+    own(cast.acme.pk, "example.com", include_subdomains=True)  # a domain the account owns
     assert send_as(relay, cast, "news@www.example.com") == 550
     relay.flush()
     log_in(page, "bob@acme.test", PASSWORD)
@@ -40,6 +42,23 @@ def test_an_admin_authorizes_a_rejected_domain_and_the_check_turns_ok(page, rela
     assert check.locator(".badge").inner_text() == "ok"
     assert page.locator("#check-sender_email").get_attribute("data-status") == "ok"
     assert send_as(relay, cast, "news@www.example.com") == 250
+
+
+def test_a_domain_the_account_does_not_own_is_offered_as_a_sending_domain(page, relay, cast):
+    assert send_as(relay, cast, "ceo@bank.test") == 550
+    relay.flush()
+    log_in(page, "bob@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/troubleshoot/")
+    check = page.locator("#check-sender_domain")
+    assert "may be someone spoofing the domain" in check.inner_text()
+    assert check.get_by_role("button", name="Authorize bank.test").count() == 0
+    button = check.get_by_role("button", name="Add bank.test as a sending domain and verify it")
+    assert button.get_attribute("class") == "secondary"
+    button.click()
+    page.wait_for_selector("#verification-record")
+    assert page.inner_text("h1 .badge") == "unverified"
+    assert "_smtpplus.bank.test" in page.inner_text("#verification-record")
+    assert send_as(relay, cast, "ceo@bank.test") == 550
 
 
 def test_an_admin_sends_a_test_message_and_reads_the_conversation(page, relay, cast):

@@ -2,7 +2,9 @@
 
 Used by the quick start. Idempotent: on a fresh database it creates "My company" with an
 owner and prints the login and a generated password; afterwards it prints only where the
-console is.
+console is. The first account gets a demo sending domain marked verified by an operator
+(the owner's domain, or example.com for a local owner such as admin@localhost), so that a
+first message can be sent without publishing anything in DNS; `--demo-domain ""` skips it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 
+from accounts.actions.domains import add_domain, force_verify
 from accounts.actions.smtp_users import create_account
 from accounts.audit import Actor
 from accounts.models import Account
+from accounts.senders import InvalidEntry
 
 
 class Command(BaseCommand):
@@ -32,6 +36,11 @@ class Command(BaseCommand):
             help="Where the console is served (shown in the banner)",
         )
         parser.add_argument("--no-migrate", action="store_true", help="Skip `migrate`")
+        parser.add_argument(
+            "--demo-domain", default=None,
+            help="Sending domain of the first account marked verified without DNS "
+                 "(default: the owner's domain, or example.com); \"\" for none",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         owner = options["owner"].strip().lower()
@@ -52,12 +61,26 @@ class Command(BaseCommand):
             if Account.objects.exists():
                 self.stdout.write(f"console: {console}")
                 return
-            _, _, password = create_account(
+            account, _, password = create_account(
                 options["account_name"], owner, actor=Actor.command_line()
             )
-        self.stdout.write(self.banner(console, owner, password))
+            demo = self.demo_domain(account, options["demo_domain"], host)
+        self.stdout.write(self.banner(console, owner, password, demo))
 
-    def banner(self, console: str, owner: str, password: str | None) -> str:
+    @staticmethod
+    def demo_domain(account: Account, wanted: str | None, owner_host: str) -> str:
+        """Give the first account its demo sending domain, verified by the operator."""
+        name = wanted if wanted is not None else (owner_host if "." in owner_host else "example.com")
+        if not name:
+            return ""
+        try:
+            domain = add_domain(account, name, actor=Actor.command_line())
+            force_verify(domain, actor=Actor.command_line())
+        except InvalidEntry as exc:
+            raise CommandError(f"--demo-domain {name!r}: {exc}") from exc
+        return domain.display
+
+    def banner(self, console: str, owner: str, password: str | None, demo: str = "") -> str:
         line = "=" * 64
         secret = password if password is not None else "(unchanged: this login already existed)"
         return "\n".join(
@@ -68,6 +91,9 @@ class Command(BaseCommand):
                 f" Email:      {owner}",
                 f" Password:   {secret}",
                 " Change the password after logging in (top right: Password).",
+                *([f" Sending domain {demo} is marked verified (a demo, no DNS needed):",
+                   " authorize it for an SMTP+ user and send. Verify your real domains",
+                   " on the Sending domains page."] if demo else []),
                 line,
                 f"console: {console}",
             ]

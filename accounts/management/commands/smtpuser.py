@@ -86,12 +86,16 @@ class Command(BaseCommand):
         return smtp_user
 
     @staticmethod
-    def check_senders(options: dict[str, Any], required: bool) -> None:
-        """Refuse the whole call if any entry is invalid, naming each one and why."""
+    def check_senders(options: dict[str, Any], required: bool, account_id: int,
+                      existing: frozenset[str] = frozenset()) -> None:
+        """Refuse the whole call if any entry is invalid, naming each one and why (a
+        domain the account does not own included)."""
         domains, emails = options["domains"], options["emails"]
         if required and not (domains.strip() or emails.strip()):
             raise CommandError("nothing to authorize: give --domains and/or --emails")
-        parsed_domains, parsed_emails = senders.validate_senders(domains, emails)
+        parsed_domains, parsed_emails = senders.validate_senders(
+            domains, emails, account_id=account_id,
+            include_subdomains=options["include_subdomains"], existing=existing)
         problems = [f"invalid domain {e!r}: {r}" for e, r in parsed_domains.errors]
         problems += [f"invalid email {e!r}: {r}" for e, r in parsed_emails.errors]
         problems += [
@@ -105,7 +109,7 @@ class Command(BaseCommand):
         account = Account.objects.filter(slug=options["account"]).first()
         if account is None:
             raise CommandError(f"unknown account {options['account']!r} (give its slug)")
-        self.check_senders(options, required=False)
+        self.check_senders(options, required=False, account_id=account.pk)
         with transaction.atomic():
             smtp_user, password = smtp_users.create_smtp_user(
                 account, name=options["name"], actor=Actor.command_line()
@@ -115,7 +119,9 @@ class Command(BaseCommand):
         return {"username": smtp_user.username, "password": password, "account": account.slug}
 
     def authorize(self, smtp_user: SmtpUser, options: dict[str, Any]) -> dict[str, Any]:
-        self.check_senders(options, required=True)
+        existing = frozenset(smtp_user.authorized_domains.values_list("domain", flat=True))
+        self.check_senders(options, required=True, account_id=smtp_user.account_id,
+                           existing=existing)
         result = self.add(smtp_user, options)
         return {
             "username": smtp_user.username,
@@ -123,6 +129,9 @@ class Command(BaseCommand):
             "added_emails": [senders.display_email(e) for e in result.added_emails],
             "unchanged": result.unchanged,
             "warnings": [{"entry": e, "advice": a} for e, a in result.warnings],
+            # Addresses at a domain the account does not own: usable once confirmed by
+            # the link mailed to them.
+            "pending_confirmation": [senders.display_email(e) for e in result.pending_emails],
         }
 
     def add(self, smtp_user: SmtpUser, options: dict[str, Any]) -> senders.AddResult:

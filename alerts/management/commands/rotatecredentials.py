@@ -2,7 +2,8 @@
 
 Run it after putting a new key first in SMTPPLUS_CREDENTIAL_KEYS. It also recomputes the
 login digests under the newest key (see accounts/credentials.py) and re-encrypts the alert
-webhooks' signing secrets, so the old key can be removed afterwards.
+webhooks' signing secrets and the sending domains' DKIM private keys, so the old key can be
+removed afterwards.
 Prints JSON counts; exits 1 if a password could not be decrypted with any configured key.
 """
 
@@ -18,7 +19,7 @@ from django.db import transaction
 from accounts import audit
 from accounts.audit import Actor
 from accounts.credentials import decrypt_password, digest_password, reencrypt
-from accounts.models import SmtpUser
+from accounts.models import DkimKey, SmtpUser
 from alerts.models import AlertRule
 
 
@@ -66,6 +67,22 @@ def rotate_webhook_secrets() -> tuple[int, list[str]]:
     return done, failed
 
 
+def rotate_dkim_keys() -> tuple[int, list[str]]:
+    """Re-encrypt every DKIM private key still kept; returns (count, failed key names)."""
+    done, failed = 0, []
+    with transaction.atomic():
+        keys = DkimKey.objects.select_for_update().exclude(private_key_encrypted="")
+        for key in keys.select_related("sending_domain"):
+            try:
+                key.private_key_encrypted = reencrypt(key.private_key_encrypted)
+            except (InvalidToken, ValueError, TypeError):
+                failed.append(f"DKIM key {key.record_name}")
+                continue
+            key.save(update_fields=["private_key_encrypted"])
+            done += 1
+    return done, failed
+
+
 class Command(BaseCommand):
     help = "Re-encrypt every stored SMTP+ password with the newest credential key."
 
@@ -86,9 +103,11 @@ class Command(BaseCommand):
             failed += batch_failed
         secrets_done, secrets_failed = rotate_webhook_secrets()
         failed += secrets_failed
+        dkim_done, dkim_failed = rotate_dkim_keys()
+        failed += dkim_failed
         counts = {
             "reencrypted": total, "failed": len(failed), "batches": batches,
-            "webhook_secrets": secrets_done,
+            "webhook_secrets": secrets_done, "dkim_keys": dkim_done,
         }
         audit.record(
             "credentials.rotate", account=None, actor=Actor.command_line(), details=counts

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+from collections.abc import Callable
 
 from relay.delivery.upstreams.reply import Reply
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.dsn_params import DsnRequest
 from relay.models import FailReason
 
 
@@ -17,15 +19,21 @@ class MaildirTransport:
         self.path = spec.path
         self.label = spec.label
 
-    def _write(self, sender: str, recipients: list[str], raw: bytes) -> str:
+    def _write(self, sender: str, recipients: list[str], raw: bytes,
+               sign: Callable[[bytes], bytes] | None) -> str:
+        if sign is not None:
+            raw = sign(raw)  # a Maildir takes any bytes: nothing to downgrade first
         box = mailbox.Maildir(self.path, create=True)
         trace = f"Return-Path: <{sender}>\n".encode()
         trace += b"".join(f"Delivered-To: {r}\n".encode() for r in recipients)
         return box.add(trace + raw.replace(b"\r\n", b"\n"))
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
+    ) -> dict[str, Reply]:
         try:
-            key = await asyncio.to_thread(self._write, sender, recipients, raw)
+            key = await asyncio.to_thread(self._write, sender, recipients, raw, sign)
         except OSError as exc:
             reply = Reply(
                 None, "4.3.0", f"Could not write to {self.label}: {exc}", self.label,

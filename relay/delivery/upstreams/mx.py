@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 import aiosmtplib
 import dns.exception
@@ -23,6 +24,7 @@ from accounts.senders import split_address
 from relay.delivery.upstreams.reply import Reply, network_error
 from relay.delivery.upstreams.smtp import smtp_transaction
 from relay.delivery.upstreams.spec import UpstreamSpec
+from relay.dsn_params import DsnRequest
 from relay.models import FailReason
 from smtpplus.dns import make_async_resolver
 
@@ -105,7 +107,9 @@ class MxTransport:
         return [r.exchange.to_text().rstrip(".") for r in records]
 
     async def _send_domain(
-        self, domain: str, sender: str, recipients: list[str], raw: bytes
+        self, domain: str, sender: str, recipients: list[str], raw: bytes,
+        dsn: DsnRequest | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
     ) -> dict[str, Reply]:
         hosts = await self.resolve(domain)
         if isinstance(hosts, Reply):
@@ -131,7 +135,8 @@ class MxTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     last = network_error(exc, label, "connect to")
                     continue
-                result = await smtp_transaction(smtp, label, sender, recipients, raw)
+                result = await smtp_transaction(smtp, label, sender, recipients, raw, dsn,
+                                                sign=sign)
                 try:
                     await smtp.quit(timeout=5)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -144,7 +149,10 @@ class MxTransport:
             )
         return {r: last for r in recipients}
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, Reply]:
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, dsn: DsnRequest | None = None,
+        *, sign: Callable[[bytes], bytes] | None = None,
+    ) -> dict[str, Reply]:
         by_domain: dict[str | None, list[str]] = defaultdict(list)
         for rcpt in recipients:
             by_domain[_domain_of(rcpt)].append(rcpt)
@@ -156,7 +164,7 @@ class MxTransport:
                               reason=FailReason.NO_SUCH_DOMAIN) for r in rcpts}
                 )
                 continue
-            replies.update(await self._send_domain(domain, sender, rcpts, raw))
+            replies.update(await self._send_domain(domain, sender, rcpts, raw, dsn, sign=sign))
         return replies
 
     async def close(self) -> None:

@@ -42,17 +42,23 @@ class Reply:
     force_temporary: bool = False
     # Blank for a delivery; derived from the code when the upstream answered.
     reason: str = ""
+    # The upstream took the recipient's DSN request (RFC 3461): it reports from now on.
+    dsn_passed: bool = False
 
     def __post_init__(self) -> None:
         if not self.reason and self.outcome != "delivered":
             object.__setattr__(self, "reason", _reason_of_reply(self.code, self.force_temporary))
 
     @classmethod
-    def from_smtp(cls, code: int, message: str, host: str, force_temporary: bool = False) -> Reply:
+    def from_smtp(
+        cls, code: int, message: str, host: str, force_temporary: bool = False,
+        dsn_passed: bool = False,
+    ) -> Reply:
         text = " ".join(message.split())
         match = _ENHANCED.match(text)
         enhanced = match.group(1) if match else ""
-        return cls(code, enhanced, text[match.end() :] if match else text, host, force_temporary)
+        return cls(code, enhanced, text[match.end() :] if match else text, host, force_temporary,
+                   dsn_passed=dsn_passed)
 
     @property
     def outcome(self) -> str:

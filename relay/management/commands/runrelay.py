@@ -6,9 +6,11 @@
 Busy or forbidden ports are logged and skipped; it exits 1 only if nothing could be
 bound. Unless --no-deliver is given, the delivery worker (`manage.py deliver`) runs as a
 child process, and unless --no-alerts, the alert sender (`manage.py sendalerts`) runs as
-another: each is its own process, so a slow webhook never holds up a delivery and a crash
-of one leaves the other running. Both are stopped with the relay, and end with this
-process however it ends (see smtpplus/lifetime.py).
+another, and unless --no-domain-check, the periodic check of the sending domains
+(`manage.py domain check --due --loop`, every SMTPPLUS_DOMAIN_RECHECK_INTERVAL per
+domain) as a third: each is its own process, so a slow webhook or a slow DNS server never
+holds up a delivery and a crash of one leaves the others running. All are stopped with
+the relay, and end with this process however it ends (see smtpplus/lifetime.py).
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ class Command(BaseCommand):
                             help="seconds sessions in flight get to finish on stop")
         parser.add_argument("--no-deliver", action="store_true",
                             help="do not start the delivery worker")
+        parser.add_argument("--no-domain-check", action="store_true",
+                            help="do not start the periodic check of the sending domains")
         parser.add_argument("--no-alerts", action="store_true",
                             help="do not start the alert sender")
         parser.add_argument("--metrics", default=settings.METRICS_RELAY_LISTEN,
@@ -153,6 +157,8 @@ class Command(BaseCommand):
             children.append(start_deliver())
         if not options["no_alerts"]:
             children.append(start_sendalerts())
+        if not options["no_domain_check"]:
+            children.append(start_domain_check())
         try:
             status = (serve(config, options["metrics"]) if processes == 1
                       else serve_forked(config, processes, options["metrics"]))
@@ -176,6 +182,14 @@ def start_sendalerts() -> subprocess.Popen[bytes] | None:
         log.info("no alert sender command installed; no alerts")
         return None
     return start_child([sys.executable, str(MANAGE), "sendalerts"])
+
+
+def start_domain_check() -> subprocess.Popen[bytes] | None:
+    # By command name, like sendalerts: `domain` is the accounts app's command.
+    if "domain" not in get_commands():
+        log.info("no domain command installed; sending domains are not re-checked")
+        return None
+    return start_child([sys.executable, str(MANAGE), "domain", "check", "--due", "--loop"])
 
 
 def stop_child(child: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:

@@ -12,8 +12,16 @@ from accounts.actions import senders
 from accounts.actions.smtp_users import create_smtp_user
 from accounts.models import AuditEvent, AuthorizedDomain, AuthorizedEmail
 from tests.conftest import login
+from tests.senders import authorize_email, own
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _acme_owns_the_domains(cast):
+    """Acme owns the domains these tests authorize (only owned domains can be)."""
+    for domain in ('example.com', 'shop.example.com', 'a.test', 'b.test', 'c.test', 'd.test', 'e.test', 'www.example.com', 'old.test', 'new.test', 'xn--bcher-kva.example', 'x.test'):
+        own(cast.acme.pk, domain, include_subdomains=True)
 
 
 def add_url(user) -> str:
@@ -149,7 +157,7 @@ def test_removing_a_domain_is_one_post_and_audited(alice_client, cast):
 
 
 def test_removing_an_address_is_one_post_and_audited(alice_client, cast):
-    email = cast.acme_smtp.authorized_emails.create(email="news@acme.test")
+    email = authorize_email(cast.acme_smtp, "news@acme.test")
     alice_client.post(reverse("accounts:smtpuser_email_remove", args=[cast.acme_smtp.pk, email.pk]))
     assert not AuthorizedEmail.objects.filter(pk=email.pk).exists()
     assert AuditEvent.objects.get(action="smtpuser.senders_remove").details == {
@@ -157,7 +165,7 @@ def test_removing_an_address_is_one_post_and_audited(alice_client, cast):
 
 
 def test_an_internationalized_address_is_shown_and_removed_by_its_unicode_name(alice_client, cast):
-    email = cast.acme_smtp.authorized_emails.create(email="ann@xn--bcher-kva.test")
+    email = authorize_email(cast.acme_smtp, "ann@xn--bcher-kva.test")
     assert email.display == "ann@bücher.test"
     page = alice_client.get(cast.acme_smtp.get_absolute_url()).content.decode()
     remove = reverse("accounts:smtpuser_email_remove", args=[cast.acme_smtp.pk, email.pk])
@@ -168,7 +176,7 @@ def test_an_internationalized_address_is_shown_and_removed_by_its_unicode_name(a
 
 def test_sender_changes_read_the_user_and_its_account_once(alice_client, cast):
     domain = cast.acme_smtp.authorized_domains.get()
-    email = cast.acme_smtp.authorized_emails.create(email="news@acme.test")
+    email = authorize_email(cast.acme_smtp, "news@acme.test")
     posts = [
         (reverse("accounts:smtpuser_domain_subdomains", args=[cast.acme_smtp.pk, domain.pk]),
          {"include_subdomains": "1"}),

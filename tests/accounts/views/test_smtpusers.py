@@ -16,6 +16,7 @@ from accounts.models import AuditEvent, SmtpUser
 from relay.models import RelayNode
 from relay.smtp.login import log_in
 from tests.conftest import login
+from tests.senders import authorize, authorize_email
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def test_the_list_shows_name_username_status_senders_and_last_login(alice_client
     cast.acme_smtp.last_login_at = timezone.now()
     cast.acme_smtp.last_login_ip = "198.51.100.7"
     cast.acme_smtp.save()
-    cast.acme_smtp.authorized_emails.create(email="news@acme.test")
+    authorize_email(cast.acme_smtp, "news@acme.test")
     html = alice_client.get(url("smtpuser_list")).content.decode()
     assert "Acme web shop" in html
     assert cast.acme_smtp.username in html
@@ -44,9 +45,9 @@ def test_the_list_counts_each_users_domains_and_addresses_without_joining_them(
     alice_client, cast
 ):
     for domain in ("shop.acme.test", "news.acme.test"):
-        cast.acme_smtp.authorized_domains.create(domain=domain)
+        authorize(cast.acme_smtp, domain)
     for email in ("a@other.test", "b@other.test", "c@other.test", "d@other.test"):
-        cast.acme_smtp.authorized_emails.create(email=email)
+        authorize_email(cast.acme_smtp, email)
     with CaptureQueriesContext(connection) as queries:
         html = alice_client.get(url("smtpuser_list")).content.decode()
     assert "3 domains, 4 addresses" in html
@@ -306,7 +307,7 @@ def test_a_viewer_cannot_delete(client, cast):
 def other_accounts_urls(cast) -> list[str]:
     pk = cast.globex_smtp.pk
     domain = cast.globex_smtp.authorized_domains.get()
-    email = cast.globex_smtp.authorized_emails.create(email="crm@globex.test")
+    email = authorize_email(cast.globex_smtp, "crm@globex.test")
     return [
         url("smtpuser_detail", pk), url("smtpuser_edit", pk), url("smtpuser_set_active", pk),
         url("smtpuser_delete", pk), url("smtpuser_reveal", pk), url("smtpuser_reset_password", pk),

@@ -14,6 +14,7 @@ from relay.console.dashboard import dashboard_context, node_ports
 from relay.console.stats import statistics_context
 from relay.models import EventKind, Recipient, RelayEvent, RelayNode
 from tests.relay.console.test_messages import fail_recipient, make_message
+from tests.senders import authorize_email
 
 DASHBOARD = reverse("dashboard")
 BANNER = "No relay has been alive for over a minute"
@@ -116,7 +117,7 @@ def test_latest_problems_link_to_the_message_and_the_events(alice_client, cast):
 def test_it_lists_smtp_users_without_authorized_senders(alice_client, cast):
     SmtpUser.objects.create(account=cast.acme, name="Forgotten app", username="forgot1")
     with_email = SmtpUser.objects.create(account=cast.acme, name="Email only", username="eonly1")
-    with_email.authorized_emails.create(email="ops@acme.test")
+    authorize_email(with_email, "ops@acme.test")
     SmtpUser.objects.create(account=cast.globex, name="Globex bare", username="gbare1")
     html = alice_client.get(DASHBOARD).content.decode()
     warning = html[html.index('class="alert-box warn no-senders"'):]

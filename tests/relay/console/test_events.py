@@ -33,7 +33,8 @@ def test_it_lists_the_accounts_events_newest_first_with_their_details(alice_clie
     make_event(None, None, reason="unknown user reason", username="nobody")
     html = alice_client.get(EVENTS).content.decode()
     assert html.index("domain evil-acme.test not authorized") < html.index("older reason")
-    for part in ("Envelope sender not authorized", "<td>7</td>", "198.51.100.7:2525",
+    for part in ("Envelope sender not authorized", "<td>7</td>",
+                 '<td class="mono client">198.51.100.7</td>', '<td class="mono port">2525</td>',
                  cast.acme_smtp.username, "boss@evil-acme.test",
                  "550 5.7.1 Sender &lt;boss@evil-acme.test&gt; is not authorized"):
         assert part in html
@@ -116,3 +117,11 @@ def test_a_viewer_can_read_events(client, cast):
 def test_anonymous_visitors_are_sent_to_log_in(client, cast):
     response = client.get(EVENTS)
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_client_column_never_shows_the_relays_own_port(alice_client, cast):
+    # 2525 is the relay's port the client connected to, not the client's: a column of its own.
+    make_event(cast.acme, cast.acme_smtp, client_ip="203.0.113.5", port=2525)
+    html = alice_client.get(EVENTS).content.decode()
+    assert "203.0.113.5:2525" not in html
+    assert "<th>Relay port</th>" in html

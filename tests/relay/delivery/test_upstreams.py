@@ -187,7 +187,8 @@ def test_an_address_whose_domain_is_not_a_valid_name_fails_at_once(
         assert rcpt.last_enhanced == "5.1.2"
         assert rcpt.fail_reason == "no_such_domain"
         assert rcpt.attempts == 1
-    assert dns_server.queries == []
+    # No lookup for the invalid names (the sender's report goes to acme.test's MX).
+    assert [q for q in dns_server.queries if not q[0].endswith("acme.test")] == []
 
 
 @pytest.mark.django_db(transaction=True)

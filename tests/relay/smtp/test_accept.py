@@ -13,6 +13,7 @@ from django.db import DatabaseError, connection
 
 from relay.models import EventKind, Message, Recipient, RelayEvent
 from relay.smtp.accept import Submission, parse_headers, store_message
+from tests.senders import authorize
 from tests.smtp_relay import message
 
 MESSAGE = (
@@ -80,7 +81,7 @@ def test_it_keeps_the_raw_bytes_and_adds_one_received_header(relay, cast):
 
 
 def test_it_accepts_an_smtputf8_sender_and_recipient(relay, cast):
-    cast.acme_smtp.authorized_domains.create(domain="xn--bcher-kva.test")  # bücher.test
+    authorize(cast.acme_smtp, "xn--bcher-kva.test")  # bücher.test
     raw = "From: B\u00fccher <verkauf@b\u00fccher.test>\r\nSubject: B\u00fccher\r\n\r\nHi\r\n".encode()
 
     async def send() -> tuple[int, str]:

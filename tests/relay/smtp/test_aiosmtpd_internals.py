@@ -29,6 +29,8 @@ def test_the_aiosmtpd_internals_the_relay_relies_on_still_exist():
                  "'250 HELP'", "self.command_size_limits['MAIL'] +="):
         assert text in source, text
     assert issubclass(aiosmtpd_smtp.TLSSetupException, Exception)
+    # relay.smtp.dsn_envelope's envelope: every transaction's comes from _create_envelope().
+    assert "self.envelope = self._create_envelope()" in source
     # The reader's line limit, and the TLS layer as aiosmtpd builds it for STARTTLS.
     loop = asyncio.new_event_loop()
     try:
@@ -46,8 +48,8 @@ def test_every_private_name_the_relay_uses_is_still_there():
     for name in ("MISSING", "_Missing", "AuthResult", "Envelope", "Session", "TLSSetupException"):
         assert hasattr(aiosmtpd_smtp, name), name
     # Methods RelaySMTP overrides or calls.
-    for name in ("_handle_client", "_getaddr", "_create_session", "_reset_timeout",
-                 "_timeout_cb", "_cb_client_connected", "challenge_auth", "push",
+    for name in ("_handle_client", "_getaddr", "_create_session", "_create_envelope",
+                 "_reset_timeout", "_timeout_cb", "_cb_client_connected", "challenge_auth", "push",
                  "connection_made", "connection_lost", "data_received", "handle_exception",
                  "smtp_HELO", "smtp_EHLO", "smtp_STARTTLS", "smtp_AUTH", "smtp_MAIL",
                  "smtp_RCPT", "smtp_DATA", "command_size_limit", "line_length_limit",

@@ -9,17 +9,18 @@ import pytest
 
 from accounts.actions.senders import add_senders, remove_sender
 from accounts.actions.smtp_users import reset_password, set_active
-from accounts.models import AuthorizedDomain, AuthorizedEmail
+from accounts.models import AuthorizedDomain, SendingDomain
 from accounts.senders import SenderPolicy
 from relay.smtp.login import load_login, log_in
+from tests.senders import authorize, authorize_email, own
 from tests.smtp_relay import message
 
 
 def test_it_reads_the_user_its_account_and_its_senders_in_one_query(
     cast, django_assert_num_queries
 ):
-    cast.acme_smtp.authorized_domains.create(domain="corp.test", include_subdomains=True)
-    cast.acme_smtp.authorized_emails.create(email="Ann@Other.test")
+    authorize(cast.acme_smtp, "corp.test", include_subdomains=True)
+    authorize_email(cast.acme_smtp, "Ann@Other.test")
     with django_assert_num_queries(1):
         user, policy = load_login(cast.acme_smtp.username)
     assert user is not None and policy is not None
@@ -87,14 +88,16 @@ def test_sender_changes_apply_at_the_next_login_however_they_are_written(cast):
         return policy.check(address).allowed
 
     assert not allowed("news@other.test")
+    own(cast.acme.pk, "other.test")
     add_senders(cast.acme_smtp, domains_text="other.test")
     assert allowed("news@other.test")
     remove_sender(AuthorizedDomain.objects.get(smtp_user=cast.acme_smtp, domain="other.test"))
     assert not allowed("news@other.test")
     # Written directly (Django admin, a script): no version to bump, still seen.
-    AuthorizedEmail.objects.create(smtp_user=cast.acme_smtp, email="news@other.test")
+    authorize_email(cast.acme_smtp, "news@other.test")
     assert allowed("news@other.test")
     AuthorizedDomain.objects.filter(smtp_user=cast.acme_smtp).update(include_subdomains=True)
+    SendingDomain.objects.filter(account=cast.acme).update(include_subdomains=True)
     assert allowed("shop@eu.acme.test")
 
 
@@ -106,7 +109,7 @@ def test_a_sender_authorized_between_two_connections_can_send_on_the_second(rela
         with pytest.raises(smtplib.SMTPSenderRefused):
             smtp.sendmail("news@other.test", ["a@example.net"],
                           message(from_="news@other.test"))
-    AuthorizedDomain.objects.create(smtp_user=cast.acme_smtp, domain="other.test")
+    authorize(cast.acme_smtp, "other.test")
     with smtplib.SMTP(relay.host, relay.port) as smtp:
         smtp.login(username, password)
         assert smtp.sendmail("news@other.test", ["a@example.net"],

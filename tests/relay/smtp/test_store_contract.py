@@ -218,3 +218,30 @@ def test_only_users_changed_since_their_sessions_logged_in_are_read_again(cast, 
     assert list(changed) == [cast.acme_smtp.pk]
     user = changed[cast.acme_smtp.pk].user
     assert user is not None and user.active is False
+
+
+def test_the_suppression_lookup_refuses_only_the_accounts_unexpired_entries(cast, use_store):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from relay.models import Suppression
+
+    Suppression.objects.create(account=cast.acme, address="gone@example.net",
+                               reason="mailbox_unknown", reply="550 5.1.1 No such user")
+    Suppression.objects.create(account=cast.acme, address="old@example.net", reason="manual",
+                               expires=timezone.now() - timedelta(seconds=1))
+
+    async def job(store: RelayStore) -> list[str | None]:
+        return [
+            await store.suppressed(cast.acme.pk, "Gone@EXAMPLE.net"),
+            await store.suppressed(cast.globex.pk, "gone@example.net"),
+            await store.suppressed(cast.acme.pk, "old@example.net"),
+            await store.suppressed(cast.acme.pk, "not an address"),
+        ]
+
+    refusal, other_account, expired, nonsense = use_store(job)
+    assert refusal is not None and refusal.startswith(
+        "550 5.1.1 <Gone@EXAMPLE.net>: recipient is on this account's suppression list since ")
+    assert "(mailbox does not exist: 550 5.1.1 No such user)" in refusal
+    assert (other_account, expired, nonsense) == (None, None, None)

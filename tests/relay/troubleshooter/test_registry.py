@@ -20,7 +20,7 @@ def test_all_checks_run_for_a_healthy_user(relay, cast, upstream):
     results = run_checks(user)
     assert [r.key for r in results] == [
         "relay", "credentials", "lockout", "sender_domain", "sender_email", "port_open",
-        "port_supported", "has_senders", "hourly_limit", "size", "upstream",
+        "port_supported", "has_senders", "hourly_limit", "size", "upstream", "suppressed",
     ]
     assert {r.key: r.status for r in results if r.status != OK} == {}
     assert ConnectionStat.objects.filter(smtp_user=user).exists()

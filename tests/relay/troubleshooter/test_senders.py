@@ -14,11 +14,14 @@ from tests.relay.troubleshooter.helpers import (
     send,
     text,
 )
+from tests.senders import own
 
 
 # --- senders -----------------------------------------------------------------------------
 def test_rejected_sender_domains_are_grouped_with_counts(relay, cast):
     pw = cast.acme_smtp_password
+    own(cast.acme.pk, "example.org")  # the account's own domains: offered "Authorize"
+    own(cast.acme.pk, "other.test")
     for sender in ("info@example.org", "sales@example.org", "info@example.org"):
         assert send(relay, cast.acme_smtp, pw, sender)[0] == 550
     # Envelope authorized, From: header not: rejected at the end of DATA.
@@ -34,6 +37,7 @@ def test_rejected_sender_domains_are_grouped_with_counts(relay, cast):
 
 
 def test_a_www_domain_offers_the_parent_domain_first(relay, cast):
+    own(cast.acme.pk, "example.com", include_subdomains=True)
     assert send(relay, cast.acme_smtp, cast.acme_smtp_password, "info@www.example.com")[0] == 550
     result = run(check_sender_domains, relay, cast.acme_smtp)
     first, second = result.fix.actions

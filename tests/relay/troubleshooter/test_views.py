@@ -10,6 +10,7 @@ from accounts.models import AuditEvent
 from tests.relay.troubleshooter.helpers import (
     send,
 )
+from tests.senders import own
 
 
 # --- the page and the one-click fix over HTTP ---------------------------------------------
@@ -30,8 +31,12 @@ def test_the_page_shows_each_check_with_its_verdict_and_buttons(relay, cast, cli
     assert '<section class="card check" id="check-relay" data-status="ok">' in html
     assert ('2 problems found:</span>\n  <a href="#check-sender_domain">Sender domain not '
             'authorized</a> · <a href="#check-sender_email">Sender email not authorized</a>\n') in html
-    assert '<input type="hidden" name="value" value="example.org">' in html
-    assert ">Authorize example.org</button>" in html
+    # example.org is not a domain of the account: no "Authorize" button, but an offer to
+    # add it as a sending domain (secondary), with the warning about spoofing.
+    assert ">Authorize example.org</button>" not in html
+    assert '<input type="hidden" name="domain" value="example.org">' in html
+    assert 'class="secondary">Add example.org as a sending domain and verify it</button>' in html
+    assert "may be someone spoofing the domain: do not add or authorize it" in html
     assert reverse("subject_tool") in html
     assert reverse("accounts:smtpuser_detail", args=[cast.acme_smtp.pk]) in html
 
@@ -49,6 +54,7 @@ def test_the_page_reads_the_senders_and_the_live_relays_once(relay, cast, client
 
 def test_one_click_authorize_over_http_then_a_resend_succeeds(relay, cast, client):
     pw = cast.acme_smtp_password
+    own(cast.acme.pk, "example.org")  # the account owns it: it may be authorized
     assert send(relay, cast.acme_smtp, pw, "info@example.org")[0] == 550
     relay.flush()
     client.force_login(cast.bob)
@@ -61,6 +67,15 @@ def test_one_click_authorize_over_http_then_a_resend_succeeds(relay, cast, clien
     assert "example.org is now authorized." in html
     assert 'id="check-sender_domain" data-status="ok"' in html
     assert send(relay, cast.acme_smtp, pw, "info@example.org")[0] == 250
+
+
+def test_authorizing_a_domain_the_account_does_not_own_is_refused_with_what_to_do(cast, client):
+    client.force_login(cast.alice)
+    response = client.post(authorize_url(cast.acme_smtp), {"kind": "domain", "value": "bank.test"},
+                           follow=True)
+    assert ("Could not authorize bank.test: bank.test is not a sending domain of this account: "
+            "add it as a sending domain and verify it first") in response.content.decode()
+    assert list(cast.acme_smtp.authorized_domains.values_list("domain", flat=True)) == ["acme.test"]
 
 
 def test_an_invalid_value_is_refused_with_a_message(cast, client):

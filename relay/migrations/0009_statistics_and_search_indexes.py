@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_sending_domains'),
-        ('relay', '0007_relayevent_kind_cooloff_released'),
+        ('relay', '0008_bounces_and_suppressions'),
     ]
 
     operations = [
