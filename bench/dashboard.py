@@ -47,7 +47,8 @@ TRIGRAM_INDEXES = tuple(name for name, _table, _column in TRIGRAM_SQL)
 # Users' shares of the messages: 50, 25, 15, 8, 2 % (bench/messages_log.py's USERS).
 MESSAGES_SQL = """
 INSERT INTO relay_message (id, account_id, smtp_user_id, queue_id, created, envelope_from,
-    header_from, subject, message_id, size, client_ip, client_helo, port, smtputf8, pruned)
+    header_from, subject, message_id, size, client_ip, client_helo, port, smtputf8, pruned,
+    dsn_ret, dsn_envid)
 SELECT %(base)s + g, %(account)s,
     (%(users)s::int[])[CASE WHEN h < 50 THEN 1 WHEN h < 75 THEN 2 WHEN h < 90 THEN 3
                             WHEN h < 98 THEN 4 ELSE 5 END],
@@ -55,7 +56,7 @@ SELECT %(base)s + g, %(account)s,
     now() - (%(days)s * interval '1 day') + (g::float8 / %(n)s) * (%(days)s * interval '1 day'),
     s.sender, s.sender, 'Order ' || g || ' confirmed', '<' || g || '@bench.test>',
     900 + (g * 7919) %% 39000, ('192.0.2.' || (1 + g %% 20))::inet, 'app.bench.test', 587,
-    false, false
+    false, false, '', ''
 FROM (SELECT g, (g * 2654435761) %% 100 AS h,
              (ARRAY['orders','news','noreply','billing'])[(1 + g %% 4)::int] || '@bench.test' AS sender
       FROM generate_series(1::bigint, %(n)s) g) s
@@ -66,7 +67,7 @@ FROM (SELECT g, (g * 2654435761) %% 100 AS h,
 RECIPIENTS_SQL = """
 INSERT INTO relay_recipient (message_id, account_id, smtp_user_id, address, status, priority,
     created, attempts, next_attempt_at, finished_at, last_code, last_enhanced, last_text,
-    last_reason, fail_reason, lease_owner)
+    last_reason, fail_reason, lease_owner, notify, orcpt, dsn_due)
 SELECT m.id, m.account_id, m.smtp_user_id,
     'r' || (m.id %% 5000) || '.' || k || '@mail' || floor(power(r.d / 10000.0, 3) * 100)::int
         || '.example',
@@ -79,7 +80,7 @@ SELECT m.id, m.account_id, m.smtp_user_id,
     CASE r.status WHEN 'failed' THEN 'User unknown' WHEN 'deferred' THEN 'Greylisted' ELSE '' END,
     CASE r.status WHEN 'failed' THEN 'rejected' WHEN 'deferred' THEN 'temporary' ELSE '' END,
     CASE r.status WHEN 'failed' THEN 'rejected' WHEN 'cancelled' THEN 'cancelled' ELSE '' END,
-    ''
+    '', '', '', ''
 FROM relay_message m
 CROSS JOIN LATERAL generate_series(1, CASE m.id %% 5 WHEN 3 THEN 2 WHEN 4 THEN 3 ELSE 1 END) k
 CROSS JOIN LATERAL (
