@@ -48,13 +48,50 @@ class AccountFilterForm(forms.Form):
         users.queryset = SmtpUser.objects.filter(account=account)
 
 
-class MessageFilterForm(AccountFilterForm):
+class MomentField(forms.DateTimeField):
+    """A time (`YYYY-MM-DDTHH:MM`, the console's time zone) within FIRST_DAY…LAST_DAY."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value and not FIRST_DAY <= value.date() <= LAST_DAY:
+            raise forms.ValidationError(
+                "%(label)s: enter a time between %(first)s and %(last)s.", code="out_of_range",
+                params={"label": self.label or "Time", "first": FIRST_DAY.isoformat(),
+                        "last": LAST_DAY.isoformat()},
+            )
+
+
+class TimeWindowForm(AccountFilterForm):
+    """A period [since, until) the statistics' links name to the hour."""
+
+    since = MomentField(required=False, label="From (time)")
+    until = MomentField(required=False, label="Before (time)")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since >= until:
+            raise forms.ValidationError("The period's start is not before its end.")
+        return data
+
+
+# What the period (since/until) of the messages log applies to: when the message was
+# accepted, or when one of its recipients was delivered, deferred or failed.
+PERIOD_EVENTS = [("", "acceptance"), ("delivered", "a delivery"), ("deferred", "a deferral"),
+                 ("failed", "a failure")]
+
+
+class MessageFilterForm(TimeWindowForm):
     status = forms.ChoiceField(choices=[("", "Any status"), *RecipientStatus.choices],
                                required=False, label="Recipient status")
     sender = forms.CharField(required=False, max_length=320, label="Sender")
     sender_match = forms.ChoiceField(choices=[("contains", "contains"), ("equals", "equals")],
                                      required=False, label="Sender match")
     recipient = forms.CharField(required=False, max_length=320, label="Recipient")
+    domain = forms.CharField(required=False, max_length=255, label="Recipient domain")
+    event = forms.ChoiceField(choices=PERIOD_EVENTS, required=False, label="Period of")
     kind = forms.ChoiceField(
         choices=[("", "All messages"), ("mail", "Mail from clients"),
                  ("dsn", "Delivery reports SMTP+ sent")],
@@ -66,6 +103,16 @@ class MessageFilterForm(AccountFilterForm):
                        widget=forms.DateInput(attrs={"type": "date", "min": FIRST_DAY,
                                                      "max": LAST_DAY}))
 
+    field_order = ["user", "status", "kind", "sender", "sender_match", "recipient", "domain",
+                   "date_from", "date_to", "since", "until", "event"]
+
+    def clean_domain(self) -> str:
+        domain = self.cleaned_data.get("domain", "").strip().lower().rstrip(".")
+        if domain and ("@" in domain or any(c.isspace() for c in domain)):
+            raise forms.ValidationError("Recipient domain: enter a domain name such as "
+                                        "example.com, without a user part or spaces.")
+        return domain
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         start, end = data.get("date_from"), data.get("date_to")
@@ -74,7 +121,7 @@ class MessageFilterForm(AccountFilterForm):
         return data
 
 
-class EventFilterForm(AccountFilterForm):
+class EventFilterForm(TimeWindowForm):
     kind = forms.ChoiceField(choices=[("", "Any kind"), *EventKind.choices], required=False,
                              label="Kind")
 

@@ -182,6 +182,12 @@ class Attempt(models.Model):
 
     class Meta:
         ordering = ["started", "id"]
+        indexes = [
+            # The statistics' deferrals per hour (relay/rollup.py); only deferred tries
+            # are in it, so a delivery costs no extra index write.
+            models.Index(fields=["started"], name="attempt_deferred_started",
+                         condition=models.Q(outcome="deferred")),
+        ]
 
 
 class DsnRecord(models.Model):
@@ -354,6 +360,8 @@ class ConnectionStat(models.Model):
     )
     connections = models.PositiveIntegerField(default=0)
     logins = models.PositiveIntegerField(default=0)
+    # Of those logins, the ones made over TLS (STARTTLS or implicit TLS).
+    tls_logins = models.PositiveIntegerField(default=0)
     last_seen = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -410,3 +418,61 @@ class ClientCooloff(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_ip} until {self.until:%H:%M:%S}"
+
+class HourlyStat(models.Model):
+    """One hour's counters for one account and SMTP+ user, folded by `relay.rollup`.
+
+    Messages and recipients are counted apart: `accepted` is messages accepted in the
+    hour, `recipients` their recipients; `delivered` and `failed` are recipients that
+    reached that status in the hour, `deferred` delivery tries that ended deferred in
+    it, `rejected` the relay events (refusals, failed logins) last seen in it.
+    """
+
+    hour = models.DateTimeField()
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+", db_index=False)
+    # NULL: events without a known user, and the rows of a deleted SMTP+ user.
+    smtp_user = models.ForeignKey(
+        SmtpUser, models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    accepted = models.PositiveIntegerField(default=0)
+    recipients = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "hour"], name="hourstat_account_hour"),
+            models.Index(fields=["smtp_user", "hour"], name="hourstat_user_hour"),
+            models.Index(fields=["hour"], name="hourstat_hour"),
+        ]
+
+
+class DomainHourlyStat(models.Model):
+    """One hour's recipient counters for one account and recipient domain (the
+    dashboard's top domains), folded by `relay.rollup` with `HourlyStat`."""
+
+    hour = models.DateTimeField()
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+", db_index=False)
+    domain = models.CharField(max_length=255)
+    recipients = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "hour"], name="domainstat_account_hour"),
+            models.Index(fields=["hour"], name="domainstat_hour"),
+        ]
+
+
+class RollupState(models.Model):
+    """How far `relay.rollup` has folded: every hour before `folded_until` is in the
+    hourly tables; later hours are read live from the messages, recipients, attempts
+    and events."""
+
+    name = models.CharField(max_length=32, unique=True)
+    folded_until = models.DateTimeField()
+    updated = models.DateTimeField(default=timezone.now)

@@ -9,7 +9,8 @@ kept in memory (`ConnectionCounter`) and added to the hourly `ConnectionStat` ro
 each heartbeat, never a row per connection:
 
 - every connection counts on the port's row without an SMTP+ user;
-- every successful login counts a connection and a login on the row of that user.
+- every successful login counts a connection and a login on the row of that user, and
+  a TLS login too when the session was encrypted (STARTTLS or implicit TLS).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def mark_stopped(node: str) -> None:
 class _Counts:
     connections: int = 0
     logins: int = 0
+    tls_logins: int = 0
     last_seen: datetime | None = None
 
 
@@ -101,7 +103,7 @@ class ConnectionCounter:
             self._accepted.popleft()
         return sum(n for _, n in self._accepted)
 
-    def _bump(self, port: int, user_id: int | None, logins: int) -> None:
+    def _bump(self, port: int, user_id: int | None, logins: int, tls_logins: int = 0) -> None:
         now = timezone.now()
         key = (now.replace(minute=0, second=0, microsecond=0), port, user_id)
         counts = self._counts.get(key)
@@ -109,14 +111,15 @@ class ConnectionCounter:
             counts = self._counts[key] = _Counts()
         counts.connections += 1
         counts.logins += logins
+        counts.tls_logins += tls_logins
         counts.last_seen = now
 
     def connection(self, port: int) -> None:
         self._bump(port, None, 0)
         metrics.RELAY_CONNECTIONS.labels(port).inc()
 
-    def login(self, port: int, smtp_user_id: int) -> None:
-        self._bump(port, smtp_user_id, 1)
+    def login(self, port: int, smtp_user_id: int, tls: bool = False) -> None:
+        self._bump(port, smtp_user_id, 1, int(tls))
         metrics.RELAY_LOGINS.labels(port).inc()
 
     def take(self) -> dict[StatKey, _Counts]:
@@ -128,6 +131,7 @@ def _add_to_row(hour: datetime, port: int, user_id: int | None, c: _Counts) -> i
     return ConnectionStat.objects.filter(hour=hour, port=port, smtp_user_id=user_id).update(
         connections=F("connections") + c.connections,
         logins=F("logins") + c.logins,
+        tls_logins=F("tls_logins") + c.tls_logins,
         last_seen=c.last_seen or timezone.now(),
     )
 
@@ -140,7 +144,7 @@ def write_stats(counts: dict[StatKey, _Counts]) -> None:
             with transaction.atomic():
                 ConnectionStat.objects.create(
                     hour=hour, port=port, smtp_user_id=user_id, connections=c.connections,
-                    logins=c.logins, last_seen=c.last_seen or timezone.now(),
+                    logins=c.logins, tls_logins=c.tls_logins, last_seen=c.last_seen or timezone.now(),
                 )
         except IntegrityError:
             # Another relay process created the row in between: add to it.

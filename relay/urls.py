@@ -3,7 +3,7 @@ message."""
 
 from django.urls import path
 
-from relay.console import dsn_settings, events, messages, suppressions
+from relay.console import dsn_settings, events, messages, suppressions, user_stats
 from relay.troubleshooter import views as troubleshooter
 
 app_name = "relay"
@@ -16,6 +16,7 @@ urlpatterns = [
     path("messages/<int:pk>/cancel/", messages.message_action, {"action": "cancel"},
          name="message_cancel"),
     path("events/", events.event_list, name="events"),
+    path("users/<int:pk>/statistics/", user_stats.user_stats, name="user_stats"),
     path("suppressions/", suppressions.suppression_list, name="suppressions"),
     path("suppressions/add/", suppressions.suppression_add, name="suppressions_add"),
     path("suppressions/remove/", suppressions.suppression_remove, name="suppressions_remove"),

@@ -1,4 +1,5 @@
-"""What the dashboard shows: relay status, queue, last 24 hours, latest problems.
+"""What the dashboard shows: relay status, queue, latest problems; and the traffic
+statistics of `relay.console.stats`.
 
 A handful of queries, each served by an index of relay/models.py, whatever the volume.
 """
@@ -9,18 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Min, OuterRef
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.models import Account, AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.tenancy import AccountRequest, member_required
+from relay.console.stats import statistics_context
 from relay.headers import display_subject
 from relay.listen import NODE_ALIVE_SECONDS, node_listeners, ports_by_tls
 from relay.models import (
     PENDING_STATUSES,
-    Message,
     Recipient,
     RecipientStatus,
     RelayEvent,
@@ -67,22 +68,12 @@ def relay_status() -> dict[str, Any]:
     return {"nodes": nodes, "no_relay": not alive, "relay_last_seen": last_seen}
 
 
-def recipient_counts(account: Account, since: datetime) -> dict[str, Any]:
-    """Queue size and oldest queued age, plus recipient outcomes since `since`.
-
-    "deferred" is the recipients waiting for a retry right now: with retries at most
-    about an hour apart, each was deferred recently; once delivered or failed it moves
-    to those counts.
-    """
-    pending = Q(status__in=PENDING_STATUSES)
-    finished = Q(status__in=[RecipientStatus.DELIVERED, RecipientStatus.FAILED],
-                 finished_at__gte=since)
-    row = Recipient.objects.filter(account=account).filter(pending | finished).aggregate(
-        queue=Count("pk", filter=pending),
-        oldest=Min("created", filter=pending),
-        deferred=Count("pk", filter=Q(status=RecipientStatus.DEFERRED)),
-        delivered=Count("pk", filter=Q(status=RecipientStatus.DELIVERED)),
-        failed=Count("pk", filter=Q(status=RecipientStatus.FAILED)),
+def recipient_counts(account: Account) -> dict[str, Any]:
+    """The queue: recipients queued or deferred, and the oldest one's age. (What was
+    accepted, delivered, deferred or failed in a period is `relay.console.stats`.)"""
+    row = Recipient.objects.filter(account=account, status__in=PENDING_STATUSES).aggregate(
+        queue=Count("pk"),
+        oldest=Min("created"),
     )
     row["oldest_age"] = (timezone.now() - row["oldest"]) if row["oldest"] else None
     return row
@@ -98,14 +89,7 @@ def users_without_senders(account: Account) -> list[SmtpUser]:
 
 
 def dashboard_context(account: Account) -> dict[str, Any]:
-    now = timezone.now()
-    since = now - timedelta(hours=24)
-    counts = recipient_counts(account, since)
-    counts["accepted"] = Message.objects.filter(account=account, created__gte=since).count()
-    counts["rejected"] = (
-        RelayEvent.objects.filter(account=account, last_seen__gte=since)
-        .aggregate(n=Sum("count"))["n"] or 0
-    )
+    counts = recipient_counts(account)
     failed = list(
         Recipient.objects.filter(account=account, status=RecipientStatus.FAILED)
         .select_related("message")
@@ -131,4 +115,6 @@ def dashboard_context(account: Account) -> dict[str, Any]:
 
 @member_required()
 def dashboard(request: AccountRequest) -> HttpResponse:
-    return render(request, "dashboard.html", dashboard_context(request.account))
+    context = dashboard_context(request.account)
+    context.update(statistics_context(request.account, request.GET.get("period")))
+    return render(request, "dashboard.html", context)

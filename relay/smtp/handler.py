@@ -129,7 +129,7 @@ class RelayHandler:
         ctx.session_watch.add(server)
         if outcome.hourly_count is not None:
             ctx.guard.hourly.load(user.pk, outcome.hourly_count)
-        ctx.stats.login(server.listener.port, user.pk)
+        ctx.stats.login(server.listener.port, user.pk, tls=server.is_tls)
         return AuthResult(success=True, auth_data=user.username, message=replies.AUTH_OK)
 
     async def _refuse_login(

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from alerts.models import AlertRule, Notification
-from relay.models import Recipient
+from relay.models import Recipient, RollupState
 from tests.alerts.conftest import failed_message, make_rule
 from tests.fake_upstream import database_url_for_subprocess
 
@@ -38,7 +38,7 @@ def test_once_runs_a_single_pass(cast, capsys):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_loop_sends_alerts_and_stops_cleanly_on_sigterm(cast):
+def test_the_loop_sends_alerts_folds_statistics_and_stops_cleanly_on_sigterm(cast):
     _failure_ready_to_send(cast)
     env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(),
            "EMAIL_URL": "consolemail://", "LOG_LEVEL": "WARNING"}
@@ -49,11 +49,12 @@ def test_the_loop_sends_alerts_and_stops_cleanly_on_sigterm(cast):
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if Notification.objects.filter(target="ops@acme.test", status="sent").exists():
+            if (Notification.objects.filter(target="ops@acme.test", status="sent").exists()
+                    and RollupState.objects.exists()):
                 break
             time.sleep(0.1)
         else:
-            pytest.fail("sendalerts did not send the alert")
+            pytest.fail("sendalerts did not send the alert or fold the statistics")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     finally:

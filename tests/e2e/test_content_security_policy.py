@@ -128,7 +128,8 @@ def test_every_console_page_obeys_a_strict_policy_and_its_scripts_still_work(pag
     visits.note()
     for path in [
         "/", "/users/", "/users/new/", f"/users/{user_pk}/", f"/users/{user_pk}/edit/",
-        f"/users/{user_pk}/delete/", f"/users/{user_pk}/troubleshoot/", "/members/",
+        f"/users/{user_pk}/delete/", f"/users/{user_pk}/troubleshoot/",
+        f"/users/{user_pk}/statistics/", "/?period=30d", "/members/",
         f"/members/{victor.pk}/remove/", "/audit/", "/messages/", "/messages/?status=failed",
         "/messages/bulk/?action=retry&status=failed", f"/messages/{message.pk}/", "/events/",
         "/alerts/", "/alerts/new/", f"/alerts/{rule.pk}/", f"/alerts/{rule.pk}/edit/",

@@ -2,6 +2,9 @@
 
 `runrelay` (and so `up`) starts it as a child process of its own; run it yourself for a
 relay started with --no-alerts, or to send alerts while the relay is stopped.
+
+The loop also folds closed hours into the statistics tables (`relay.rollup`, about once
+a minute): it is the one periodic housekeeping loop every installation already runs.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from alerts.sending import run_once
+from relay import rollup
 from smtpplus import metrics
 from smtpplus.lifetime import watch_parent
 from smtpplus.metrics import check_metrics_address
+
+ROLLUP_SECONDS = 60.0
 
 
 class Command(BaseCommand):
@@ -45,6 +51,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         self.stdout.write("sendalerts is now running")
+        next_rollup = 0.0
         while not self.shutdown:
             close_old_connections()
             try:
@@ -54,7 +61,19 @@ class Command(BaseCommand):
             except Exception as exc:  # a database outage must not end the loop
                 self.stderr.write(f"alert pass failed: {exc.__class__.__name__}: {exc}")
                 close_old_connections()
+            if time.monotonic() >= next_rollup:
+                next_rollup = time.monotonic() + ROLLUP_SECONDS
+                self.fold_statistics()
             deadline = time.monotonic() + opts["interval"]
             while not self.shutdown and time.monotonic() < deadline:
                 time.sleep(0.2)
         self.stdout.write("sendalerts stopped.")
+
+    def fold_statistics(self) -> None:
+        """Fold closed hours into the statistics; a failure is reported, never fatal,
+        and at most a day is folded per pass so alerts are not held up by a backfill."""
+        try:
+            rollup.fold_due(max_hours=24)
+        except Exception as exc:
+            self.stderr.write(f"statistics rollup failed: {exc.__class__.__name__}: {exc}")
+            close_old_connections()

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import SmtpUser
 from relay.console.dashboard import dashboard_context, node_ports
+from relay.console.stats import statistics_context
 from relay.models import EventKind, Recipient, RelayEvent, RelayNode
 from tests.relay.console.test_messages import fail_recipient, make_message
 from tests.senders import authorize_email
@@ -92,8 +93,8 @@ def test_it_counts_the_queue_and_the_last_24_hours_for_this_account_only(cast):
         ("ok1@example.net", "delivered"), ("ok2@example.net", "delivered"),
         ("bad@example.net", "failed"), ("stop@example.net", "cancelled"),
     ])
-    # Accepted and finished two days ago: not in the 24 h counts, but its queued
-    # recipient is the oldest in the queue.
+    # Accepted and finished two days ago: not in the 24 hours' statistics, but its
+    # queued recipient is the oldest in the queue.
     make_message(cast.acme_smtp, created=now - timedelta(days=2), recipients=[
         ("old@example.net", "delivered"), ("stuck@example.net", "queued"),
     ])
@@ -106,10 +107,11 @@ def test_it_counts_the_queue_and_the_last_24_hours_for_this_account_only(cast):
     RelayEvent.objects.create(account=cast.globex, kind=EventKind.AUTH_FAILED, count=100)
 
     counts = dashboard_context(cast.acme)["counts"]
-    assert counts["accepted"] == 1
-    assert (counts["delivered"], counts["deferred"], counts["failed"]) == (2, 1, 1)
-    assert counts["rejected"] == 7
     assert counts["queue"] == 3
+    totals = statistics_context(cast.acme, "24h")["totals"]
+    found = {n.id: n.value for group in ("messages", "recipients", "relay") for n in totals[group]}
+    assert found == {"count-accepted": 1, "count-recipients": 6, "count-delivered": 2,
+                     "count-deferred": 0, "count-failed": 1, "count-rejected": 7}
     assert timedelta(days=2) <= counts["oldest_age"] < timedelta(days=2, minutes=5)
 
 
@@ -157,12 +159,21 @@ def test_no_warning_when_every_user_has_senders(alice_client, cast):
     assert "no-senders" not in alice_client.get(DASHBOARD).content.decode()
 
 
-def test_the_dashboard_takes_a_handful_of_queries(alice_client, cast):
-    for i in range(20):
-        message = make_message(cast.acme_smtp, recipients=[("a@example.net", "queued")])
-        fail_recipient(message.recipients.get())
-        RelayEvent.objects.create(account=cast.acme, kind=EventKind.AUTH_FAILED)
-    with CaptureQueriesContext(connection) as queries:
-        assert alice_client.get(DASHBOARD).status_code == 200
-    # 4 for session, user, membership and the account menu; 8 for the dashboard itself
-    assert len(queries) <= 12, [q["sql"][:90] for q in queries]
+def test_the_dashboard_takes_a_handful_of_queries_whatever_the_volume(alice_client, cast):
+    def add_traffic():
+        for _ in range(20):
+            message = make_message(cast.acme_smtp, recipients=[("a@example.net", "queued")])
+            fail_recipient(message.recipients.get())
+            RelayEvent.objects.create(account=cast.acme, kind=EventKind.AUTH_FAILED)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get(DASHBOARD).status_code == 200
+        return len(queries)
+
+    add_traffic()
+    first = count()
+    add_traffic()
+    # 4 for session, user, membership and the account menu; 6 for the relay, queue and
+    # latest problems; 15 for the statistics (rollups, the live hour, the top lists).
+    assert first == count() <= 25

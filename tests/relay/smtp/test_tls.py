@@ -8,7 +8,7 @@ import ssl
 import pytest
 from django.core.management import call_command
 
-from relay.models import EventKind, RelayEvent
+from relay.models import ConnectionStat, EventKind, RelayEvent
 from relay.smtp.tls import self_signed_pem
 from tests.smtp_relay import dialog
 
@@ -75,3 +75,22 @@ def test_makecert_writes_a_certificate_the_relay_can_use(tmp_path):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     assert key.stat().st_mode & 0o077 == 0
+
+
+def test_logins_over_tls_are_counted_apart_from_plain_ones(start_relay, cast, cert_files):
+    cert, key = cert_files
+    relay = start_relay(RELAY_TLS_CERT=str(cert), RELAY_TLS_KEY=str(key), RELAY_REQUIRE_TLS=False,
+                        RELAY_LISTEN_TLS="127.0.0.1:0")
+    user, password = cast.acme_smtp.username, cast.acme_smtp_password
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(user, password)  # plain text: TLS offered, not required
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.starttls(context=client_context(cert_files))
+        smtp.login(user, password)
+    with smtplib.SMTP_SSL(relay.host, relay.tls_port, timeout=10,
+                          context=client_context(cert_files)) as smtp:
+        smtp.login(user, password)
+    relay.flush()
+    rows = {r.port: (r.logins, r.tls_logins)
+            for r in ConnectionStat.objects.filter(smtp_user=cast.acme_smtp)}
+    assert rows == {relay.port: (2, 1), relay.tls_port: (1, 1)}
