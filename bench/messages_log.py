@@ -40,11 +40,11 @@ STATUSES = [("delivered", 0.90), ("failed", 0.04), ("deferred", 0.03), ("queued"
             ("cancelled", 0.01)]
 MESSAGE_COLUMNS = ["id", "account_id", "smtp_user_id", "queue_id", "created", "envelope_from",
                    "header_from", "subject", "message_id", "size", "client_ip", "client_helo",
-                   "port", "smtputf8", "pruned"]
+                   "port", "smtputf8", "pruned", "dsn_ret", "dsn_envid"]
 RECIPIENT_COLUMNS = ["id", "message_id", "account_id", "smtp_user_id", "address", "status",
                      "priority", "created", "attempts", "next_attempt_at", "finished_at",
                      "last_code", "last_enhanced", "last_text", "last_reason", "fail_reason",
-                     "lease_owner"]
+                     "lease_owner", "notify", "orcpt", "dsn_due"]
 
 
 def setup_accounts() -> tuple[Any, Any, list[Any], Any]:
@@ -115,7 +115,7 @@ def make_rows(count: int, account: Any, users: list[Any], start_id: int, start_r
         subject = f"Order {mid} confirmed" if mid % 7 else "=?utf-8?Q?I love you =E2=99=A5?="
         messages.append((mid, account.pk, user.pk, f"B{mid:011d}", created, sender, sender,
                          subject, f"<{mid}@bench.test>", rng.randrange(900, 40_000),
-                         "192.0.2.10", "app.bench.test", 587, False, False))
+                         "192.0.2.10", "app.bench.test", 587, False, False, "", ""))
         for n in range(rng.choice((1, 1, 1, 2, 3))):
             status = rng.choices(statuses, status_weights)[0]
             final = status in ("delivered", "failed", "cancelled")
@@ -129,7 +129,7 @@ def make_rows(count: int, account: Any, users: list[Any], start_id: int, start_r
                                code, enhanced, text,
                                {"failed": "rejected", "deferred": "temporary"}.get(status, ""),
                                "cancelled" if status == "cancelled" else "",
-                               ""))
+                               "", "", "", ""))
             rid += 1
     return messages, recipients
 
