@@ -67,7 +67,9 @@ def enable_signing(account_id: int, ed25519: bool) -> None:
                   "verified_at": timezone.now()},
     )
     for algorithm in ("rsa", "ed25519") if ed25519 else ("rsa",):
-        if domain.dkim_keys.filter(algorithm=algorithm).exists():
+        existing = domain.dkim_keys.filter(algorithm=algorithm)
+        if existing.exists():  # the key the domain got when it was added: as if published
+            existing.update(state=DkimKeyState.ACTIVE, activated_at=timezone.now())
             continue
         key = generate_key(algorithm)  # type: ignore[arg-type]
         DkimKey.objects.create(
@@ -78,9 +80,13 @@ def enable_signing(account_id: int, ed25519: bool) -> None:
 
 
 def disable_signing(account_id: int) -> None:
-    from accounts.models import SendingDomain
+    """Keep bench.test a verified sending domain (its users may send as it) but with no
+    active key: its mail goes out unsigned."""
+    from accounts.models import DkimKey, DkimKeyState
 
-    SendingDomain.objects.filter(account_id=account_id, domain="bench.test").delete()
+    DkimKey.objects.filter(sending_domain__account_id=account_id,
+                           sending_domain__domain="bench.test").update(
+        state=DkimKeyState.PENDING, activated_at=None)
 
 
 def micro(account_id: int) -> None:
