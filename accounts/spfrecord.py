@@ -25,7 +25,6 @@ A lookup that could not be answered (SERVFAIL, timeout) gives an "unknown" findi
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -291,11 +290,3 @@ def probe_addresses(net: Network) -> list[str]:
     """The addresses of an egress network an evaluation tries: its first and last."""
     first, last = net[0], net[-1]
     return [str(first)] if first == last else [str(first), str(last)]
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
