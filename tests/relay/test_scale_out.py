@@ -68,16 +68,63 @@ class Node:
                                       source_address=(CLIENT, 0)) as sock:
             return sock.recv(512).decode()
 
+    def listening(self) -> bool:
+        try:
+            return self.greeting().startswith("220 ")
+        except OSError:
+            return False
+
     def smtp(self) -> smtplib.SMTP:
         return smtplib.SMTP(self.host, self.port, timeout=20, source_address=(CLIENT, 0))
 
 
-def start_node(tmp_path: Path, name: str, host: str, upstream: FakeUpstream) -> Node:
+def start_node(tmp_path: Path, name: str, host: str, upstream: FakeUpstream,
+               *args: str, database_url: str = "", wait: bool = True, **env: str) -> Node:
+    """`manage.py runrelay --no-alerts *args` as node `name` on `host` (a free port);
+    `env` adds settings. With `wait`, once it answers with its greeting."""
+    if not wait:
+        return _start_node(tmp_path, name, host, upstream, args, database_url, env)
+    return start_nodes(tmp_path, upstream, [(name, host)], *args, database_url=database_url,
+                       **env)[0]
+
+
+def start_nodes(tmp_path: Path, upstream: FakeUpstream, names: list[tuple[str, str]],
+                *args: str, database_url: str = "", **env: str) -> list[Node]:
+    """Nodes (name, host) started side by side, as `start_node`; once all listen."""
+    nodes = [_start_node(tmp_path, name, host, upstream, args, database_url, env)
+             for name, host in names]
+    return await_nodes(tmp_path, upstream, nodes, *args, database_url=database_url, **env)
+
+
+def await_nodes(tmp_path: Path, upstream: FakeUpstream, nodes: list[Node], *args: str,
+                database_url: str = "", **env: str) -> list[Node]:
+    """The nodes started with `start_node(wait=False)` (and these arguments), once all
+    listen; one whose free port was taken in between is started again on another."""
+    nodes = list(nodes)
+    for _ in range(3):
+
+        def started() -> bool:
+            return all(node.proc.poll() is not None or node.listening() for node in nodes)
+
+        wait_until(started, "a node did not start listening")
+        if all(node.proc.poll() is None for node in nodes):
+            return nodes
+        for i, node in enumerate(nodes):
+            if node.proc.poll() is not None:
+                # The free port was taken in between (by another process's connection).
+                assert "(port busy)" in node.log.read_text(), node.log.read_text()
+                nodes[i] = _start_node(tmp_path, node.name, node.host, upstream, args,
+                                       database_url, env)
+    raise AssertionError("no free port for a node")
+
+
+def _start_node(tmp_path: Path, name: str, host: str, upstream: FakeUpstream,
+                args: tuple[str, ...], database_url: str, env: dict[str, str]) -> Node:
     port = free_port(host)
     log = tmp_path / f"{name}.log"
-    env = {
+    environment = {
         **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
+        "DATABASE_URL": database_url or database_url_for_subprocess(),
         "RELAY_NODE_NAME": name,
         "RELAY_HOSTNAME": f"{name}.test",
         "RELAY_LISTEN": f"{host}:{port}",
@@ -87,40 +134,34 @@ def start_node(tmp_path: Path, name: str, host: str, upstream: FakeUpstream) -> 
         "RELAY_UPSTREAM": upstream.url(),
         "DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS),
         "LOG_LEVEL": "WARNING",
+        **env,
     }
     proc = subprocess.Popen(
-        [sys.executable, str(MANAGE), "runrelay", "--no-alerts"], env=env,
+        [sys.executable, str(MANAGE), "runrelay", "--no-alerts", *args], env=environment,
         stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
     )
-    node = Node(name, host, port, proc, log)
+    return Node(name, host, port, proc, log)
 
-    def listening() -> bool:
-        assert proc.poll() is None, log.read_text()
+
+def stop_node(node: Node) -> None:
+    if node.proc.poll() is None:
+        node.proc.terminate()
         try:
-            return node.greeting().startswith("220 ")
-        except OSError:
-            return False
-
-    wait_until(listening, f"{name} did not start listening")
-    return node
+            node.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait(10)
 
 
 @pytest.fixture
 def two_nodes(tmp_path: Path, upstream: FakeUpstream, cast) -> Iterator[tuple[Node, Node]]:
     # Each node on an address of its own, as two machines would be.
-    nodes = [start_node(tmp_path, "node-a", "127.0.0.1", upstream),
-             start_node(tmp_path, "node-b", "127.0.0.2", upstream)]
+    nodes = start_nodes(tmp_path, upstream, [("node-a", "127.0.0.1"), ("node-b", "127.0.0.2")])
     try:
         yield nodes[0], nodes[1]
     finally:
         for node in nodes:
-            if node.proc.poll() is None:
-                node.proc.terminate()
-                try:
-                    node.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait(10)
+            stop_node(node)
 
 
 def fail_logins(node: Node, username: str, times: int) -> None:

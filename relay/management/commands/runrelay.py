@@ -32,6 +32,7 @@ from django.db import connections
 
 from relay.listen import ListenSpecError, parse_listen
 from relay.smtp.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
+from relay.smtp.store import StoreUnusable
 from smtpplus import metrics
 from smtpplus.lifetime import die_with_parent, start_child, watch_parent
 from smtpplus.metrics import check_metrics_address
@@ -39,6 +40,7 @@ from smtpplus.metrics import check_metrics_address
 log = logging.getLogger("relay.runrelay")
 DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
+DATABASE_UNUSABLE = 2  # serve()'s status when the store refused the database
 
 
 def serve(config: RelayConfig, metrics_listen: str = "", index: int = 0) -> int:
@@ -57,6 +59,11 @@ def serve(config: RelayConfig, metrics_listen: str = "", index: int = 0) -> int:
                       config.listen_tls)
             server.db_threads.close()
             return 1
+        except StoreUnusable as exc:
+            log.error("the relay cannot use its database: %s", exc)
+            loop.run_until_complete(server.store.close())
+            server.db_threads.close()
+            return DATABASE_UNUSABLE
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -108,7 +115,9 @@ def serve_forked(config: RelayConfig, processes: int, metrics_listen: str = "") 
     for child in children:
         _, status = os.waitpid(child, 0)
         statuses.append(os.waitstatus_to_exitcode(status))
-    return 0 if any(s == 0 for s in statuses) else 1
+    if any(s == 0 for s in statuses):
+        return 0
+    return DATABASE_UNUSABLE if DATABASE_UNUSABLE in statuses else 1
 
 
 class Command(BaseCommand):
@@ -168,6 +177,8 @@ class Command(BaseCommand):
         finally:
             for child in children:
                 stop_child(child)
+        if status == DATABASE_UNUSABLE:
+            raise CommandError("the relay cannot use its database as configured (see the log above)")
         if status:
             raise CommandError("the relay could not listen on any port (see the log above)")
 
