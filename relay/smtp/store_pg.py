@@ -57,6 +57,17 @@ log = logging.getLogger("relay.store")
 # What a pooler that hands one server connection to several clients, and does not keep
 # their prepared statements apart, makes PostgreSQL answer.
 LOST_PREPARED = (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName)
+
+
+def lost_prepared(exc: BaseException) -> bool:
+    """Whether `exc` is what a statement prepared on another client's server connection
+    (or missing from this one) makes PostgreSQL answer: "already exists", "does not
+    exist", or "bind message supplies 3 parameters, but prepared statement … requires 1"
+    (another client's statement of the same name)."""
+    return isinstance(exc, LOST_PREPARED) or (
+        isinstance(exc, psycopg.errors.ProtocolViolation) and "prepared statement" in str(exc))
+
+
 PREPARE_ADVICE = (
     "the database connection goes through a pooler in transaction mode that does not keep "
     "prepared statements (PgBouncer before 1.21, or without max_prepared_statements): set "
@@ -113,7 +124,7 @@ class AsyncPostgres:
             except BaseException as exc:
                 # Failed or cancelled mid-query: its state is unknown, never reuse it.
                 await _close(conn)
-                if self.prepare and isinstance(exc, LOST_PREPARED):
+                if self.prepare and lost_prepared(exc):
                     log.error("%s (%s)", PREPARE_ADVICE, exc)
                 if isinstance(exc, psycopg.OperationalError):
                     await self.close()

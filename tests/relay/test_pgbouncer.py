@@ -9,12 +9,16 @@ nodes and to the send API are accepted and delivered once each; a user's hourly 
 and the failed-login cool-off hold across the nodes (and the console); no process meets
 "prepared statement … does not exist" or any other database error; and all of them
 together never hold more than the pool's four server connections. A relay started with
-RELAY_DB_PREPARE left on refuses to start, and says to turn it off.
+RELAY_DB_PREPARE left on refuses to start, and says to turn it off; a statement that
+meets the trouble later (past that check) logs the same advice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -25,14 +29,16 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from accounts.actions.api_keys import create_api_key
 from accounts.actions.smtp_users import create_smtp_user
 from accounts.models import SmtpUser
 from relay.models import Message, Recipient, RecipientStatus
+from relay.smtp.store_pg import AsyncPostgres, lost_prepared
 from tests.fake_upstream import FakeUpstream
 from tests.pgbouncer import PgBouncer
 from tests.relay.test_scale_out import (
@@ -235,3 +241,48 @@ def test_a_relay_with_prepared_statements_on_behind_pgbouncer_in_transaction_mod
     assert "the relay cannot use its database as configured" in log, log
     with pytest.raises(OSError):
         node.greeting()
+
+
+@pytest.fixture
+def through_pgbouncer(pgbouncer) -> Iterator[str]:
+    """A database alias of the test database through PgBouncer (for the relay's own
+    connections, which read only its settings)."""
+    alias = "through-pgbouncer"
+    connections.settings[alias] = {**connection.settings_dict, "HOST": "127.0.0.1",
+                                   "PORT": pgbouncer.port}
+    try:
+        yield alias
+    finally:
+        with contextlib.suppress(AttributeError):  # never opened
+            del connections[alias]
+        del connections.settings[alias]
+
+
+def test_a_statement_that_meets_another_clients_prepared_statement_logs_to_set_relay_db_prepare_off(
+    through_pgbouncer, caplog,
+):
+    # Past the start-up check (the pool was busy then, say): two relay processes' pools
+    # each prepare their first statement, and PgBouncer hands both the same server
+    # connection in turn.
+    first = AsyncPostgres(1, through_pgbouncer, prepare=True)
+    second = AsyncPostgres(1, through_pgbouncer, prepare=True)
+
+    async def run() -> BaseException | None:
+        try:
+            async with first.connection() as conn:
+                await conn.execute("SELECT 1", prepare=True)
+            try:
+                async with second.connection() as conn:
+                    await conn.execute("SELECT 2", prepare=True)
+            except psycopg.Error as exc:
+                return exc
+            return None
+        finally:
+            await first.close()
+            await second.close()
+
+    caplog.set_level(logging.ERROR, logger="relay.store")
+    failure = asyncio.run(run())
+    assert failure is not None and lost_prepared(failure), failure
+    assert "set RELAY_DB_PREPARE=false" in caplog.text
+    assert 'prepared statement "_pg3_0" already exists' in caplog.text
