@@ -4,8 +4,10 @@
     manage.py runrelay --processes 4      # forked workers sharing the ports (SO_REUSEPORT)
 
 Busy or forbidden ports are logged and skipped; it exits 1 only if nothing could be
-bound. Unless --no-deliver is given, the delivery worker (`manage.py deliver`) runs as a
-child process, and unless --no-alerts, the alert sender (`manage.py sendalerts`) runs as
+bound, or if the relay's store refuses the database as configured (prepared statements
+behind a pooler that mixes them up: see `relay.smtp.store_pg`). Unless --no-deliver is
+given, the delivery worker (`manage.py deliver`) runs as a child process, and unless
+--no-alerts, the alert sender (`manage.py sendalerts`) runs as
 another, and unless --no-domain-check, the periodic check of the sending domains
 (`manage.py domain check --due --loop`, every SMTPPLUS_DOMAIN_RECHECK_INTERVAL per
 domain) as a third: each is its own process, so a slow webhook or a slow DNS server never
