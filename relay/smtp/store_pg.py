@@ -141,6 +141,13 @@ class AsyncPostgres:
         in session mode or one that keeps them, each connection has its own.)"""
         if not self.prepare:
             return
+        try:
+            await self._check_prepare()
+        except psycopg.OperationalError as exc:
+            # No database to ask: the relay meets that as it would without the check.
+            log.warning("could not check how the database keeps prepared statements: %s", exc)
+
+    async def _check_prepare(self) -> None:
         first = await self._connect()
         try:
             second = await self._connect()
