@@ -227,7 +227,7 @@ def test_a_relay_with_prepared_statements_on_behind_pgbouncer_in_transaction_mod
     tmp_path, pgbouncer, upstream,
 ):
     node = start_node(tmp_path, "node-a", "127.0.0.1", upstream, "--no-deliver",
-                      database_url=pgbouncer.database_url(), wait=False)
+                      "--no-domain-check", database_url=pgbouncer.database_url(), wait=False)
     try:
         status = node.proc.wait(30)
     finally:
