@@ -18,7 +18,7 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -175,6 +175,32 @@ class InvalidSuppression(ValueError):
     """An entry that cannot be added: the message names the entry and why."""
 
 
+MAX_EXPIRY_DAYS = 36_500  # a hundred years: further is no expiry at all
+
+
+def search(account: Account, text: str = "", reason: str = "") -> QuerySet[Suppression]:
+    """The account's entries, newest first, whose address contains `text` and whose reason
+    is `reason` (an unknown reason filters nothing): the console's, the CLI's and the
+    API's lists."""
+    entries = Suppression.objects.filter(account=account).select_related("message")
+    if text.strip():
+        entries = entries.filter(address__icontains=text.strip())
+    if reason in SuppressionReason.values:
+        entries = entries.filter(reason=reason)
+    return entries.order_by("-created", "-id")
+
+
+def expires_after(days: str | int | None, now: datetime | None = None) -> datetime | None:
+    """The expiry of an entry added for `days` days (None or "": it does not expire)."""
+    if days is None or days == "":
+        return None
+    text = str(days).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_EXPIRY_DAYS:
+        raise InvalidSuppression(
+            f"Expiry {text!r}: give a number of days from 1 to {MAX_EXPIRY_DAYS}, or nothing.")
+    return (now or timezone.now()) + timedelta(days=int(text))
+
+
 def add(
     account: Account, address: str, actor: Actor, *, note: str = "",
     expires: datetime | None = None, reason: SuppressionReason = SuppressionReason.MANUAL,
@@ -208,49 +234,136 @@ def remove(account: Account, addresses: Iterable[str], actor: Actor) -> list[str
     return removed
 
 
+# --- CSV import and export ------------------------------------------------------------
 @dataclass
 class ImportResult:
     added: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # "line 3: 'x' is not an email address"
+    errors: list[str] = field(default_factory=list)  # "row 3: 'x' is not an email address"
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One entry of an import file, checked (`created` None: the time of the import)."""
+
+    address: str
+    reason: str
+    reply: str
+    note: str
+    created: datetime | None
+    expires: datetime | None
+
+
+_LIMITS = {"reply": 500, "note": 200}
+
+
+def _uncell(value: str) -> str:
+    """A cell as `_cell` wrote it, back to its value."""
+    value = value.strip()
+    return value[1:] if value.startswith("'") and value[1:2] in _FORMULA_START else value
+
+
+def _moment(name: str, text: str) -> datetime | None:
+    """A time of an export (ISO 8601; one without offset is in TIME_ZONE), else ValueError."""
+    if not text:
+        return None
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise ValueError(f"{name} {text!r} is not a date and time (YYYY-MM-DDTHH:MM:SS+00:00)")
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+
+
+def _columns(header: list[str]) -> list[str]:
+    """The column names of a header row, else ValueError saying which one is wrong."""
+    columns = [c.strip().lower() for c in header]
+    for name in columns:
+        if name not in CSV_FIELDS:
+            raise ValueError(f"unknown column {name!r} (the columns are {', '.join(CSV_FIELDS)})")
+        if columns.count(name) > 1:
+            raise ValueError(f"column {name!r} appears twice")
+    return columns
+
+
+def _is_header(cells: list[str]) -> bool:
+    """A first row that names an "address" column and holds no address is a header."""
+    return "address" in (c.lower() for c in cells) and not any("@" in c for c in cells)
+
+
+def _import_row(values: dict[str, str]) -> ImportRow:
+    """One row's values by column name, checked; ValueError says what is wrong."""
+    address = values.get("address", "")
+    key = normalise(address)
+    if key is None:
+        raise ValueError(f"{address!r} is not an email address")
+    reason = values.get("reason", "") or SuppressionReason.IMPORTED
+    if reason not in SuppressionReason.values:
+        raise ValueError(f"reason {reason!r} is not one of {', '.join(SuppressionReason.values)}")
+    for name, limit in _LIMITS.items():
+        if len(values.get(name, "")) > limit:
+            raise ValueError(f"the {name} is longer than {limit} characters")
+    return ImportRow(key, reason, values.get("reply", ""), values.get("note", ""),
+                     _moment("created", values.get("created", "")),
+                     _moment("expiry", values.get("expires", "")))
+
+
+def parse_csv(text: str) -> tuple[list[ImportRow], list[str]]:
+    """The entries of a CSV export (a header row names its columns) or of a plain list
+    (one address a row, or the columns of an export in their order), and the errors
+    naming each bad row (numbered as a spreadsheet shows them) and why."""
+    rows: dict[str, tuple[int, ImportRow]] = {}
+    errors: list[str] = []
+    columns: list[str] | None = None
+    reader = csv.reader(io.StringIO(text), strict=True)  # a stray quote is an error
+    number = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(f"row {number + 1}: not CSV ({exc})")
+            break
+        number += 1
+        cells = [_uncell(c) for c in cells]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        try:
+            if columns is None and _is_header(cells):
+                columns = _columns(cells)
+                continue
+            names = columns = columns or CSV_FIELDS
+            if len(cells) > len(names):
+                raise ValueError(f"{len(cells)} values, but there are {len(names)} columns")
+            row = _import_row(dict(zip(names, cells, strict=False)))
+        except ValueError as exc:
+            errors.append(f"row {number}: {exc}")
+            continue
+        if row.address in rows and rows[row.address][1] != row:
+            errors.append(f"row {number}: {row.address} is also on row {rows[row.address][0]}, "
+                          "differently")
+        rows.setdefault(row.address, (number, row))
+    return [row for _, row in rows.values()], errors
 
 
 def import_csv(account: Account, text: str, actor: Actor) -> ImportResult:
-    """Add the addresses of a CSV export (or a plain list, one address a line); all or
-    nothing: any bad line refuses the whole file, naming each bad line."""
-    result = ImportResult()
-    rows: list[tuple[str, str, datetime | None]] = []
-    reader = csv.reader(io.StringIO(text))
-    for number, row in enumerate(reader, start=1):
-        if not row or not row[0].strip() or row[0].strip().startswith("#"):
-            continue
-        if number == 1 and row[0].strip().lower() == "address":
-            continue  # the header of an export
-        address = row[0].strip()
-        if address.startswith("'") and address[1:2] in _FORMULA_START:
-            address = address[1:]  # written so by export_csv()
-        key = normalise(address)
-        expires: datetime | None = None
-        raw_expires = row[5].strip() if len(row) > 5 else ""
-        if raw_expires:
-            expires = parse_datetime(raw_expires)
-            if expires is None:
-                result.errors.append(f"line {number}: expiry {raw_expires!r} is not a date and time")
-                continue
-        if key is None:
-            result.errors.append(f"line {number}: {address!r} is not an email address")
-            continue
-        rows.append((key, row[3].strip()[:200] if len(row) > 3 else "", expires))
-    if result.errors:
+    """Add (or replace) the entries of a CSV export — reason, reply, note, time added and
+    expiry as exported — or of a plain list, one address a row (reason "imported"). All or
+    nothing: any bad row refuses the whole file, naming each bad row and why."""
+    rows, errors = parse_csv(text)
+    result = ImportResult(errors=errors)
+    if errors:
         return result
     now = timezone.now()
     with transaction.atomic():
-        for key, note, expires in rows:
+        for row in rows:
             Suppression.objects.update_or_create(
-                account=account, address=key,
-                defaults={"reason": SuppressionReason.IMPORTED, "note": note,
-                          "expires": expires, "created": now},
+                account=account, address=row.address,
+                defaults={"reason": row.reason, "reply": row.reply, "note": row.note,
+                          "expires": row.expires, "created": row.created or now},
             )
-            result.added.append(key)
+            result.added.append(row.address)
         if rows:
             audit.record("suppression.imported", account=account, actor=actor,
                          target_label=f"{len(rows)} address(es)",

@@ -6,8 +6,6 @@ Scoped to `request.account`; changes are POST-only, for admins, audited through
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -29,17 +27,12 @@ MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
 
 def _entries(request: AccountRequest) -> tuple[QuerySet[Suppression], dict[str, str]]:
-    entries = Suppression.objects.filter(account=request.account).select_related("message")
     q = request.GET.get("q", "").strip()
     reason = request.GET.get("reason", "")
-    params = {}
-    if q:
-        entries = entries.filter(address__icontains=q)
-        params["q"] = q
+    params = {"q": q} if q else {}
     if reason in SuppressionReason.values:
-        entries = entries.filter(reason=reason)
         params["reason"] = reason
-    return entries, params
+    return suppressions.search(request.account, q, reason), params
 
 
 @member_required()
@@ -76,12 +69,8 @@ def _back(request: AccountRequest) -> HttpResponse:
 @require_POST
 def suppression_add(request: AccountRequest) -> HttpResponse:
     address = request.POST.get("address", "").strip()
-    days = request.POST.get("expires_days", "").strip()
-    if days and (not days.isdigit() or int(days) < 1):
-        flash.error(request, f"Expiry {days!r}: give a number of days (1 or more), or nothing.")
-        return _back(request)
-    expires = timezone.now() + timedelta(days=int(days)) if days else None
     try:
+        expires = suppressions.expires_after(request.POST.get("expires_days", ""))
         entry = suppressions.add(request.account, address, Actor.from_request(request),
                                  note=request.POST.get("note", ""), expires=expires)
     except suppressions.InvalidSuppression as exc:

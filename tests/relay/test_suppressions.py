@@ -89,7 +89,7 @@ def test_an_export_imports_again_and_a_bad_line_refuses_the_whole_file(cast, tmp
     assert sorted(result["added"]) == ["a@example.net", "b@example.net"]
 
     path.write_text("c@example.net\nnot-an-address\n")
-    with pytest.raises(CommandError, match="line 2: 'not-an-address'"):
+    with pytest.raises(CommandError, match="row 2: 'not-an-address'"):
         run("import", "--account", cast.globex.slug, str(path))
     assert not Suppression.objects.filter(address="c@example.net").exists()
 
