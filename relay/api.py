@@ -18,6 +18,7 @@ from accounts.apiauth import (
     not_found,
     writer,
 )
+from relay.api_suppressions import router as suppressions_router
 from relay.console.filters import filter_events, filter_messages, keyset_page
 from relay.delivery import actions
 from relay.forms import EventFilterForm, MessageFilterForm
@@ -26,6 +27,7 @@ from relay.models import Message, RecipientStatus
 from relay.sendapi import api as send_api
 
 router = Router(tags=["Messages and relay events"])
+__all__ = ["router", "suppressions_router"]
 # POST /messages and /messages/raw: sending (relay.sendapi), on this router because
 # GET /messages is here; first, so that /messages/raw is not read as /messages/{pk}.
 send_api.add_to(router)
