@@ -121,8 +121,13 @@ class QueueActionOut(Schema):
 
 
 class EventFilters(PageParams):
-    user: int | None = None
-    kind: str | None = None
+    """The console's relay events filters (`relay.forms.EventFilterForm`)."""
+
+    user: int | None = Field(None, description="Id of an SMTP+ user of the account.")
+    kind: str | None = Field(None, description="An event kind, e.g. `auth_failed`.")
+    since: datetime | None = Field(None, description="Last seen at this time or later; a time "
+                                   "without an offset is in the console's TIME_ZONE.")
+    until: datetime | None = Field(None, description="Last seen before this time.")
 
 
 class EventOut(Schema):

@@ -1,7 +1,7 @@
 """GET /api/v1/messages takes every filter of the console's messages log, with the same
 meanings: for one seeded set of messages, each filter (and a few combinations) selects
 the same messages, in the same order and the same pages, in the API as on the console's
-page; another account's key sees none of them."""
+page; another account's key sees none of them. The same for the relay events."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from accounts.actions.smtp_users import create_smtp_user
 from relay.console.stats import moment
-from relay.forms import MessageFilterForm
-from relay.models import Attempt, Message, Recipient, RecipientStatus
+from relay.forms import EventFilterForm, MessageFilterForm
+from relay.models import Attempt, EventKind, Message, Recipient, RecipientStatus, RelayEvent
+from tests.alerts.conftest import relay_event
 from tests.conftest import login
 from tests.relay.console.test_messages import make_message
 
@@ -179,3 +180,33 @@ def test_a_value_outside_a_filters_choices_is_refused(acme_reader, cast):
     for params in ({"event": "accepted"}, {"kind": "bounce"}, {"sender_match": "starts"}):
         answer = acme_reader.get("/messages", **params)
         assert answer.status_code == 422 and answer.json()["code"] == "invalid", params
+
+
+def test_every_relay_events_filter_of_the_console_is_an_api_query_parameter(client):
+    document = client.get("/api/v1/openapi.json").json()
+    operation = document["paths"]["/api/v1/relay-events"]["get"]
+    names = {p["name"] for p in operation["parameters"]}
+    assert names == set(EventFilterForm.base_fields) | {"before", "after"}
+
+
+def test_relay_events_filters_select_the_same_events_as_the_console(client, cast, acme_reader,
+                                                                    globex_api):
+    now = timezone.now()
+    relay_event(cast.acme_smtp, EventKind.AUTH_FAILED, last_seen=now - timedelta(hours=5))
+    relay_event(cast.acme_smtp, EventKind.AUTH_FAILED, last_seen=now - timedelta(minutes=5))
+    relay_event(cast.acme_smtp, EventKind.SENDER_REJECTED, last_seen=now - timedelta(hours=2))
+    relay_event(cast.globex_smtp, EventKind.AUTH_FAILED)
+    login(client, cast.alice)
+    acme_ids = set(RelayEvent.objects.filter(account=cast.acme).values_list("pk", flat=True))
+    for params in ({}, {"kind": "auth_failed"}, {"since": moment(now - timedelta(hours=3))},
+                   {"until": moment(now - timedelta(hours=1))},
+                   {"kind": "auth_failed", "since": moment(now - timedelta(hours=1)),
+                    "until": moment(now + timedelta(hours=1))},
+                   {"user": str(cast.acme_smtp.pk), "kind": "sender_rejected"}):
+        console = [e.pk for e in client.get(reverse("relay:events"), params).context["page"].items]
+        answer = acme_reader.get("/relay-events", **params).json()
+        assert [e["id"] for e in answer["items"]] == console, params
+        if "user" not in params:
+            theirs = {e["id"] for e in globex_api.get("/relay-events", **params).json()["items"]}
+            assert not theirs & acme_ids, params
+    assert len(acme_reader.get("/relay-events", since=moment(now - timedelta(hours=3))).json()["items"]) == 2
