@@ -15,7 +15,7 @@ from ninja import Field, Query, Router, Schema, Status
 from accounts.apiauth import AUTH_ERRORS, ApiError, ErrorOut, account_of, not_found, writer
 from relay import suppressions
 from relay.console.filters import keyset_page
-from relay.console.suppressions import MAX_IMPORT_BYTES, PAGE_SIZE
+from relay.console.suppressions import PAGE_SIZE
 from relay.models import Suppression, SuppressionReason
 
 router = Router(tags=["Suppression list"])
@@ -131,9 +131,9 @@ def import_suppressions(request: HttpRequest) -> Any:
     added and expiry are kept as exported; a plain list's addresses get reason `imported`.
     All or nothing: a bad row refuses the whole file, and the answer names each bad row."""
     actor = writer(request)
-    if len(request.body) > MAX_IMPORT_BYTES:
+    if len(request.body) > suppressions.MAX_IMPORT_BYTES:
         raise ApiError(413, "request_too_large",
-                       f"The file is larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB.")
+                       f"The file is larger than {suppressions.MAX_IMPORT_BYTES // 1024 // 1024} MB.")
     try:
         text = request.body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

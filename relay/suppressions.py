@@ -5,7 +5,7 @@ reason — the mailbox or its domain does not exist, or the mailbox is disabled 
 never for a policy or reputation refusal (5.7.x, "blocked", "spam", "low reputation"),
 which says nothing about the address: suppressing on those would lock an account out of
 good addresses during an IP warm-up or a block-list incident. Admins add, remove, import
-and export entries (console, `manage.py suppression`); each change is audited.
+and export entries (console, `manage.py suppression`, the API); each change is audited.
 
 The relay refuses a recipient on the list at RCPT TO (`refusal_reply`), so a client
 learns at once, and the entry tells the admin why and since when.
@@ -59,6 +59,7 @@ _POLICY_TEXT = re.compile(
     re.IGNORECASE,
 )
 CSV_FIELDS = ["address", "reason", "reply", "note", "created", "expires"]
+MAX_IMPORT_BYTES = 5 * 1024 * 1024  # the largest CSV file the console and the API import
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -23,7 +23,6 @@ from relay import suppressions
 from relay.models import Suppression, SuppressionReason
 
 PAGE_SIZE = 100
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
 
 def _entries(request: AccountRequest) -> tuple[QuerySet[Suppression], dict[str, str]]:
@@ -99,8 +98,9 @@ def suppression_import(request: AccountRequest) -> HttpResponse:
     if upload is None:
         flash.error(request, "Choose a CSV file to import.")
         return _back(request)
-    if upload.size is not None and upload.size > MAX_IMPORT_BYTES:
-        flash.error(request, f"{upload.name}: larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB.")
+    if upload.size is not None and upload.size > suppressions.MAX_IMPORT_BYTES:
+        limit = suppressions.MAX_IMPORT_BYTES // 1024 // 1024
+        flash.error(request, f"{upload.name}: larger than {limit} MB.")
         return _back(request)
     try:
         text = upload.read().decode("utf-8-sig")

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from relay import suppressions
 from relay.models import Suppression, SuppressionReason
-from tests.api.conftest import ApiClient
+from tests.api.conftest import ApiClient, key_for
 from tests.conftest import login
 
 pytestmark = pytest.mark.django_db
@@ -214,3 +214,14 @@ def test_without_a_key_every_suppression_endpoint_is_a_401(cast):
                    anonymous.post("/suppressions", {"address": "x@example.net"}),
                    anonymous.delete(f"/suppressions/{mine.pk}"), post_csv(anonymous, "x@example.net")):
         assert answer.status_code == 401 and answer.json()["code"] == "missing_key"
+
+
+def test_a_send_key_cannot_use_the_suppression_list(cast):
+    mine = entry(cast.acme, "gone@example.net")
+    shop = ApiClient(key_for(cast.acme, smtp_user=cast.acme_smtp))
+    for answer in (shop.get("/suppressions"), shop.get(f"/suppressions/{mine.pk}"),
+                   shop.get("/suppressions/export"),
+                   shop.post("/suppressions", {"address": "x@example.net"}),
+                   shop.delete(f"/suppressions/{mine.pk}"), post_csv(shop, "x@example.net")):
+        assert (answer.status_code, answer.json()["code"]) == (403, "send_key")
+    assert list(Suppression.objects.values_list("address", flat=True)) == ["gone@example.net"]
