@@ -10,7 +10,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from accounts.apiauth import (
+from accounts.api.auth import (
     AUTH_ERRORS,
     ApiError,
     account_of,

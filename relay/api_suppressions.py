@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
-from accounts.apiauth import AUTH_ERRORS, ApiError, ErrorOut, account_of, not_found, writer
+from accounts.api.auth import AUTH_ERRORS, ApiError, ErrorOut, account_of, not_found, writer
 from relay import suppressions
 from relay.console.filters import keyset_page
 from relay.console.suppressions import PAGE_SIZE
