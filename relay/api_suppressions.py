@@ -1,7 +1,8 @@
 """/api/v1/suppressions: the account's suppression list, as the console's page and
 `manage.py suppression` have it — search and reason filter (keyset pages), one entry,
-add, remove, CSV export and import. Every change goes through `relay.suppressions`, so
-validation, normalisation and the audit rows (the key's name as actor) are the same."""
+add, remove, CSV export and import. Every change goes through `relay.suppressions` and
+`relay.suppression_csv`, so validation, normalisation and the audit rows (the key's name
+as actor) are the same."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.api.auth import AUTH_ERRORS, ApiError, ErrorOut, account_of, not_found, writer
-from relay import suppressions
+from relay import suppression_csv, suppressions
 from relay.console.filters import keyset_page
 from relay.console.suppressions import PAGE_SIZE
 from relay.models import Suppression, SuppressionReason
@@ -109,7 +110,7 @@ def export_suppressions(request: HttpRequest, filters: Query[ExportFilters]) -> 
     """The entries (all, or those the filters select) as CSV: `address, reason, reply,
     note, created, expires`, as the console's "Export CSV"."""
     entries = suppressions.search(account_of(request), filters.q or "", filters.reason or "")
-    response = HttpResponse(suppressions.export_csv(entries), content_type="text/csv")
+    response = HttpResponse(suppression_csv.export_csv(entries), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
     return response
 
@@ -131,14 +132,14 @@ def import_suppressions(request: HttpRequest) -> Any:
     added and expiry are kept as exported; a plain list's addresses get reason `imported`.
     All or nothing: a bad row refuses the whole file, and the answer names each bad row."""
     actor = writer(request)
-    if len(request.body) > suppressions.MAX_IMPORT_BYTES:
-        raise ApiError(413, "request_too_large",
-                       f"The file is larger than {suppressions.MAX_IMPORT_BYTES // 1024 // 1024} MB.")
+    if len(request.body) > suppression_csv.MAX_IMPORT_BYTES:
+        limit = suppression_csv.MAX_IMPORT_BYTES // 1024 // 1024
+        raise ApiError(413, "request_too_large", f"The file is larger than {limit} MB.")
     try:
         text = request.body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(422, "invalid_csv", "The file is not UTF-8 text.") from exc
-    result = suppressions.import_csv(account_of(request), text, actor)
+    result = suppression_csv.import_csv(account_of(request), text, actor)
     if result.errors:
         raise ApiError(422, "invalid_csv", "Nothing imported: " + "; ".join(result.errors))
     return {"added": result.added}

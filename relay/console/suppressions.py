@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts.audit import Actor
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
-from relay import suppressions
+from relay import suppression_csv, suppressions
 from relay.models import Suppression, SuppressionReason
 
 PAGE_SIZE = 100
@@ -53,7 +53,7 @@ def suppression_list(request: AccountRequest) -> HttpResponse:
 @member_required()
 def suppression_export(request: AccountRequest) -> HttpResponse:
     entries, _ = _entries(request)
-    response = HttpResponse(suppressions.export_csv(entries), content_type="text/csv")
+    response = HttpResponse(suppression_csv.export_csv(entries), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
     return response
 
@@ -98,8 +98,8 @@ def suppression_import(request: AccountRequest) -> HttpResponse:
     if upload is None:
         flash.error(request, "Choose a CSV file to import.")
         return _back(request)
-    if upload.size is not None and upload.size > suppressions.MAX_IMPORT_BYTES:
-        limit = suppressions.MAX_IMPORT_BYTES // 1024 // 1024
+    if upload.size is not None and upload.size > suppression_csv.MAX_IMPORT_BYTES:
+        limit = suppression_csv.MAX_IMPORT_BYTES // 1024 // 1024
         flash.error(request, f"{upload.name}: larger than {limit} MB.")
         return _back(request)
     try:
@@ -107,7 +107,7 @@ def suppression_import(request: AccountRequest) -> HttpResponse:
     except UnicodeDecodeError:
         flash.error(request, f"{upload.name}: not UTF-8 text.")
         return _back(request)
-    result = suppressions.import_csv(request.account, text, Actor.from_request(request))
+    result = suppression_csv.import_csv(request.account, text, Actor.from_request(request))
     if result.errors:
         shown = "; ".join(result.errors[:10])
         more = f" (and {len(result.errors) - 10} more)" if len(result.errors) > 10 else ""

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import Actor
-from relay import suppressions
+from relay import suppression_csv, suppressions
 from relay.models import Suppression, SuppressionReason
 from tests.conftest import login
 from tests.relay.console.test_messages import make_message
@@ -47,8 +47,8 @@ def entries(account) -> list[tuple]:  # noqa: ANN001
 
 def test_an_export_imported_into_another_account_keeps_every_column(cast):
     seed(cast.acme, cast)
-    exported = suppressions.export_csv(suppressions.search(cast.acme))
-    result = suppressions.import_csv(cast.globex, exported, Actor.command_line())
+    exported = suppression_csv.export_csv(suppressions.search(cast.acme))
+    result = suppression_csv.import_csv(cast.globex, exported, Actor.command_line())
     assert result.errors == [] and len(result.added) == 3
     assert entries(cast.globex) == entries(cast.acme)
     reasons = dict(Suppression.objects.filter(account=cast.globex).values_list("address", "reason"))
@@ -80,8 +80,8 @@ def test_the_console_import_round_trips_an_export(client, cast):
 def test_reimporting_an_export_into_the_same_account_changes_nothing(cast):
     seed(cast.acme, cast)
     before = entries(cast.acme)
-    exported = suppressions.export_csv(suppressions.search(cast.acme))
-    assert suppressions.import_csv(cast.acme, exported, Actor.command_line()).errors == []
+    exported = suppression_csv.export_csv(suppressions.search(cast.acme))
+    assert suppression_csv.import_csv(cast.acme, exported, Actor.command_line()).errors == []
     assert entries(cast.acme) == before
     # The link to the message that caused it stays: the file does not name it.
     assert Suppression.objects.get(address="gone@example.net").message_id is not None
@@ -89,7 +89,7 @@ def test_reimporting_an_export_into_the_same_account_changes_nothing(cast):
 
 def test_a_plain_list_is_imported_with_reason_imported_from_now_on(cast):
     text = "# addresses from the old relay\nOld@Example.NET\n\nother@bücher.example\n"
-    result = suppressions.import_csv(cast.acme, text, Actor.command_line())
+    result = suppression_csv.import_csv(cast.acme, text, Actor.command_line())
     assert result.errors == []
     found = Suppression.objects.filter(account=cast.acme).order_by("address")
     assert [(e.address, e.reason, e.expires) for e in found] == [
@@ -99,7 +99,7 @@ def test_a_plain_list_is_imported_with_reason_imported_from_now_on(cast):
 
 def test_a_header_names_the_columns_in_any_order(cast):
     text = "Expires,Address,Reason\n2030-01-01T00:00:00+00:00,a@example.net,mailbox_unknown\n"
-    assert suppressions.import_csv(cast.acme, text, Actor.command_line()).errors == []
+    assert suppression_csv.import_csv(cast.acme, text, Actor.command_line()).errors == []
     entry = Suppression.objects.get(account=cast.acme)
     assert (entry.address, entry.reason, entry.expires.year) == ("a@example.net", "mailbox_unknown",
                                                                  2030)
@@ -125,14 +125,14 @@ BAD_ROWS = [
 
 @pytest.mark.parametrize(("text", "error"), BAD_ROWS)
 def test_a_bad_row_refuses_the_whole_file_naming_the_row_and_why(cast, text, error):
-    result = suppressions.import_csv(cast.acme, text, Actor.command_line())
+    result = suppression_csv.import_csv(cast.acme, text, Actor.command_line())
     assert result.added == []
     assert any(e.startswith(error) for e in result.errors), result.errors
     assert not Suppression.objects.exists()
 
 
 def test_the_same_row_twice_is_imported_once(cast):
-    result = suppressions.import_csv(cast.acme, "a@example.net\nA@Example.net\n", Actor.command_line())
+    result = suppression_csv.import_csv(cast.acme, "a@example.net\nA@Example.net\n", Actor.command_line())
     assert result.errors == [] and result.added == ["a@example.net"]
 
 

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.audit import Actor
 from accounts.models import Account
-from relay import suppressions
+from relay import suppression_csv, suppressions
 from relay.models import SuppressionReason
 
 
@@ -74,12 +74,12 @@ class Command(BaseCommand):
                 text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
             except OSError as exc:
                 raise CommandError(f"cannot read {name}: {exc.strerror}") from exc
-            result = suppressions.import_csv(account, text, actor)
+            result = suppression_csv.import_csv(account, text, actor)
             if result.errors:
                 raise CommandError("nothing imported: " + "; ".join(result.errors))
             self.stdout.write(json.dumps({"added": result.added}))
         else:
-            self.stdout.write(suppressions.export_csv(suppressions.search(account)), ending="")
+            self.stdout.write(suppression_csv.export_csv(suppressions.search(account)), ending="")
 
     @staticmethod
     def _valid(addresses: list[str]) -> list[str]:
