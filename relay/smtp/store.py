@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Protocol
 from relay import suppressions
 from relay.smtp import login, revocation
 from relay.smtp.accept import Submission, store_messages
+from relay.smtp.limit_sync import SYNC_SECONDS
 from relay.smtp.limits import messages_last_hour
 from relay.smtp.login import LoginOutcome
+from relay.smtp.suppression_cache import Miss, SuppressionCache
 
 if TYPE_CHECKING:
     from relay.smtp.revocation import Held, UserNow
@@ -56,7 +58,13 @@ class RelayStore(Protocol):
         ...
 
     async def suppressed(self, account_id: int, address: str) -> str | None:
-        """The RCPT TO refusal if the account's suppression list holds `address`."""
+        """The RCPT TO refusal if the account's suppression list holds `address` (the
+        answer may come from `suppression_cache`, which the limit sync keeps current)."""
+        ...
+
+    @property
+    def suppression_cache(self) -> SuppressionCache:
+        """This process's answers for the suppression lists."""
         ...
 
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
@@ -73,10 +81,12 @@ class RelayStore(Protocol):
 class ThreadStore:
     """`RelayStore` as synchronous jobs on the relay's database threads."""
 
-    def __init__(self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly) -> None:
+    def __init__(self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
+                 suppression_max_age: float = 2 * SYNC_SECONDS) -> None:
         self.threads = threads
         self.hostname = hostname
         self.wants_hourly = wants_hourly
+        self._suppressions = SuppressionCache(suppression_max_age)
         # When each user's last login was written (user id → monotonic time).
         self.logins_written: dict[int, float] = {}
 
@@ -90,8 +100,25 @@ class ThreadStore:
     async def messages_last_hour(self, user_id: int) -> int:
         return await self.threads.run(messages_last_hour, user_id)
 
+    @property
+    def suppression_cache(self) -> SuppressionCache:
+        return self._suppressions
+
     async def suppressed(self, account_id: int, address: str) -> str | None:
-        return await self.threads.run(suppressions.refusal_for, account_id, address)
+        key = suppressions.normalise(address)
+        if key is None:
+            return None
+        cache = self._suppressions
+        entry = cache.answer(account_id, key)
+        if isinstance(entry, Miss):
+            started = cache.clock()
+            found = await self._lookup(account_id, key)
+            cache.keep(account_id, key, found, started)
+            entry = found.entry
+        return suppressions.refusal(entry, address)
+
+    async def _lookup(self, account_id: int, key: str) -> suppressions.Found:
+        return await self.threads.run(suppressions.lookup, account_id, key)
 
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
         return await self.threads.run(revocation.read_changes, held)

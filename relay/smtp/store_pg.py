@@ -134,9 +134,9 @@ class PostgresStore(ThreadStore):
 
     def __init__(
         self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
-        size: int = 4, prepare: bool = True,
+        size: int = 4, prepare: bool = True, suppression_max_age: float = 2.0,
     ) -> None:
-        super().__init__(threads, hostname, wants_hourly)
+        super().__init__(threads, hostname, wants_hourly, suppression_max_age)
         self.pool = AsyncPostgres(size, prepare=prepare)
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
@@ -150,11 +150,9 @@ class PostgresStore(ThreadStore):
     async def store_messages(self, subs: list[Submission]) -> list[str]:
         return await self.pool.store_messages(subs, self.hostname)
 
-    async def suppressed(self, account_id: int, address: str) -> str | None:
-        query = suppressions.lookup_query(account_id, address)
-        if query is None:
-            return None
-        return suppressions.refusal_from_row(await self.pool.fetchone(*query), address)
+    async def _lookup(self, account_id: int, key: str) -> suppressions.Found:
+        row = await self.pool.fetchone(*suppressions.lookup_query(account_id, key))
+        return suppressions.found_from_row(row)
 
     async def close(self) -> None:
         await self.pool.close()
