@@ -14,6 +14,7 @@ learns at once, and the entry tells the admin why and since when.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -140,16 +141,24 @@ def refusal_for(account_id: int, address: str) -> str | None:
     return refusal(lookup(account_id, key).entry, address)
 
 
-def lookup_query(account_id: int, key: str) -> tuple[str, list[Any]]:
+def lookup_query(account_id: int, key: str, vendor: str | None = None) -> tuple[str, list[Any]]:
     """The relay's per-RCPT query for the normalised address `key` (one unique-index
-    lookup, and the list's version read in the same statement), for any connection to
-    the database."""
+    lookup, and the list's version read in the same statement), for any connection to a
+    database of `vendor` (default: the default database's; see `relay.smtp.login`)."""
+    vendor = vendor or connection.vendor
+    now: Any = timezone.now()
+    if vendor != "postgresql":
+        now = connection.ops.adapt_datetimefield_value(now)
+    return _lookup_sql(vendor), [account_id, account_id, key, now]
+
+
+@functools.cache
+def _lookup_sql(vendor: str) -> str:
     q = connection.ops.quote_name
     opts, versions = Suppression._meta, SuppressionListVersion._meta
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
     # Quoted names from the models only; every value is a parameter. The outer query
     # gives one row whether or not the address is listed.
-    sql = (
+    return (
         f"SELECT (SELECT v.{q('version')} FROM {q(versions.db_table)} v "  # noqa: S608
         f"WHERE v.{q('account_id')} = %s), "
         f"s.{q('created')}, s.{q('reason')}, s.{q('reply')}, s.{q('expires')} "
@@ -157,7 +166,6 @@ def lookup_query(account_id: int, key: str) -> tuple[str, list[Any]]:
         f"ON s.{q('account_id')} = %s AND s.{q('address')} = %s "
         f"AND (s.{q('expires')} IS NULL OR s.{q('expires')} > %s)"
     )
-    return sql, [account_id, account_id, key, now]
 
 
 def _when(value: object) -> datetime | None:

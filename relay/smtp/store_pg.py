@@ -140,7 +140,7 @@ class PostgresStore(ThreadStore):
         self.pool = AsyncPostgres(size, prepare=prepare)
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
-        row = await self.pool.fetchone(*login_query(username))
+        row = await self.pool.fetchone(*login_query(username, "postgresql"))
         outcome, todo = judge_login(row, password, client_ip, self.wants_hourly,
                                     self.logins_written)
         if todo is not None:
@@ -151,7 +151,8 @@ class PostgresStore(ThreadStore):
         return await self.pool.store_messages(subs, self.hostname)
 
     async def _lookup(self, account_id: int, key: str) -> suppressions.Found:
-        row = await self.pool.fetchone(*suppressions.lookup_query(account_id, key))
+        row = await self.pool.fetchone(*suppressions.lookup_query(account_id, key,
+                                                                  "postgresql"))
         return suppressions.found_from_row(row)
 
     async def close(self) -> None:
