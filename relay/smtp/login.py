@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection
@@ -60,6 +61,17 @@ class LoginOutcome:
     # Messages in the last hour per the database, when the user has an hourly limit and
     # the caller asked for it.
     hourly_count: int | None = None
+    # The log-in time and IP due, left for the caller to write (`log_in(defer=True)`).
+    last_login: LastLogin | None = None
+
+
+@dataclass(frozen=True)
+class LastLogin:
+    """A successful login's time and client IP, to write on its user's row."""
+
+    user_id: int
+    at: datetime
+    client_ip: str | None
 
 
 @functools.cache
@@ -164,21 +176,41 @@ def log_in(
     client_ip: str | None,
     load_hourly: Callable[[int], bool] | bool = True,
     logins_written: dict[int, float] | None = None,
+    defer: bool = False,
 ) -> LoginOutcome:
     """Check credentials; on success give the sender policy (and the hourly count).
 
     `load_hourly` says (or decides per user id) whether to count the user's messages of
     the last hour; `logins_written` (user id → monotonic time) throttles the last-login
-    update; without it every successful login writes.
+    update; without it every successful login writes. With `defer` the log-in time and
+    IP are not written but given back (`LoginOutcome.last_login`): the relay writes them
+    with its next limit sync.
     """
     sql, params = login_query(username)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     outcome, todo = judge_login(row, password, client_ip, load_hourly, logins_written)
+    if todo is not None and defer:
+        todo = defer_login(outcome, todo)
     if todo is not None:
         outcome.hourly_count = write_login(todo)
     return outcome
+
+
+def defer_login(outcome: LoginOutcome, todo: LoginWrite) -> LoginWrite | None:
+    """Move the log-in write of `todo` to `outcome.last_login`; what is left to do."""
+    if todo.write:
+        outcome.last_login = LastLogin(todo.user_id, timezone.now(), todo.client_ip)
+    return replace(todo, write=False) if todo.count else None
+
+
+def write_last_logins(logins: Iterable[LastLogin]) -> None:
+    """Write deferred log-in times and IPs. Synchronous."""
+    for login in logins:
+        # .update(): no `changed` bump, no signals — a login is not an edit.
+        SmtpUser.objects.filter(pk=login.user_id).update(
+            last_login_at=login.at, last_login_ip=login.client_ip)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ database threads, in one transaction, that
 - writes its open connections per IP (when they changed) on its `RelayNode` row and
   reads those of the other live processes;
 - counts the last hour's messages of its recently active users with an hourly limit;
+- writes the log-in times and IPs of its users (at most one a minute per user; not on
+  the login's path);
 - reads the suppression-list versions of the accounts it holds answers for
   (`relay.smtp.suppression_cache`).
 
@@ -28,6 +30,7 @@ from django.utils import timezone
 
 from relay.models import ClientCooloff, LoginFailureCount, RelayNode, SuppressionListVersion
 from relay.smtp.limits import CooloffOwner, hourly_counts
+from relay.smtp.login import LastLogin, write_last_logins
 
 BUCKET_SECONDS = 10
 # Rows changed this long before the last read are read again: a transaction that
@@ -66,6 +69,8 @@ class SyncOut:
     connections: dict[str, int] | None = None
     count_connections: bool = True
     hourly_users: list[int] = field(default_factory=list)
+    # Log-in times and IPs to write on the users' rows.
+    logins: list[LastLogin] = field(default_factory=list)
     # Accounts whose suppression-list versions to read.
     suppression_accounts: list[int] = field(default_factory=list)
     # Cool-off changes are read from here on (None: every active one, at start).
@@ -97,6 +102,7 @@ def sync(out: SyncOut) -> SyncIn:
     result = SyncIn(read_at=now)
     with transaction.atomic():
         _add_failures(out.failures, bucket_of(now))
+        write_last_logins(out.logins)
         for note in out.started:
             _write_cooloff(note)
         result.started = _sum_failures(out, now)

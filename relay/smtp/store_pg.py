@@ -38,7 +38,7 @@ from django.db.models import Field, Model
 
 from relay import suppressions
 from relay.smtp.accept import Submission, message_rows, recipient_rows
-from relay.smtp.login import LoginOutcome, judge_login, login_query, write_login
+from relay.smtp.login import LoginOutcome, defer_login, judge_login, login_query, write_login
 from relay.smtp.store import ThreadStore, WantsHourly
 from smtpplus.dbthreads import DbThreads
 
@@ -143,6 +143,9 @@ class PostgresStore(ThreadStore):
         row = await self.pool.fetchone(*login_query(username, "postgresql"))
         outcome, todo = judge_login(row, password, client_ip, self.wants_hourly,
                                     self.logins_written)
+        if todo is not None:
+            todo = defer_login(outcome, todo)
+            self._keep_login(outcome)
         if todo is not None:
             outcome.hourly_count = await self.threads.run(write_login, todo)
         return outcome
