@@ -1,9 +1,11 @@
 """The relay's store on PostgreSQL: its per-message database work on the event loop.
 
 `PostgresStore` (a `relay.smtp.store.RelayStore`) runs the login query, the RCPT TO
-suppression lookup and the group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
-thread hand-off per job. Everything else (events, heartbeat, last-login writes, hourly
-counts, the version check) and every other database stay on the relay's thread pool.
+suppression lookup (when `relay.smtp.suppression_cache` has no answer) and the
+group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
+thread hand-off per job. Everything else (events, heartbeat, the limit sync with the
+last-login writes, hourly counts, the version check) and every other database stay on
+the relay's thread pool.
 
 Both statements are bound on the server (`$1` parameters, bytes sent as they are, not
 escaped into the query text) and their text does not depend on the data, so they are
@@ -129,8 +131,8 @@ class AsyncPostgres:
 
 class PostgresStore(ThreadStore):
     """`RelayStore` on PostgreSQL: the login query and the store on the event loop over
-    an `AsyncPostgres` pool; the occasional last-login write, the hourly count and the
-    version check on the relay's database threads, as `ThreadStore` runs them."""
+    an `AsyncPostgres` pool; the occasional hourly count and the version check on the
+    relay's database threads, as `ThreadStore` runs them."""
 
     def __init__(
         self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
