@@ -242,6 +242,17 @@ class Suppression(models.Model):
         return self.address
 
 
+class SuppressionListVersion(models.Model):
+    """Bumped in the transaction of every change to an account's suppression list
+    (`relay.suppressions`), so that a relay process can keep its answers for the list
+    and know when they are out of date (`relay.smtp.suppression_cache`). No row: the
+    list never changed (version 0)."""
+
+    account = models.OneToOneField(Account, models.CASCADE, primary_key=True,
+                                   related_name="+")
+    version = models.PositiveBigIntegerField(default=0)
+
+
 class DsnMode(models.TextChoices):
     SENDER = "sender", "To the envelope sender"
     ADDRESS = "address", "To another address"

@@ -23,7 +23,7 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Account
 from relay.models import Suppression, SuppressionReason
-from relay.suppressions import normalise
+from relay.suppressions import bump_version, normalise
 
 CSV_FIELDS = ["address", "reason", "reply", "note", "created", "expires"]
 MAX_IMPORT_BYTES = 5 * 1024 * 1024  # the largest file the console and the API import
@@ -160,6 +160,7 @@ def import_csv(account: Account, text: str, actor: Actor) -> ImportResult:
             )
             result.added.append(row.address)
         if rows:
+            bump_version(account.pk)
             audit.record("suppression.imported", account=account, actor=actor,
                          target_label=f"{len(rows)} address(es)",
                          details={"count": len(rows)})

@@ -14,13 +14,15 @@ learns at once, and the entry tells the admin why and since when.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -28,7 +30,7 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Account
 from accounts.senders import split_address
-from relay.models import FailReason, Suppression, SuppressionReason
+from relay.models import FailReason, Suppression, SuppressionListVersion, SuppressionReason
 
 # Enhanced status codes (RFC 3463) that say the address itself cannot receive mail.
 _MAILBOX_CODES: dict[str, SuppressionReason] = {
@@ -109,42 +111,102 @@ def refusal_reply(entry: Suppression, address: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What the RCPT TO refusal needs of an active entry, and when it ends."""
+
+    created: datetime
+    reason: str
+    reply: str
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class Found:
+    """One lookup: the account's list version and its active entry for the address
+    (None: not suppressed), both as of the same moment (one statement)."""
+
+    version: int
+    entry: Entry | None
+
+
 def refusal_for(account_id: int, address: str) -> str | None:
     """The RCPT TO refusal for `address` if the account has suppressed it, else None."""
-    query = lookup_query(account_id, address)
-    if query is None:
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(*query)
-        return refusal_from_row(cursor.fetchone(), address)
-
-
-def lookup_query(account_id: int, address: str) -> tuple[str, list[Any]] | None:
-    """The relay's per-RCPT query (one unique-index lookup), for any connection to the
-    database; None when `address` is no address (nothing to look up)."""
     key = normalise(address)
     if key is None:
         return None
+    return refusal(lookup(account_id, key).entry, address)
+
+
+def lookup_query(account_id: int, key: str, vendor: str | None = None) -> tuple[str, list[Any]]:
+    """The relay's per-RCPT query for the normalised address `key` (one unique-index
+    lookup, and the list's version read in the same statement), for any connection to a
+    database of `vendor` (default: the default database's; see `relay.smtp.login`)."""
+    vendor = vendor or connection.vendor
+    now: Any = timezone.now()
+    if vendor != "postgresql":
+        now = connection.ops.adapt_datetimefield_value(now)
+    return _lookup_sql(vendor), [account_id, account_id, key, now]
+
+
+@functools.cache
+def _lookup_sql(vendor: str) -> str:
     q = connection.ops.quote_name
-    opts = Suppression._meta
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    # Quoted names from the model only; every value is a parameter.
-    sql = (
-        f"SELECT {q('created')}, {q('reason')}, {q('reply')} FROM {q(opts.db_table)} "  # noqa: S608
-        f"WHERE {q('account_id')} = %s AND {q('address')} = %s "
-        f"AND ({q('expires')} IS NULL OR {q('expires')} > %s)"
+    opts, versions = Suppression._meta, SuppressionListVersion._meta
+    # Quoted names from the models only; every value is a parameter. The outer query
+    # gives one row whether or not the address is listed.
+    return (
+        f"SELECT (SELECT v.{q('version')} FROM {q(versions.db_table)} v "  # noqa: S608
+        f"WHERE v.{q('account_id')} = %s), "
+        f"s.{q('created')}, s.{q('reason')}, s.{q('reply')}, s.{q('expires')} "
+        f"FROM (SELECT 1 AS one) AS k LEFT JOIN {q(opts.db_table)} s "
+        f"ON s.{q('account_id')} = %s AND s.{q('address')} = %s "
+        f"AND (s.{q('expires')} IS NULL OR s.{q('expires')} > %s)"
     )
-    return sql, [account_id, key, now]
 
 
-def refusal_from_row(row: Sequence[object] | None, address: str) -> str | None:
-    if row is None:
+def _when(value: object) -> datetime | None:
+    if isinstance(value, str):  # SQLite
+        value = parse_datetime(value)
+    assert value is None or isinstance(value, datetime)
+    return value
+
+
+def lookup(account_id: int, key: str) -> Found:
+    """The relay's lookup of the normalised address `key`. Synchronous."""
+    with connection.cursor() as cursor:
+        cursor.execute(*lookup_query(account_id, key))
+        return found_from_row(cursor.fetchone())
+
+
+def found_from_row(row: Sequence[object] | None) -> Found:
+    assert row is not None  # the query always gives one row
+    version, created, reason, reply, expires = row
+    when = _when(created)
+    entry = None if when is None else Entry(when, str(reason), str(reply), _when(expires))
+    return Found(int(version or 0), entry)  # type: ignore[call-overload]
+
+
+def refusal(entry: Entry | None, address: str) -> str | None:
+    """The RCPT TO refusal for `address` (as the client wrote it) if it has an entry."""
+    if entry is None:
         return None
-    created, reason, reply = row
-    if isinstance(created, str):  # SQLite
-        created = parse_datetime(created)
-    assert isinstance(created, datetime)
-    return refusal_reply(Suppression(created=created, reason=str(reason), reply=str(reply)), address)
+    return refusal_reply(
+        Suppression(created=entry.created, reason=entry.reason, reply=entry.reply), address)
+
+
+def bump_version(account_id: int) -> None:
+    """Tell the relay processes that the account's list changed: call it in the
+    transaction of the change (they drop what they cached of the list within two limit
+    syncs, `relay.smtp.suppression_cache`)."""
+    rows = SuppressionListVersion.objects.filter(account_id=account_id)
+    if rows.update(version=F("version") + 1):
+        return
+    try:
+        with transaction.atomic():
+            SuppressionListVersion.objects.create(account_id=account_id, version=1)
+    except IntegrityError:  # another transaction created it in between
+        rows.update(version=F("version") + 1)
 
 
 def suppress_failed(
@@ -161,6 +223,8 @@ def suppress_failed(
                 account_id=account_id, address=key,
                 defaults={"reason": reason, "reply": reply[:500], "message_id": message_id},
             )
+            if created:
+                bump_version(account_id)
     except IntegrityError:  # another worker added it at the same moment
         return False
     return created
@@ -214,6 +278,7 @@ def add(
         audit.record("suppression.added", account=account, actor=actor, target=entry,
                      details={"address": key, "reason": str(reason), "note": note[:200],
                               "expires": expires.isoformat() if expires else None})
+        bump_version(account.pk)
     return entry
 
 
@@ -225,6 +290,7 @@ def remove(account: Account, addresses: Iterable[str], actor: Actor) -> list[str
         removed = sorted(found.values_list("address", flat=True))
         found.delete()
         if removed:
+            bump_version(account.pk)
             audit.record("suppression.removed", account=account, actor=actor,
                          target_label=", ".join(removed)[:300], details={"addresses": removed})
     return removed

@@ -13,7 +13,11 @@ what the other processes let through within about one interval:
 - connections per IP: each process may admit what the others admitted in their last
   interval;
 - hourly limit: a user may go over by what other processes accept for it in one
-  interval (a process sees its own messages at once).
+  interval (a process sees its own messages at once);
+- suppression list: a change applies at RCPT TO within two intervals
+  (`relay.smtp.suppression_cache`);
+- a login's time and IP reach the user's row within one interval (at most one write a
+  minute per user and process, never on the login's path).
 
 If the database cannot be reached the process keeps its own counts and tries again at
 the next interval: the limits then hold per process, as they would on one machine.
@@ -70,6 +74,8 @@ class LimitSync:
         """One sync (tests call it to share at once)."""
         async with self._lock:
             out = self._collect()
+            cache = self.relay.store.suppression_cache
+            started = cache.clock()
             try:
                 got = await self.relay.run_db(shared.sync, out)
             except Exception:
@@ -81,6 +87,7 @@ class LimitSync:
                 return
             self._failing = False
             self._apply(out, got)
+            cache.confirm(got.suppression_versions, started)
             if time.monotonic() - self._forgot > FORGET_SECONDS:
                 self._forgot = time.monotonic()
                 with contextlib.suppress(Exception):
@@ -113,6 +120,8 @@ class LimitSync:
             connections=guard.connections.snapshot(),
             count_connections=bool(cfg.max_connections_per_ip),
             hourly_users=guard.hourly.active_users(),
+            suppression_accounts=self.relay.store.suppression_cache.accounts(),
+            logins=self.relay.store.take_logins(),
             changes_since=self._since,
         )
 
@@ -124,6 +133,7 @@ class LimitSync:
         failures.started_here.extend(n.client_ip for n in out.started)
         if out.connections is not None:
             self.relay.guard.connections.dirty = True
+        self.relay.store.give_back_logins(out.logins)
 
     def _apply(self, out: SyncOut, got: SyncIn) -> None:
         guard = self.relay.guard

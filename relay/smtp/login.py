@@ -19,11 +19,14 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import Model
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from accounts.credentials import LoginResult, verify_login
@@ -37,6 +40,8 @@ from accounts.models import (
 )
 from accounts.senders import SenderPolicy
 from relay.smtp.limits import messages_last_hour
+
+M = TypeVar("M", bound=Model)
 
 # Log-in time and IP are written at most this often per user and relay: a client that
 # opens a connection per message must not cost an UPDATE per message.
@@ -56,6 +61,17 @@ class LoginOutcome:
     # Messages in the last hour per the database, when the user has an hourly limit and
     # the caller asked for it.
     hourly_count: int | None = None
+    # The log-in time and IP due, left for the caller to write (`log_in(defer=True)`).
+    last_login: LastLogin | None = None
+
+
+@dataclass(frozen=True)
+class LastLogin:
+    """A successful login's time and client IP, to write on its user's row."""
+
+    user_id: int
+    at: datetime
+    client_ip: str | None
 
 
 @functools.cache
@@ -109,9 +125,12 @@ def _json_list(value: Any) -> list[Any]:
     return [v for v in parsed if v is not None]
 
 
-def login_query(username: str) -> tuple[str, list[Any]]:
-    """The one login query and its parameters, for any connection to the database."""
-    return _login_sql(connection.vendor), [username.strip().lower()]
+def login_query(username: str, vendor: str | None = None) -> tuple[str, list[Any]]:
+    """The one login query and its parameters, for any connection to a database of
+    `vendor` (default: the default database's). Naming the vendor spares the event loop
+    `django.db.connection`, which builds a database wrapper for every new task (every
+    SMTP connection) that touches it."""
+    return _login_sql(vendor or connection.vendor), [username.strip().lower()]
 
 
 def login_from_row(row: Sequence[Any] | None) -> tuple[SmtpUser | None, SenderPolicy | None]:
@@ -121,13 +140,25 @@ def login_from_row(row: Sequence[Any] | None) -> tuple[SmtpUser | None, SenderPo
     n = len(_USER_FIELDS)
     values = dict(zip(_USER_FIELDS, row[:n], strict=True))
     values["active"] = bool(values["active"])  # SQLite gives 0/1
-    user = SmtpUser(**values)
-    user.account = Account(id=values["account_id"], slug=row[n], name=row[n + 1])
+    user = _loaded(SmtpUser, values)
+    account = _loaded(Account, {"id": values["account_id"], "slug": row[n], "name": row[n + 1]})
+    user._state.fields_cache["account"] = account  # as select_related() leaves it
     domains = [(d, bool(include)) for d, include in _json_list(row[n + 2])]
     emails = [(e, bool(confirmed)) for e, confirmed in _json_list(row[n + 3])]
     owned = [(d, bool(include)) for d, include in _json_list(row[n + 4])]
     policy = SenderPolicy.from_entries(user.username, domains, emails, owned=owned)
     return user, policy
+
+
+def _loaded(model: type[M], values: dict[str, Any]) -> M:
+    """An instance of `model` as the database gave it, with only `values` loaded (the
+    other fields deferred, as `.only()` leaves them). Built without `Model.__init__`,
+    whose signals and per-field defaults were a fifth of a login's CPU time."""
+    obj = model.__new__(model)
+    obj.__dict__.update(values)
+    state = obj._state = ModelState()
+    state.adding, state.db = False, DEFAULT_DB_ALIAS
+    return obj
 
 
 def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
@@ -145,21 +176,41 @@ def log_in(
     client_ip: str | None,
     load_hourly: Callable[[int], bool] | bool = True,
     logins_written: dict[int, float] | None = None,
+    defer: bool = False,
 ) -> LoginOutcome:
     """Check credentials; on success give the sender policy (and the hourly count).
 
     `load_hourly` says (or decides per user id) whether to count the user's messages of
     the last hour; `logins_written` (user id → monotonic time) throttles the last-login
-    update; without it every successful login writes.
+    update; without it every successful login writes. With `defer` the log-in time and
+    IP are not written but given back (`LoginOutcome.last_login`): the relay writes them
+    with its next limit sync.
     """
     sql, params = login_query(username)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     outcome, todo = judge_login(row, password, client_ip, load_hourly, logins_written)
+    if todo is not None and defer:
+        todo = defer_login(outcome, todo)
     if todo is not None:
         outcome.hourly_count = write_login(todo)
     return outcome
+
+
+def defer_login(outcome: LoginOutcome, todo: LoginWrite) -> LoginWrite | None:
+    """Move the log-in write of `todo` to `outcome.last_login`; what is left to do."""
+    if todo.write:
+        outcome.last_login = LastLogin(todo.user_id, timezone.now(), todo.client_ip)
+    return replace(todo, write=False) if todo.count else None
+
+
+def write_last_logins(logins: Iterable[LastLogin]) -> None:
+    """Write deferred log-in times and IPs. Synchronous."""
+    for login in logins:
+        # .update(): no `changed` bump, no signals — a login is not an edit.
+        SmtpUser.objects.filter(pk=login.user_id).update(
+            last_login_at=login.at, last_login_ip=login.client_ip)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ class RelaySMTP(SMTP):
         reader._limit = AUTH_LINE_LIMIT + 2
         self._greeting = greeting(cfg.hostname).encode()
         self._in_helo = False
+        # The EHLO reply's lines while aiosmtpd pushes them, written together at its end.
+        self._held: list[bytes] | None = None
         # While DATA is read, the idle timeout counts from the last bytes received.
         self._in_data = False
         self._last_received = 0.0
@@ -224,10 +226,17 @@ class RelaySMTP(SMTP):
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_helo = True
         self.command_size_limits.pop("MAIL", None)  # EHLO adds to it each time
+        # aiosmtpd writes each line of the reply on its own (a send each, and a wake-up
+        # of the client each): held here and written as one.
+        held: list[bytes] = []
+        self._held = held
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._in_helo = False
+            self._held = None
+        if held:
+            await super().push(b"\r\n".join(held))
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         if self.is_tls:
@@ -383,10 +392,13 @@ class RelaySMTP(SMTP):
             pass  # RFC 2034: no enhanced code in the greeting and the HELO/EHLO reply
         else:
             status = with_enhanced_code(status)
-        if self._in_helo and status == b"250 HELP":
-            # Extensions aiosmtpd does not list although the relay supports them.
-            for line in EXTRA_EHLO_LINES:
-                await super().push(line)
+        held = self._held
+        if held is not None:
+            if status == b"250 HELP":
+                # Extensions aiosmtpd does not list although the relay supports them.
+                held.extend(EXTRA_EHLO_LINES)
+            held.append(status)
+            return
         await super().push(status)
 
 

@@ -61,10 +61,14 @@ def raise_open_file_limit() -> int:
 
 def open_store(config: RelayConfig, threads: DbThreads, wants_hourly: WantsHourly) -> RelayStore:
     """The relay's store for the default database, chosen once for the process."""
+    # Cached suppression answers are trusted for two limit syncs
+    # (relay.smtp.suppression_cache).
+    max_age = 2 * config.limits_sync_seconds
     if store_pg.wanted():
         return store_pg.PostgresStore(threads, config.hostname, wants_hourly,
-                                      max(1, config.db_threads), prepare=config.db_prepare)
-    return ThreadStore(threads, config.hostname, wants_hourly)
+                                      max(1, config.db_threads), prepare=config.db_prepare,
+                                      suppression_max_age=max_age)
+    return ThreadStore(threads, config.hostname, wants_hourly, max_age)
 
 
 class RelayServer:

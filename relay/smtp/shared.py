@@ -9,7 +9,11 @@ database threads, in one transaction, that
   since its last sync (started, or lifted by the console's "unblock now") elsewhere;
 - writes its open connections per IP (when they changed) on its `RelayNode` row and
   reads those of the other live processes;
-- counts the last hour's messages of its recently active users with an hourly limit.
+- counts the last hour's messages of its recently active users with an hourly limit;
+- writes the log-in times and IPs of its users (at most one a minute per user; not on
+  the login's path);
+- reads the suppression-list versions of the accounts it holds answers for
+  (`relay.smtp.suppression_cache`).
 
 Nothing here runs per message or per connection. Times are the processes' wall clocks:
 keep the machines' clocks in sync (NTP); changes are read with `READ_OVERLAP` to spare.
@@ -24,8 +28,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from relay.models import ClientCooloff, LoginFailureCount, RelayNode
+from relay.models import ClientCooloff, LoginFailureCount, RelayNode, SuppressionListVersion
 from relay.smtp.limits import CooloffOwner, hourly_counts
+from relay.smtp.login import LastLogin, write_last_logins
 
 BUCKET_SECONDS = 10
 # Rows changed this long before the last read are read again: a transaction that
@@ -64,6 +69,10 @@ class SyncOut:
     connections: dict[str, int] | None = None
     count_connections: bool = True
     hourly_users: list[int] = field(default_factory=list)
+    # Log-in times and IPs to write on the users' rows.
+    logins: list[LastLogin] = field(default_factory=list)
+    # Accounts whose suppression-list versions to read.
+    suppression_accounts: list[int] = field(default_factory=list)
     # Cool-off changes are read from here on (None: every active one, at start).
     changes_since: datetime | None = None
 
@@ -79,6 +88,8 @@ class SyncIn:
     started: list[CooloffNote] = field(default_factory=list)
     remote_connections: dict[str, int] = field(default_factory=dict)
     hourly: dict[int, int] = field(default_factory=dict)
+    # Suppression-list versions (an account without a row is left out: version 0).
+    suppression_versions: dict[int, int] = field(default_factory=dict)
 
 
 def bucket_of(at: datetime) -> datetime:
@@ -91,6 +102,7 @@ def sync(out: SyncOut) -> SyncIn:
     result = SyncIn(read_at=now)
     with transaction.atomic():
         _add_failures(out.failures, bucket_of(now))
+        write_last_logins(out.logins)
         for note in out.started:
             _write_cooloff(note)
         result.started = _sum_failures(out, now)
@@ -98,6 +110,7 @@ def sync(out: SyncOut) -> SyncIn:
             result.remote_connections = _connections(out, now)
         result.hourly = hourly_counts(out.hourly_users)
         result.cooloffs = _changed_cooloffs(out.changes_since, now)
+        result.suppression_versions = suppression_versions(out.suppression_accounts)
     return result
 
 
@@ -171,6 +184,14 @@ def _connections(out: SyncOut, now: datetime) -> dict[str, int]:
         for ip, count in (connections or {}).items():
             totals[ip] = totals.get(ip, 0) + int(count)
     return totals
+
+
+def suppression_versions(account_ids: list[int]) -> dict[int, int]:
+    versions: dict[int, int] = {}
+    for start in range(0, len(account_ids), 500):
+        versions.update(SuppressionListVersion.objects.filter(
+            account_id__in=account_ids[start:start + 500]).values_list("account_id", "version"))
+    return versions
 
 
 def _changed_cooloffs(since: datetime | None, now: datetime) -> list[CooloffNote]:

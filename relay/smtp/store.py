@@ -1,8 +1,8 @@
 """What the relay process asks of the database on its hot path, behind one interface.
 
 `RelayStore` is the relay's per-message database work: a login (one query, and now and
-then the last-login write and the hourly count), the group commit's write, a user's
-messages of the last hour, and the periodic version check of logged-in users. Two
+then the hourly count; the log-in time is written by the limit sync), the group commit's
+write, a user's messages of the last hour, and the periodic version check of logged-in users. Two
 implementations, chosen once when the server starts (`relay.smtp.server.open_store()`):
 
 - `ThreadStore`: the plain synchronous functions (`relay.smtp.login.log_in`,
@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Protocol
 from relay import suppressions
 from relay.smtp import login, revocation
 from relay.smtp.accept import Submission, store_messages
+from relay.smtp.limit_sync import SYNC_SECONDS
 from relay.smtp.limits import messages_last_hour
-from relay.smtp.login import LoginOutcome
+from relay.smtp.login import LastLogin, LoginOutcome
+from relay.smtp.suppression_cache import Miss, SuppressionCache
 
 if TYPE_CHECKING:
     from relay.smtp.revocation import Held, UserNow
@@ -47,8 +49,17 @@ class RelayStore(Protocol):
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
         """Check the credentials; on success the sender policy, and the hourly count when
-        the user has a limit and the relay asked for it. Writes the log-in time and IP at
-        most every `login.LAST_LOGIN_WRITE_SECONDS` per user."""
+        the user has a limit and the relay asked for it. Keeps the log-in time and IP,
+        at most every `login.LAST_LOGIN_WRITE_SECONDS` per user, for `take_logins()`."""
+        ...
+
+    def take_logins(self) -> list[LastLogin]:
+        """The log-in times and IPs kept since the last call (the limit sync writes
+        them, `relay.smtp.shared`); the latest per user."""
+        ...
+
+    def give_back_logins(self, logins: list[LastLogin]) -> None:
+        """Logins `take_logins()` gave that could not be written (a failed sync)."""
         ...
 
     async def store_messages(self, subs: list[Submission]) -> list[str]:
@@ -61,7 +72,13 @@ class RelayStore(Protocol):
         ...
 
     async def suppressed(self, account_id: int, address: str) -> str | None:
-        """The RCPT TO refusal if the account's suppression list holds `address`."""
+        """The RCPT TO refusal if the account's suppression list holds `address` (the
+        answer may come from `suppression_cache`, which the limit sync keeps current)."""
+        ...
+
+    @property
+    def suppression_cache(self) -> SuppressionCache:
+        """This process's answers for the suppression lists."""
         ...
 
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
@@ -83,16 +100,34 @@ class RelayStore(Protocol):
 class ThreadStore:
     """`RelayStore` as synchronous jobs on the relay's database threads."""
 
-    def __init__(self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly) -> None:
+    def __init__(self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
+                 suppression_max_age: float = 2 * SYNC_SECONDS) -> None:
         self.threads = threads
         self.hostname = hostname
         self.wants_hourly = wants_hourly
-        # When each user's last login was written (user id → monotonic time).
+        self._suppressions = SuppressionCache(suppression_max_age)
+        # When each user's last login was written (user id → monotonic time), and the
+        # log-in times and IPs the next limit sync writes.
         self.logins_written: dict[int, float] = {}
+        self._last_logins: dict[int, LastLogin] = {}
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
-        return await self.threads.run(login.log_in, username, password, client_ip,
-                                      self.wants_hourly, self.logins_written)
+        outcome = await self.threads.run(login.log_in, username, password, client_ip,
+                                         self.wants_hourly, self.logins_written, True)
+        self._keep_login(outcome)
+        return outcome
+
+    def _keep_login(self, outcome: LoginOutcome) -> None:
+        if outcome.last_login is not None:
+            self._last_logins[outcome.last_login.user_id] = outcome.last_login
+
+    def take_logins(self) -> list[LastLogin]:
+        logins, self._last_logins = self._last_logins, {}
+        return list(logins.values())
+
+    def give_back_logins(self, logins: list[LastLogin]) -> None:
+        for last in logins:
+            self._last_logins.setdefault(last.user_id, last)
 
     async def store_messages(self, subs: list[Submission]) -> list[str]:
         return await self.threads.run(store_messages, subs, self.hostname)
@@ -100,8 +135,25 @@ class ThreadStore:
     async def messages_last_hour(self, user_id: int) -> int:
         return await self.threads.run(messages_last_hour, user_id)
 
+    @property
+    def suppression_cache(self) -> SuppressionCache:
+        return self._suppressions
+
     async def suppressed(self, account_id: int, address: str) -> str | None:
-        return await self.threads.run(suppressions.refusal_for, account_id, address)
+        key = suppressions.normalise(address)
+        if key is None:
+            return None
+        cache = self._suppressions
+        entry = cache.answer(account_id, key)
+        if isinstance(entry, Miss):
+            started = cache.clock()
+            found = await self._lookup(account_id, key)
+            cache.keep(account_id, key, found, started)
+            entry = found.entry
+        return suppressions.refusal(entry, address)
+
+    async def _lookup(self, account_id: int, key: str) -> suppressions.Found:
+        return await self.threads.run(suppressions.lookup, account_id, key)
 
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
         return await self.threads.run(revocation.read_changes, held)

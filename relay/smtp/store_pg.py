@@ -1,9 +1,11 @@
 """The relay's store on PostgreSQL: its per-message database work on the event loop.
 
 `PostgresStore` (a `relay.smtp.store.RelayStore`) runs the login query, the RCPT TO
-suppression lookup and the group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
-thread hand-off per job. Everything else (events, heartbeat, last-login writes, hourly
-counts, the version check) and every other database stay on the relay's thread pool.
+suppression lookup (when `relay.smtp.suppression_cache` has no answer) and the
+group-commit store on the event loop over psycopg's `AsyncConnection`s. That saves the
+thread hand-off per job. Everything else (events, heartbeat, the limit sync with the
+last-login writes, hourly counts, the version check) and every other database stay on
+the relay's thread pool.
 
 Both statements are bound on the server (`$1` parameters, bytes sent as they are, not
 escaped into the query text) and their text does not depend on the data, so they are
@@ -48,7 +50,7 @@ from django.db.models import Field, Model
 
 from relay import suppressions
 from relay.smtp.accept import Submission, message_rows, recipient_rows
-from relay.smtp.login import LoginOutcome, judge_login, login_query, write_login
+from relay.smtp.login import LoginOutcome, defer_login, judge_login, login_query, write_login
 from relay.smtp.store import StoreUnusable, ThreadStore, WantsHourly
 from smtpplus.dbthreads import DbThreads
 
@@ -195,20 +197,23 @@ class AsyncPostgres:
 
 class PostgresStore(ThreadStore):
     """`RelayStore` on PostgreSQL: the login query and the store on the event loop over
-    an `AsyncPostgres` pool; the occasional last-login write, the hourly count and the
-    version check on the relay's database threads, as `ThreadStore` runs them."""
+    an `AsyncPostgres` pool; the occasional hourly count and the version check on the
+    relay's database threads, as `ThreadStore` runs them."""
 
     def __init__(
         self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
-        size: int = 4, prepare: bool = True,
+        size: int = 4, prepare: bool = True, suppression_max_age: float = 2.0,
     ) -> None:
-        super().__init__(threads, hostname, wants_hourly)
+        super().__init__(threads, hostname, wants_hourly, suppression_max_age)
         self.pool = AsyncPostgres(size, prepare=prepare)
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
-        row = await self.pool.fetchone(*login_query(username))
+        row = await self.pool.fetchone(*login_query(username, "postgresql"))
         outcome, todo = judge_login(row, password, client_ip, self.wants_hourly,
                                     self.logins_written)
+        if todo is not None:
+            todo = defer_login(outcome, todo)
+            self._keep_login(outcome)
         if todo is not None:
             outcome.hourly_count = await self.threads.run(write_login, todo)
         return outcome
@@ -216,11 +221,10 @@ class PostgresStore(ThreadStore):
     async def store_messages(self, subs: list[Submission]) -> list[str]:
         return await self.pool.store_messages(subs, self.hostname)
 
-    async def suppressed(self, account_id: int, address: str) -> str | None:
-        query = suppressions.lookup_query(account_id, address)
-        if query is None:
-            return None
-        return suppressions.refusal_from_row(await self.pool.fetchone(*query), address)
+    async def _lookup(self, account_id: int, key: str) -> suppressions.Found:
+        row = await self.pool.fetchone(*suppressions.lookup_query(account_id, key,
+                                                                  "postgresql"))
+        return suppressions.found_from_row(row)
 
     async def check(self) -> None:
         await self.pool.check_prepare()

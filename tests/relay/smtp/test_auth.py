@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import logging
 import smtplib
+import time
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import SmtpUser
 from relay.models import EventKind, RelayEvent
@@ -105,12 +107,39 @@ def test_unknown_and_disabled_users_get_the_same_reply_but_precise_events(relay,
                        cast.globex_smtp.username: "user disabled"}
 
 
-def test_a_successful_login_updates_last_login_time_and_ip(relay, cast):
+@pytest.mark.parametrize("relay", [{"limits_sync_seconds": 3600}], indirect=True)
+def test_a_successful_login_updates_last_login_time_and_ip_at_the_next_limit_sync(relay, cast):
+    before = timezone.now()
     with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
         smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
     cast.acme_smtp.refresh_from_db()
+    assert cast.acme_smtp.last_login_at is None  # not written by the login itself
+    relay.flush()  # runs the limit sync now (every RELAY_LIMITS_SYNC_SECONDS otherwise)
+    cast.acme_smtp.refresh_from_db()
     assert cast.acme_smtp.last_login_ip == "127.0.0.1"
-    assert cast.acme_smtp.last_login_at is not None
+    assert cast.acme_smtp.last_login_at is not None and cast.acme_smtp.last_login_at >= before
+
+
+@pytest.mark.parametrize("relay", [{"limits_sync_seconds": 0.2}], indirect=True)
+def test_the_last_login_reaches_the_database_within_a_sync_interval(relay, cast):
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cast.acme_smtp.refresh_from_db()
+        if cast.acme_smtp.last_login_ip:
+            break
+        time.sleep(0.05)
+    assert cast.acme_smtp.last_login_ip == "127.0.0.1"
+
+
+def test_a_relay_that_stops_writes_the_last_logins_it_kept(start_relay, cast):
+    relay = start_relay(limits_sync_seconds=3600)
+    with smtplib.SMTP(relay.host, relay.port, timeout=10) as smtp:
+        smtp.login(cast.acme_smtp.username, cast.acme_smtp_password)
+    relay.stop()
+    cast.acme_smtp.refresh_from_db()
+    assert cast.acme_smtp.last_login_ip == "127.0.0.1"
 
 
 def test_mail_without_auth_is_refused_and_recorded(relay, cast):

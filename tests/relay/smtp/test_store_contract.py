@@ -18,6 +18,7 @@ from accounts.actions.smtp_users import set_active
 from accounts.senders import SenderPolicy
 from relay.models import Message, Recipient
 from relay.smtp.accept import Submission, parse_headers
+from relay.smtp.login import LastLogin, LoginOutcome
 from relay.smtp.revocation import Held
 from relay.smtp.store import RelayStore, ThreadStore, WantsHourly
 from relay.smtp.store_pg import PostgresStore
@@ -80,16 +81,22 @@ def submission(cast, sender: str, recipients: list[str], priority: int = 3) -> S
 
 # --- log_in --------------------------------------------------------------------------
 def test_a_login_with_the_right_password_gives_the_user_and_its_sender_policy(cast, use_store):
-    outcome = use_store(lambda s: s.log_in(cast.acme_smtp.username, cast.acme_smtp_password,
-                                           "192.0.2.1"))
+    async def job(store: RelayStore) -> tuple[LoginOutcome, list[LastLogin]]:
+        outcome = await store.log_in(cast.acme_smtp.username, cast.acme_smtp_password,
+                                     "192.0.2.1")
+        return outcome, store.take_logins()
+
+    outcome, logins = use_store(job)
     assert outcome.result.ok
     user = outcome.result.smtp_user
     assert user is not None and user.pk == cast.acme_smtp.pk
     assert user.account.pk == cast.acme.pk
     assert outcome.policy == SenderPolicy.load(cast.acme_smtp)
     assert outcome.hourly_count is None  # no hourly limit, nothing counted
+    # The log-in time and IP are kept for the limit sync to write, not written by the login.
+    assert [(x.user_id, x.client_ip) for x in logins] == [(cast.acme_smtp.pk, "192.0.2.1")]
     cast.acme_smtp.refresh_from_db()
-    assert cast.acme_smtp.last_login_ip == "192.0.2.1"
+    assert cast.acme_smtp.last_login_at is None
 
 
 def test_a_wrong_password_or_an_unknown_user_fails_with_its_reason_and_no_policy(
@@ -113,15 +120,27 @@ def test_a_disabled_user_fails_to_log_in(cast, use_store):
     assert outcome.policy is None
 
 
-def test_the_last_login_is_written_at_most_once_a_minute_per_user(cast, use_store):
-    async def job(store: RelayStore) -> None:
+def test_the_last_login_is_kept_for_writing_at_most_once_a_minute_per_user(cast, use_store):
+    async def job(store: RelayStore) -> list[list[LastLogin]]:
+        taken = []
         for ip in ("192.0.2.1", "192.0.2.2"):
             assert (await store.log_in(cast.acme_smtp.username, cast.acme_smtp_password,
                                        ip)).result.ok
+            taken.append(store.take_logins())
+        return taken
 
-    use_store(job)
-    cast.acme_smtp.refresh_from_db()
-    assert cast.acme_smtp.last_login_ip == "192.0.2.1"
+    first, second = use_store(job)
+    assert [x.client_ip for x in first] == ["192.0.2.1"] and second == []
+
+
+def test_logins_a_failed_sync_gives_back_are_taken_again_the_latest_kept(cast, use_store):
+    async def job(store: RelayStore) -> list[LastLogin]:
+        await store.log_in(cast.acme_smtp.username, cast.acme_smtp_password, "192.0.2.1")
+        failed = store.take_logins()
+        store.give_back_logins(failed)
+        return store.take_logins()
+
+    assert [x.client_ip for x in use_store(job)] == ["192.0.2.1"]
 
 
 @pytest.mark.parametrize("asked", [True, False])
