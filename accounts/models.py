@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.credentials import decrypt_password, digest_password, encrypt_password
-from accounts.senders import domain_to_unicode
+from smtpplus.addresses import domain_to_unicode
 
 
 class Account(models.Model):

@@ -19,14 +19,13 @@ from accounts.audit import Actor
 from accounts.domains.ownership import ownership_problem, verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import (
-    InvalidEntry,
     ParsedSenders,
     covered,
-    domain_to_unicode,
     parse_domains,
     parse_emails,
     verification_required,
 )
+from smtpplus.addresses import InvalidEntry, domain_to_unicode
 
 
 class TooManySenders(InvalidEntry):

@@ -20,7 +20,7 @@ from django.db import transaction
 from accounts.actions import senders, smtp_users
 from accounts.audit import Actor
 from accounts.models import Account, SmtpUser
-from accounts.senders import domain_to_unicode
+from smtpplus.addresses import domain_to_unicode
 
 
 def _sender_arguments(parser: CommandParser) -> None:
