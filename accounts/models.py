@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.credentials import decrypt_password, digest_password, encrypt_password
-from smtpplus.addresses import domain_to_unicode
+from smtpplus.addresses import display_email, domain_to_unicode
 
 
 class Account(models.Model):
@@ -174,9 +174,6 @@ class AuthorizedEmail(models.Model):
 
     @property
     def display(self) -> str:
-        # Not at the top: accounts.actions.senders imports this module.
-        from accounts.actions.senders import display_email
-
         return display_email(self.email)
 
 

@@ -135,3 +135,9 @@ def split_address(address: str) -> tuple[str, str] | None:
         return local, normalize_domain(domain)
     except InvalidEntry:
         return None
+
+
+def display_email(email: str) -> str:
+    """`local@xn--...` → `local@U-label`, for showing to people."""
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain_to_unicode(domain)}"

@@ -25,17 +25,11 @@ from accounts.senders import (
     parse_emails,
     verification_required,
 )
-from smtpplus.addresses import InvalidEntry, domain_to_unicode
+from smtpplus.addresses import InvalidEntry, display_email, domain_to_unicode
 
 
 class TooManySenders(InvalidEntry):
     """Adding these senders would take the user past SMTPPLUS_MAX_SENDERS_PER_USER."""
-
-
-def display_email(email: str) -> str:
-    """`local@xn--...` → `local@U-label`, for showing to people."""
-    local, _, domain = email.rpartition("@")
-    return f"{local}@{domain_to_unicode(domain)}"
 
 
 @dataclass
