@@ -10,10 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from accounts.models import (
+    AuthorizedDomain,
+    AuthorizedEmail,
+    DomainStatus,
+    SendingDomain,
+    SmtpUser,
+)
 from smtpplus.addresses import (
     InvalidEntry,
     domain_to_unicode,
@@ -21,9 +27,6 @@ from smtpplus.addresses import (
     normalize_email,
     split_address,
 )
-
-if TYPE_CHECKING:
-    from accounts.models import SmtpUser
 
 SEPARATORS = re.compile(r"[;,\s]+")
 # `Name <x@y>` as pasted from a mail client: one entry, spaces (and, quoted, commas) in
@@ -150,9 +153,6 @@ class SenderPolicy:
 
     @classmethod
     def load(cls, smtp_user: SmtpUser) -> SenderPolicy:
-        # Not at the top: accounts.models imports this module.
-        from accounts.models import AuthorizedDomain, AuthorizedEmail, DomainStatus, SendingDomain
-
         domains = AuthorizedDomain.objects.filter(smtp_user=smtp_user).values_list(
             "domain", "include_subdomains"
         )
