@@ -19,6 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db.models import Count
+from django.utils import timezone
+
+from relay.models import Message
+
 HOURLY_RELOAD_SECONDS = 60.0
 
 
@@ -244,11 +249,6 @@ def messages_last_hour(smtp_user_id: int) -> int:
 def hourly_counts(smtp_user_ids: list[int]) -> dict[int, int]:
     """Messages of the last hour per SMTP+ user, whichever relay process (or other
     door) accepted them: one query on the (smtp_user, created) index. Synchronous."""
-    from django.db.models import Count
-    from django.utils import timezone
-
-    from relay.models import Message
-
     if not smtp_user_ids:
         return {}
     since = timezone.now() - timedelta(hours=1)
