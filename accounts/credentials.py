@@ -33,17 +33,6 @@ def generate_password() -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
-def generate_username() -> str:
-    """A short, unique, unambiguous username such as `smtp-k7q2m9xd`."""
-    # Not at the top: accounts.models imports this module.
-    from accounts.models import SmtpUser
-
-    while True:
-        name = "smtp-" + "".join(secrets.choice(USERNAME_ALPHABET) for _ in range(8))
-        if not SmtpUser.objects.filter(username=name).exists():
-            return name
-
-
 def _derived_dev_key() -> bytes:
     digest = hashlib.sha256(b"smtpplus-credential-key:" + settings.SECRET_KEY.encode()).digest()
     return base64.urlsafe_b64encode(digest)

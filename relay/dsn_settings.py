@@ -9,8 +9,8 @@ from django.db import transaction
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import SmtpUser
-from accounts.senders import split_address
 from relay.models import DsnMode, DsnSettings
+from smtpplus.addresses import split_address
 
 
 class InvalidDsnSettings(ValueError):

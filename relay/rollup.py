@@ -6,7 +6,7 @@ millions of messages, recipients and attempts on every page view would cost seco
 hour once into `HourlyStat` (per account and SMTP+ user) and `DomainHourlyStat` (per
 account and recipient domain), and moves `RollupState.folded_until` forward in the same
 transaction. The hours after it (the current one, and any the job has not reached) are
-counted live by the very same functions (`user_counts`, `domain_counts`), so both halves
+counted live by the very same function (`count`, which folding uses), so both halves
 agree by construction.
 
 Folding an hour replaces its rows (delete, then insert), so it is idempotent: running it
@@ -148,19 +148,6 @@ def count(
     return Counts(dict(users), dict(by_domain))
 
 
-def user_counts(start: datetime, end: datetime, *, account_id: int | None = None,
-                smtp_user_id: int | None = None) -> dict[UserKey, Counters]:
-    """Counters per (hour, account, SMTP+ user) of [start, end)."""
-    return count(start, end, account_id=account_id, smtp_user_id=smtp_user_id,
-                 domains=False).users
-
-
-def domain_counts(start: datetime, end: datetime, *,
-                  account_id: int | None = None) -> dict[DomainKey, Counters]:
-    """Recipient counters per (hour, account, recipient domain) of [start, end)."""
-    return count(start, end, account_id=account_id).domains
-
-
 def fold_hours(start: datetime, end: datetime) -> None:
     """Replace the stored counters of the hours in [start, end) by a fresh count."""
     counts = count(start, end)
@@ -174,11 +161,6 @@ def fold_hours(start: datetime, end: datetime) -> None:
             [DomainHourlyStat(hour=h, account_id=a, domain=d[:255], recipients=c.recipients,
                               delivered=c.delivered, deferred=c.deferred, failed=c.failed)
              for (h, a, d), c in counts.domains.items()], batch_size=1000)
-
-
-def fold_hour(hour: datetime) -> None:
-    """Replace the stored counters of the hour starting at `hour` by a fresh count."""
-    fold_hours(hour, hour + HOUR)
 
 
 def first_hour(now: datetime) -> datetime:

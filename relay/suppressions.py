@@ -29,8 +29,8 @@ from django.utils.dateparse import parse_datetime
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import Account
-from accounts.senders import split_address
 from relay.models import FailReason, Suppression, SuppressionListVersion, SuppressionReason
+from smtpplus.addresses import split_address
 
 # Enhanced status codes (RFC 3463) that say the address itself cannot receive mail.
 _MAILBOX_CODES: dict[str, SuppressionReason] = {

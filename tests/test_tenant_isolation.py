@@ -29,8 +29,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path
 from django.utils import timezone
 
-from accounts.actions.smtp_users import create_account
-from accounts.credentials import generate_username
+from accounts.actions.smtp_users import create_account, generate_username
 from accounts.models import (
     Account,
     AuditEvent,

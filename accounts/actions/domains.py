@@ -30,7 +30,7 @@ from accounts.models import (
     SmtpUser,
     VerifiedHow,
 )
-from accounts.senders import InvalidEntry, domain_to_unicode, normalize_domain
+from smtpplus.addresses import InvalidEntry, domain_to_unicode, normalize_domain
 from smtpplus.dns import make_resolver
 
 

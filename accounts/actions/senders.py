@@ -19,24 +19,17 @@ from accounts.audit import Actor
 from accounts.domains.ownership import ownership_problem, verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import (
-    InvalidEntry,
     ParsedSenders,
     covered,
-    domain_to_unicode,
     parse_domains,
     parse_emails,
     verification_required,
 )
+from smtpplus.addresses import InvalidEntry, display_email, domain_to_unicode
 
 
 class TooManySenders(InvalidEntry):
     """Adding these senders would take the user past SMTPPLUS_MAX_SENDERS_PER_USER."""
-
-
-def display_email(email: str) -> str:
-    """`local@xn--...` → `local@U-label`, for showing to people."""
-    local, _, domain = email.rpartition("@")
-    return f"{local}@{domain_to_unicode(domain)}"
 
 
 @dataclass

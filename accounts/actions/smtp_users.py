@@ -11,7 +11,7 @@ from django.utils.text import slugify
 
 from accounts import audit
 from accounts.audit import Actor
-from accounts.credentials import generate_password, generate_username
+from accounts.credentials import USERNAME_ALPHABET, generate_password
 from accounts.models import (
     Account,
     AuthorizedDomain,
@@ -20,6 +20,14 @@ from accounts.models import (
     Role,
     SmtpUser,
 )
+
+
+def generate_username() -> str:
+    """A short, unique, unambiguous username such as `smtp-k7q2m9xd`."""
+    while True:
+        name = "smtp-" + "".join(secrets.choice(USERNAME_ALPHABET) for _ in range(8))
+        if not SmtpUser.objects.filter(username=name).exists():
+            return name
 
 
 def unique_slug(name: str) -> str:

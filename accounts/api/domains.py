@@ -14,7 +14,7 @@ from accounts.actions import domains as domain_actions
 from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
 from accounts.domains.ownership import domain_data
 from accounts.models import SendingDomain
-from accounts.senders import InvalidEntry
+from smtpplus.addresses import InvalidEntry
 
 router = Router(tags=["Sending domains"])
 

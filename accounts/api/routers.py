@@ -26,6 +26,7 @@ from accounts.forms import AuditFilterForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import can_send_as
 from accounts.views.audit import filter_events
+from smtpplus.addresses import display_email
 
 router = Router(tags=["SMTP+ users"])
 audit_router = Router(tags=["Audit log"])
@@ -145,7 +146,7 @@ def _add_senders(user: SmtpUser, body: SendersIn | SmtpUserIn, actor: Any) -> se
         domains_text, emails_text, account_id=user.account_id,
         include_subdomains=body.include_subdomains, existing=existing)
     problems = [f"{e}: {r}" for e, r in parsed_domains.errors + parsed_emails.errors]
-    problems += [f"{senders.display_email(e)} is an email address: give it in emails"
+    problems += [f"{display_email(e)} is an email address: give it in emails"
                  for e in parsed_domains.emails_in_domain_box]
     if problems:
         raise ApiError(422, "invalid_senders", "; ".join(problems) + " (nothing was changed)")

@@ -33,7 +33,6 @@ RSA_BITS = 2048
 # One character-string of a TXT record holds at most 255 bytes (RFC 1035 §3.3).
 TXT_STRING_MAX = 255
 _SELECTOR_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-_SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ZONE_TTL = 3600
 
 CheckStatus = Literal["match", "missing", "mismatch", "could-not-check"]
@@ -91,10 +90,6 @@ def new_selector(today: date, taken: set[str] | frozenset[str] = frozenset()) ->
         selector = f"sp{today:%Y%m%d}-{suffix}"
         if selector not in taken:
             return selector
-
-
-def is_valid_selector(selector: str) -> bool:
-    return bool(_SELECTOR.match(selector))
 
 
 # --- The record to publish ---------------------------------------------------------------

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from accounts.domains.findings import Finding, worst
 from accounts.models import DomainStatus, SendingDomain, VerifiedHow
-from accounts.senders import domain_to_unicode
+from smtpplus.addresses import domain_to_unicode
 from smtpplus.dns import TxtLookup, lookup_txt
 
 VERIFICATION_LABEL = "_smtpplus"

@@ -18,8 +18,8 @@ from accounts.domains import ownership
 from accounts.domains.findings import ordered, worst
 from accounts.domains.health import HEALTH_CHECKS
 from accounts.models import Role, SendingDomain
-from accounts.senders import InvalidEntry
 from accounts.tenancy import AccountRequest, member_required
+from smtpplus.addresses import InvalidEntry
 
 
 def _domain(request: AccountRequest, pk: int) -> SendingDomain:

@@ -27,9 +27,9 @@ from cryptography.fernet import InvalidToken
 
 from accounts.domains.dkim import decrypt_private_key
 from accounts.models import DkimKeyState, DomainStatus, SendingDomain
-from accounts.senders import split_address
 from relay.delivery.dkim_sign import MessageSigner, SigningKey
 from relay.delivery.upstreams.downgrade import split_message
+from smtpplus.addresses import split_address
 
 log = logging.getLogger(__name__)
 

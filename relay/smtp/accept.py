@@ -21,7 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.senders import Decision, SenderPolicy
+from relay.models import Message, Recipient
 from relay.smtp.headerblock import Unreadable, read_header_block
+from relay.smtp.rows import insert_rows
 
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -197,9 +199,6 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
     next one (group commit): one transaction and two INSERTs per group instead of per
     message. All or nothing: on an error nothing of the group is stored.
     """
-    from relay.models import Message, Recipient
-    from relay.smtp.rows import insert_rows
-
     messages, now = message_rows(subs, hostname)
     with transaction.atomic():
         ids = dict((queue_id, pk) for pk, queue_id in insert_rows(

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accounts.senders import SenderPolicy, split_address
+from accounts.senders import SenderPolicy
 from relay.models import EventKind
 from relay.smtp import replies
 from relay.smtp.accept import HeaderSummary, address_problem, check_sender, parse_headers, printable
+from smtpplus.addresses import split_address
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from relay.models import RelayEvent
 from smtpplus import metrics
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,6 @@ def write_events(batch: Batch) -> int:
 
     Returns the number of rows written or updated.
     """
-    from relay.models import RelayEvent
-
     batch = fold_overflow(batch)
     new: list[RelayEvent] = []
     with transaction.atomic():

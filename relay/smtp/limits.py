@@ -19,6 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db.models import Count
+from django.utils import timezone
+
+from relay.models import Message
+
 HOURLY_RELOAD_SECONDS = 60.0
 
 
@@ -89,10 +94,6 @@ class LoginFailures:
 
     def owner(self, ip: str) -> CooloffOwner:
         return self._owners.get(ip) or CooloffOwner()
-
-    def blocked_ips(self) -> list[str]:
-        """The IPs in a cool-off now."""
-        return [ip for ip in list(self._blocked_until) if self.remaining_cooloff(ip)]
 
     def recent_ips(self) -> list[str]:
         """The IPs with failed logins here within the window, not in a cool-off."""
@@ -244,11 +245,6 @@ def messages_last_hour(smtp_user_id: int) -> int:
 def hourly_counts(smtp_user_ids: list[int]) -> dict[int, int]:
     """Messages of the last hour per SMTP+ user, whichever relay process (or other
     door) accepted them: one query on the (smtp_user, created) index. Synchronous."""
-    from django.db.models import Count
-    from django.utils import timezone
-
-    from relay.models import Message
-
     if not smtp_user_ids:
         return {}
     since = timezone.now() - timedelta(hours=1)
@@ -257,12 +253,3 @@ def hourly_counts(smtp_user_ids: list[int]) -> dict[int, int]:
             .exclude(envelope_from="")
             .order_by().values_list("smtp_user_id").annotate(n=Count("pk")))
     return {user_id: n for user_id, n in rows}
-
-
-def hourly_limit_reached(smtp_user_id: int, hourly_limit: int | None) -> bool:
-    """Whether the user has used up its hourly limit, counting every message stored for
-    it in the last hour (any relay process, any machine). For callers outside the SMTP
-    relay that accept messages for a user. Synchronous: one query."""
-    if not hourly_limit:
-        return False
-    return messages_last_hour(smtp_user_id) >= hourly_limit

@@ -49,10 +49,11 @@ need RCPT command", …) get one here, chosen from the reply code (RFC 3463).
 
 from __future__ import annotations
 
-from accounts.senders import UNCONFIRMED_ADDRESS, UNVERIFIED_DOMAIN, Decision, domain_to_unicode
+from accounts.senders import UNCONFIRMED_ADDRESS, UNVERIFIED_DOMAIN, Decision
 from relay.models import EventKind
 from relay.smtp.accept import printable
 from relay.smtp.headerblock import Unreadable
+from smtpplus.addresses import domain_to_unicode
 
 GREETING_IDENT = "ESMTP SMTP+ ready"
 

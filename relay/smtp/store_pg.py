@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
+from django.apps import apps
 from django.db import connections
 from django.db.models import Field, Model
 
@@ -237,8 +238,6 @@ _MESSAGE, _RECIPIENT = "relay.Message", "relay.Recipient"
 
 
 def _model(label: str) -> type[Model]:
-    from django.apps import apps
-
     return apps.get_model(label)
 
 

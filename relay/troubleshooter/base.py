@@ -22,9 +22,10 @@ from django.utils import timezone
 
 from accounts.domains.ownership import verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SendingDomain, SmtpUser
-from accounts.senders import SenderPolicy, split_address
+from accounts.senders import SenderPolicy
 from relay.listen import Listener, advertised_listeners, alive_nodes
 from relay.models import EventKind, RelayEvent, RelayNode
+from smtpplus.addresses import split_address
 
 WINDOW = timedelta(hours=24)
 OK, PROBLEM, NODATA = "ok", "problem", "nodata"

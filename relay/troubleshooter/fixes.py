@@ -4,10 +4,11 @@ other, and the check offers to add it as a sending domain instead)."""
 
 from __future__ import annotations
 
-from accounts.actions.senders import add_senders, display_email, set_include_subdomains
+from accounts.actions.senders import add_senders, set_include_subdomains
 from accounts.audit import Actor
 from accounts.models import AuthorizedDomain, SmtpUser
-from accounts.senders import InvalidEntry, normalize_domain, normalize_email, split_entries
+from accounts.senders import split_entries
+from smtpplus.addresses import InvalidEntry, display_email, normalize_domain, normalize_email
 
 
 def authorize_sender(

@@ -13,9 +13,8 @@ from datetime import datetime
 
 from django.urls import reverse
 
-from accounts.actions.senders import display_email
 from accounts.models import AuthorizedEmail, SmtpUser
-from accounts.senders import UNCONFIRMED_ADDRESS, covered, domain_to_unicode
+from accounts.senders import UNCONFIRMED_ADDRESS, covered
 from relay.models import EventKind
 from relay.troubleshooter.base import (
     MAX_SHOWN,
@@ -29,6 +28,7 @@ from relay.troubleshooter.base import (
     user_page,
     when,
 )
+from smtpplus.addresses import display_email, domain_to_unicode
 
 
 def _authorize(user: SmtpUser, label: str, kind: str, value: str, *, subdomains: bool = False,

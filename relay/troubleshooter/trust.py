@@ -19,7 +19,6 @@ from django.urls import NoReverseMatch, reverse
 from accounts.domains.findings import Finding
 from accounts.domains.health import dkim_state, provider_verdicts, stored_findings
 from accounts.models import SendingDomain, SmtpUser
-from accounts.senders import domain_to_unicode
 from relay.troubleshooter.base import (
     MAX_SHOWN,
     NODATA,
@@ -31,6 +30,7 @@ from relay.troubleshooter.base import (
     Fix,
     when,
 )
+from smtpplus.addresses import domain_to_unicode
 
 KEY = "trust"
 TITLE = "Will recipients trust this user's mail?"

@@ -12,10 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.actions.senders import display_email
 from accounts.audit import Actor
 from accounts.models import Role, SmtpUser
-from accounts.senders import InvalidEntry, domain_to_unicode
 from accounts.tenancy import AccountRequest, member_required
 from relay.forms import TestMessageForm
 from relay.troubleshooter import run_checks
@@ -31,6 +29,7 @@ from relay.troubleshooter.testmessage import (
     send_test_message,
 )
 from smtpplus import once
+from smtpplus.addresses import InvalidEntry, display_email, domain_to_unicode
 
 
 def _default_sender(facts: Facts) -> str:

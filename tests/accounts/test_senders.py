@@ -1,12 +1,7 @@
 import pytest
 
-from accounts.senders import (
-    InvalidEntry,
-    normalize_domain,
-    parse_domains,
-    parse_emails,
-    split_entries,
-)
+from accounts.senders import parse_domains, parse_emails, split_entries
+from smtpplus.addresses import InvalidEntry, normalize_domain
 
 
 def test_it_splits_on_semicolons_commas_spaces_and_newlines():

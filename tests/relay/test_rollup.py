@@ -103,8 +103,8 @@ def test_an_account_never_sees_another_accounts_counts(traffic):
     assert globex == {"accepted": 2, "recipients": 3, "delivered": 2, "deferred": 0, "failed": 1,
                       "rejected": 40}
     assert not HourlyStat.objects.filter(account=traffic.acme, smtp_user=traffic.globex_smtp)
-    live = rollup.user_counts(timezone.now() - timedelta(days=1), timezone.now() + rollup.HOUR,
-                              account_id=traffic.acme.pk)
+    live = rollup.count(timezone.now() - timedelta(days=1), timezone.now() + rollup.HOUR,
+                        account_id=traffic.acme.pk).users
     assert {account for _h, account, _u in live} == {traffic.acme.pk}
 
 
@@ -115,7 +115,7 @@ def test_folding_again_gives_the_same_counters(traffic):
     rollup.refold_from(timezone.now() - timedelta(days=1))
     assert fold_everything()
     for hour in {h for h, *_ in before}:
-        rollup.fold_hour(hour)
+        rollup.fold_hours(hour, hour + rollup.HOUR)
     assert sorted(HourlyStat.objects.values_list("hour", "account", "smtp_user", *COUNTERS)) == before
     assert sorted(DomainHourlyStat.objects.values_list("hour", "domain", "recipients")) == domains
     assert fold_everything() == []  # nothing left to fold
@@ -123,7 +123,7 @@ def test_folding_again_gives_the_same_counters(traffic):
 
 def test_the_live_count_of_unfolded_hours_equals_the_folded_one(traffic):
     start, end = timezone.now() - timedelta(days=1), timezone.now() + timedelta(hours=1)
-    live = rollup.user_counts(start, end, account_id=traffic.acme.pk)
+    live = rollup.count(start, end, account_id=traffic.acme.pk).users
     fold_everything()
     for (hour, _account, user), counters in live.items():
         row = HourlyStat.objects.get(hour=hour, account=traffic.acme, smtp_user_id=user)

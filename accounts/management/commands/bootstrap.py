@@ -22,7 +22,7 @@ from accounts.actions.domains import add_domain, force_verify
 from accounts.actions.smtp_users import create_account
 from accounts.audit import Actor
 from accounts.models import Account
-from accounts.senders import InvalidEntry
+from smtpplus.addresses import InvalidEntry
 
 
 class Command(BaseCommand):

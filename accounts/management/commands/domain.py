@@ -48,7 +48,7 @@ from accounts.audit import Actor
 from accounts.domains import ownership
 from accounts.domains.ownership import domain_data
 from accounts.models import Account, DkimKeyState, SendingDomain
-from accounts.senders import InvalidEntry, normalize_domain
+from smtpplus.addresses import InvalidEntry, normalize_domain
 from smtpplus.lifetime import watch_parent
 
 

@@ -20,7 +20,7 @@ from django.db import transaction
 from accounts.actions import senders, smtp_users
 from accounts.audit import Actor
 from accounts.models import Account, SmtpUser
-from accounts.senders import domain_to_unicode
+from smtpplus.addresses import display_email, domain_to_unicode
 
 
 def _sender_arguments(parser: CommandParser) -> None:
@@ -99,7 +99,7 @@ class Command(BaseCommand):
         problems = [f"invalid domain {e!r}: {r}" for e, r in parsed_domains.errors]
         problems += [f"invalid email {e!r}: {r}" for e, r in parsed_emails.errors]
         problems += [
-            f"{senders.display_email(e)!r} is an email address: give it with --emails"
+            f"{display_email(e)!r} is an email address: give it with --emails"
             for e in parsed_domains.emails_in_domain_box
         ]
         if problems:
@@ -126,12 +126,12 @@ class Command(BaseCommand):
         return {
             "username": smtp_user.username,
             "added_domains": [domain_to_unicode(d) for d in result.added_domains],
-            "added_emails": [senders.display_email(e) for e in result.added_emails],
+            "added_emails": [display_email(e) for e in result.added_emails],
             "unchanged": result.unchanged,
             "warnings": [{"entry": e, "advice": a} for e, a in result.warnings],
             # Addresses at a domain the account does not own: usable once confirmed by
             # the link mailed to them.
-            "pending_confirmation": [senders.display_email(e) for e in result.pending_emails],
+            "pending_confirmation": [display_email(e) for e in result.pending_emails],
         }
 
     def add(self, smtp_user: SmtpUser, options: dict[str, Any]) -> senders.AddResult:

@@ -20,12 +20,12 @@ import dns.rdatatype
 import dns.resolver
 from django.conf import settings
 
-from accounts.senders import split_address
 from relay.delivery.upstreams.reply import Reply, network_error
 from relay.delivery.upstreams.smtp import smtp_transaction
 from relay.delivery.upstreams.spec import UpstreamSpec
 from relay.dsn_params import DsnRequest
 from relay.models import FailReason
+from smtpplus.addresses import split_address
 from smtpplus.dns import make_async_resolver
 
 # A name DNS cannot even ask about: no later try can succeed.

@@ -7,13 +7,13 @@ from django.urls import reverse
 
 from accounts.actions.domains import add_domain
 from accounts.models import AuditEvent, AuthorizedDomain, AuthorizedEmail
-from accounts.senders import InvalidEntry
 from relay.troubleshooter.base import OK, PROBLEM
 from relay.troubleshooter.fixes import authorize_sender
 from relay.troubleshooter.senders import (
     check_sender_domains,
     check_sender_emails,
 )
+from smtpplus.addresses import InvalidEntry
 from tests.relay.troubleshooter.helpers import (
     run,
     send,

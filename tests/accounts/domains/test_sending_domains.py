@@ -20,7 +20,7 @@ from accounts.models import (
     SmtpUser,
     VerifiedHow,
 )
-from accounts.senders import InvalidEntry
+from smtpplus.addresses import InvalidEntry
 from smtpplus.dns import lookup_txt
 
 
