@@ -3,9 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Lower, StrIndex, Substr
 from django.utils import timezone
 
 from accounts.models import Account, SmtpUser
+
+
+def recipient_domain(field: str = "address") -> Lower:
+    """The domain of a recipient's address, lower case (what follows the first "@"): what
+    the statistics count per domain, the log's domain filter compares, and the
+    `rcpt_account_domain` index holds."""
+    return Lower(Substr(field, StrIndex(field, Value("@")) + Value(1)))
 
 
 class Message(models.Model):
@@ -158,6 +167,10 @@ class Recipient(models.Model):
             models.Index(fields=["account", "status", "-created"], name="rcpt_account_status"),
             models.Index(fields=["smtp_user", "status", "-created"], name="rcpt_user_status"),
             models.Index(fields=["status", "finished_at"], name="rcpt_status_finished"),
+            # The log's recipient domain filter, alone or with a period (the recipients
+            # of a domain accepted in it: `created` is the message's).
+            models.Index(F("account"), recipient_domain(), F("created"),
+                         name="rcpt_account_domain"),
             models.Index(fields=["dsn_due"], name="rcpt_dsn_due", condition=~models.Q(dsn_due="")),
         ]
 

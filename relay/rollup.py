@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min, QuerySet, Sum, Value
-from django.db.models.functions import Lower, StrIndex, Substr, TruncHour
+from django.db.models import Count, F, Min, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from relay.models import (
@@ -43,6 +43,7 @@ from relay.models import (
     RecipientStatus,
     RelayEvent,
     RollupState,
+    recipient_domain,
 )
 
 HOUR = timedelta(hours=1)
@@ -78,11 +79,6 @@ def floor_hour(moment: datetime) -> datetime:
 
 def _hour(field: str) -> TruncHour:
     return TruncHour(field, tzinfo=UTC)
-
-
-def recipient_domain(field: str = "address") -> Lower:
-    """The domain of a recipient's address, lower case (what follows the first "@")."""
-    return Lower(Substr(field, StrIndex(field, Value("@")) + Value(1)))
 
 
 def _scoped(qs: QuerySet[Any], prefix: str, account_id: int | None,

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -150,10 +151,12 @@ def gather(account: Account, win: Window, smtp_user: SmtpUser | None = None) -> 
     stored = _stored(HourlyStat.objects.filter(account=account), win)
     if smtp_user is not None:
         stored = stored.filter(smtp_user=smtp_user)
-    for row in stored.values("hour").annotate(**_sums(COUNTERS)).order_by():
-        buckets[win.bucket_of(row["hour"])].add(_counters(row))
-    for row in stored.values("smtp_user_id").annotate(**_sums(COUNTERS)).order_by():
-        users[row["smtp_user_id"]].add(_counters(row))
+    # One row per hour and SMTP+ user (a few thousand for 30 days): the buckets and the
+    # users are both added up from them.
+    for row in stored.values("hour", "smtp_user_id").annotate(**_sums(COUNTERS)).order_by():
+        counters = _counters(row)
+        buckets[win.bucket_of(row["hour"])].add(counters)
+        users[row["smtp_user_id"]].add(counters)
     live = rollup.count(win.split, win.end, account_id=account.pk,
                         smtp_user_id=smtp_user.pk if smtp_user else None,
                         domains=smtp_user is None)
@@ -256,10 +259,12 @@ def totals(stats: Statistics, **filters: Any) -> dict[str, Any]:
     }
 
 
-def _ranked(items: list[tuple[str, str, Number]]) -> list[Ranked]:
-    items = [i for i in items if i[2].value]
-    items.sort(key=lambda i: (-i[2].value, i[0]))
-    return [Ranked(name, href, n) for name, href, n in items[:TOP]]
+def _top(items: list[tuple[str, int, Callable[[], Ranked]]]) -> list[Ranked]:
+    """The TOP largest of (name, value, make): by value, then name; only those are made
+    (with their links), not the hundred domains behind them."""
+    items = [i for i in items if i[1]]
+    items.sort(key=lambda i: (-i[1], i[0]))
+    return [make() for _name, _value, make in items[:TOP]]
 
 
 def top_users(stats: Statistics, account: Account) -> dict[str, list[Ranked]]:
@@ -267,16 +272,21 @@ def top_users(stats: Statistics, account: Account) -> dict[str, list[Ranked]]:
     names = {u.pk: u for u in SmtpUser.objects.filter(account=account, pk__in=[
         k for k in stats.users if k is not None]).only("id", "name", "username")}
 
+    def make(counter: str, label: str, user: SmtpUser, value: int) -> Ranked:
+        return Ranked(str(user), reverse("relay:user_stats", args=[user.pk]),
+                      number(counter, label, value, win, prefix=f"user-{user.pk}", user=user.pk))
+
     def ranked(counter: str, label: str, value: Callable[[Counters], int]) -> list[Ranked]:
-        items = []
+        items: list[tuple[str, int, Callable[[], Ranked]]] = []
         for user_id, c in stats.users.items():
             user = names.get(user_id) if user_id is not None else None
+            n = value(c)
             if user is None:  # a deleted SMTP+ user, or events of no known user
-                items.append(("(no SMTP+ user)", "", Number(label, value(c), "", "")))
+                items.append(("(no SMTP+ user)", n, partial(
+                    Ranked, "(no SMTP+ user)", "", Number(label, n, "", ""))))
                 continue
-            n = number(counter, label, value(c), win, prefix=f"user-{user.pk}", user=user.pk)
-            items.append((str(user), reverse("relay:user_stats", args=[user.pk]), n))
-        return _ranked(items)
+            items.append((str(user), n, partial(make, counter, label, user, n)))
+        return _top(items)
 
     return {
         "by_volume": ranked("accepted", "messages accepted", lambda c: c.accepted),
@@ -289,13 +299,14 @@ def top_domains(stats: Statistics) -> dict[str, list[Ranked]]:
     win = stats.window
     domains = stats.domains or {}
 
+    def make(counter: str, label: str, domain: str, value: int) -> Ranked:
+        n = number(counter, label, value, win, domain=domain)
+        n.id = ""  # a domain is no safe HTML id
+        return Ranked(domain, "", n)
+
     def ranked(counter: str, label: str, value: Callable[[Counters], int]) -> list[Ranked]:
-        items = []
-        for domain, c in domains.items():
-            n = number(counter, label, value(c), win, domain=domain)
-            n.id = ""  # a domain is no safe HTML id
-            items.append((domain, "", n))
-        return _ranked(items)
+        return _top([(domain, value(c), partial(make, counter, label, domain, value(c)))
+                     for domain, c in domains.items()])
 
     return {
         "by_volume": ranked("recipients", "recipients", lambda c: c.recipients),
