@@ -271,7 +271,7 @@ def describe(href: str) -> str:
     if "since" in params and "until" in params:
         since = datetime.fromisoformat(params.pop("since"))
         until = datetime.fromisoformat(params.pop("until"))
-        span = f"{(until - since) / timedelta(hours=1):g} h"
+        span = f"{(until - since) / timedelta(hours=1):g} h from {since:%m-%d %H:%M}"
     page = "events" if "events" in path else "log"
     return " ".join([page, span] + [f"{k}={v}" for k, v in params.items()])
 
