@@ -274,10 +274,14 @@ def _top(items: list[tuple[str, int, Callable[[], Ranked]]]) -> list[Ranked]:
     return [make() for _name, _value, make in items[:TOP]]
 
 
-def top_users(stats: Statistics, account: Account) -> dict[str, list[Ranked]]:
+def top_users(stats: Statistics, account: Account,
+              smtp_users: list[SmtpUser] | None = None) -> dict[str, list[Ranked]]:
+    """`smtp_users`: the account's, if the caller has them already."""
     win = stats.window
-    names = {u.pk: u for u in SmtpUser.objects.filter(account=account, pk__in=[
-        k for k in stats.users if k is not None]).only("id", "name", "username")}
+    if smtp_users is None:
+        smtp_users = list(SmtpUser.objects.filter(account=account, pk__in=[
+            k for k in stats.users if k is not None]).only("id", "name", "username"))
+    names = {u.pk: u for u in smtp_users}
 
     def make(counter: str, label: str, user: SmtpUser, value: int) -> Ranked:
         return Ranked(str(user), reverse("relay:user_stats", args=[user.pk]),
@@ -327,7 +331,10 @@ def period_choices(current: str) -> list[dict[str, Any]]:
 
 
 def statistics_context(account: Account, period_key: str | None,
-                       smtp_user: SmtpUser | None = None) -> dict[str, Any]:
+                       smtp_user: SmtpUser | None = None,
+                       smtp_users: list[SmtpUser] | None = None) -> dict[str, Any]:
+    """`smtp_user`: that user's statistics; `smtp_users`: all the account's, if the
+    caller has them already (the dashboard)."""
     win = window(period_key)
     stats = gather(account, win, smtp_user)
     filters: dict[str, Any] = {"user": smtp_user.pk} if smtp_user else {}
@@ -341,7 +348,7 @@ def statistics_context(account: Account, period_key: str | None,
         "folded_part": win.split > win.start,
     }
     if smtp_user is None:
-        context["top_users"] = top_users(stats, account)
+        context["top_users"] = top_users(stats, account, smtp_users)
         context["top_domains"] = top_domains(stats)
     return context
 
