@@ -168,9 +168,10 @@ class Recipient(models.Model):
             models.Index(fields=["smtp_user", "status", "-created"], name="rcpt_user_status"),
             models.Index(fields=["status", "finished_at"], name="rcpt_status_finished"),
             # The log's recipient domain filter, alone or with a period (the recipients
-            # of a domain accepted in it: `created` is the message's).
+            # of a domain accepted in it: `created` is the message's); the state and when
+            # it was reached are in it too, for a domain's deliveries or failures.
             models.Index(F("account"), recipient_domain(), F("created"),
-                         name="rcpt_account_domain"),
+                         include=["status", "finished_at"], name="rcpt_account_domain"),
             models.Index(fields=["dsn_due"], name="rcpt_dsn_due", condition=~models.Q(dsn_due="")),
         ]
 

@@ -103,6 +103,11 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
             qs = qs.filter(created__lt=until + CLOCK_SLACK)
         if domain:
             matching = matching.alias(d=recipient_domain(address)).filter(d=domain)
+            if until:
+                # The same bound on the recipient (its `created` is its message's): the
+                # domain's index is read up to the period's end only.
+                matching = matching.filter(**{f"{address.removesuffix('address')}created__lt":
+                                              until + CLOCK_SLACK})
         return qs.filter(pk__in=matching.values(message))
     if since:
         qs = qs.filter(created__gte=since)
