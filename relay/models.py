@@ -169,9 +169,9 @@ class Recipient(models.Model):
             models.Index(fields=["status", "finished_at"], name="rcpt_status_finished"),
             # The log's recipient domain filter, alone or with a period (the recipients
             # of a domain accepted in it: `created` is the message's); the state and when
-            # it was reached are in it too, for a domain's deliveries or failures.
-            models.Index(F("account"), recipient_domain(), F("created"),
-                         include=["status", "finished_at"], name="rcpt_account_domain"),
+            # it was reached are read from it too, for a domain's deliveries or failures.
+            models.Index(F("account"), recipient_domain(), F("created"), F("status"),
+                         F("finished_at"), name="rcpt_account_domain"),
             models.Index(fields=["dsn_due"], name="rcpt_dsn_due", condition=~models.Q(dsn_due="")),
         ]
 

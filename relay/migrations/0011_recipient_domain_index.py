@@ -48,6 +48,6 @@ class Migration(migrations.Migration):
     operations = [
         AddIndexConcurrentlyOnPostgres(
             model_name='recipient',
-            index=models.Index(models.F('account'), django.db.models.functions.text.Lower(django.db.models.functions.text.Substr('address', django.db.models.expressions.CombinedExpression(django.db.models.functions.text.StrIndex('address', models.Value('@')), '+', models.Value(1)))), models.F('created'), include=('status', 'finished_at'), name='rcpt_account_domain'),
+            index=models.Index(models.F('account'), django.db.models.functions.text.Lower(django.db.models.functions.text.Substr('address', django.db.models.expressions.CombinedExpression(django.db.models.functions.text.StrIndex('address', models.Value('@')), '+', models.Value(1)))), models.F('created'), models.F('status'), models.F('finished_at'), name='rcpt_account_domain'),
         ),
     ]
