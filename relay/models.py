@@ -482,6 +482,26 @@ class DomainHourlyStat(models.Model):
         ]
 
 
+class DomainDailyStat(models.Model):
+    """The `DomainHourlyStat` rows of one UTC day added up (the hours of it folded so
+    far), kept in step by `relay.rollup`: a 30-day top list reads 30 rows per domain
+    rather than 720."""
+
+    day = models.DateTimeField()  # 00:00 UTC
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+", db_index=False)
+    domain = models.CharField(max_length=255)
+    recipients = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "day"], name="domainday_account_day"),
+            models.Index(fields=["day"], name="domainday_day"),
+        ]
+
+
 class RollupState(models.Model):
     """How far `relay.rollup` has folded: every hour before `folded_until` is in the
     hourly tables; later hours are read live from the messages, recipients, attempts

@@ -21,15 +21,15 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from accounts.models import Account, SmtpUser
 from relay import rollup
 from relay.console.charts import Cell, Chart, Row, Series, layout
-from relay.models import DomainHourlyStat, HourlyStat
-from relay.rollup import HOUR, Counters, floor_hour
+from relay.models import DomainDailyStat, DomainHourlyStat, HourlyStat
+from relay.rollup import DAY, HOUR, Counters, floor_hour
 
 TOP = 10  # rows of each top list
 
@@ -128,6 +128,20 @@ def _counters(row: dict[str, Any], names: tuple[str, ...] = COUNTERS) -> Counter
     return Counters(**{n: row[f"s_{n}"] or 0 for n in names})
 
 
+def _domain_rows(account: Account, win: Window) -> list[Any]:
+    """The account's stored domain counters of the folded part of the window: whole UTC
+    days from the daily rows, the hours before and after them from the hourly ones."""
+    first = rollup.floor_day(win.start)
+    first += DAY if first < win.start else timedelta(0)
+    last = rollup.floor_day(win.split)
+    hourly = DomainHourlyStat.objects.filter(account=account)
+    if last <= first:
+        return [_stored(hourly, win)]
+    return [hourly.filter(Q(hour__gte=win.start, hour__lt=first)
+                          | Q(hour__gte=last, hour__lt=win.split)),
+            DomainDailyStat.objects.filter(account=account, day__gte=first, day__lt=last)]
+
+
 @dataclass
 class Statistics:
     """What the charts, totals and top lists are drawn from."""
@@ -173,10 +187,10 @@ def gather(account: Account, win: Window, smtp_user: SmtpUser | None = None) -> 
     domains: dict[str, Counters] | None = None
     if smtp_user is None:
         domains = defaultdict(Counters)
-        names = ("recipients", "delivered", "deferred", "failed")
-        for row in (_stored(DomainHourlyStat.objects.filter(account=account), win)
-                    .values("domain").annotate(**_sums(names)).order_by()):
-            domains[row["domain"]].add(_counters(row, names))
+        names = rollup.DOMAIN_COUNTERS
+        for rows in _domain_rows(account, win):
+            for row in rows.values("domain").annotate(**_sums(names)).order_by():
+                domains[row["domain"]].add(_counters(row, names))
         for (_h, _a, domain), counters in live.domains.items():
             domains[domain].add(counters)
     return Statistics(win, buckets, dict(users), dict(domains) if domains is not None else None)
