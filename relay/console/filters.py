@@ -73,6 +73,21 @@ def filter_messages(account: Account, filters: dict[str, Any]) -> QuerySet[Messa
 # A recipient reaches a state (and a try ends) after its message was accepted; this
 # much more allows for the clocks of the relay and delivery machines not agreeing.
 CLOCK_SLACK = timedelta(minutes=5)
+# Up to this many matching recipients (or tries), their messages are looked up by id.
+LISTED_AT_MOST = 1000
+
+
+def _with_messages_of(qs: QuerySet[Message], matching: QuerySet[Any]) -> QuerySet[Message]:
+    """`qs` narrowed to the messages `matching` (message ids) names. When few match —
+    a small domain, a rare state, a quiet period — they are fetched first (from the
+    index) and their messages looked up by id: a semi-join's walk through the messages
+    newest first would read every older message to find them. When many match, the
+    semi-join finds a page of them among the newest at once."""
+    matching = matching.order_by()  # any LIMIT'ed rows will do: no sort
+    ids = list(matching[: LISTED_AT_MOST + 1])
+    if len(ids) <= LISTED_AT_MOST:
+        return qs.filter(pk__in=set(ids))
+    return qs.filter(pk__in=matching)
 
 
 def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, Any]
@@ -81,10 +96,9 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
     messages accepted in the period, or with a recipient delivered, deferred (a try that
     ended deferred) or failed in it. Domain and event apply to the same recipient.
 
-    Each is a semi-join PostgreSQL can run either way round: walk the account's messages
-    newest first (from the period's end) and look each one's recipients up, or take the
-    few matching recipients from their index and sort their messages — whichever its
-    statistics say is cheaper for this domain, status and period."""
+    The matching recipients (or tries) are read from an index on the state and its time,
+    or on the domain (`_with_messages_of`); the messages are those accepted before the
+    period's end."""
     since, until, event = filters.get("since"), filters.get("until"), filters.get("event")
     domain = filters.get("domain") or ""
     if event in (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.DEFERRED):
@@ -108,7 +122,7 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
                 # domain's index is read up to the period's end only.
                 matching = matching.filter(**{f"{address.removesuffix('address')}created__lt":
                                               until + CLOCK_SLACK})
-        return qs.filter(pk__in=matching.values(message))
+        return _with_messages_of(qs, matching.values_list(message, flat=True))
     if since:
         qs = qs.filter(created__gte=since)
     if until:
@@ -122,7 +136,7 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
             rcpts = rcpts.filter(created__gte=since)
         if until:
             rcpts = rcpts.filter(created__lt=until)
-        qs = qs.filter(pk__in=rcpts.values("message_id"))
+        qs = _with_messages_of(qs, rcpts.values_list("message_id", flat=True))
     return qs
 
 

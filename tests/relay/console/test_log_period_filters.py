@@ -114,18 +114,39 @@ def test_the_domain_of_the_period_is_that_of_recipients_of_messages_accepted_in_
 def test_the_domain_filter_reads_the_recipient_domain_index(cast):
     """The filter compares the very expression the index holds (a plan, not a timing)."""
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from relay.console.filters import filter_messages
 
     now = timezone.now()
-    qs = filter_messages(cast.acme, {"domain": "small.test", "since": now - timedelta(days=1),
-                                     "until": now})
-    sql, params = qs.query.sql_with_params()
+    queue_message(cast.acme_smtp, ["a@small.test"])
+    with CaptureQueriesContext(connection) as queries:
+        found = list(filter_messages(cast.acme, {
+            "domain": "small.test", "since": now - timedelta(days=1),
+            "until": now + timedelta(hours=1)}))
+    assert len(found) == 1
+    recipients = next(q["sql"] for q in queries if 'FROM "relay_recipient"' in q["sql"])
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("EXPLAIN " + sql, params)
+            cursor.execute("EXPLAIN " + recipients)
         else:
-            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            cursor.execute("EXPLAIN QUERY PLAN " + recipients)
         plan = "\n".join(str(row) for row in cursor.fetchall())
     assert "rcpt_account_domain" in plan, plan
+
+
+def test_many_matching_recipients_are_joined_rather_than_listed_with_the_same_result(
+        alice_client, cast, monkeypatch):
+    from relay.console import filters
+
+    now = timezone.now()
+    failed_message(cast.acme_smtp, ["x@other.test"], subject="failed at other.test")
+    queue_message(cast.acme_smtp, ["ok@other.test"], subject="accepted")
+    window = {"since": moment(now - timedelta(hours=1)), "until": moment(now + timedelta(hours=1))}
+    listed = (subjects(alice_client, domain="other.test", event="failed", **window),
+              sorted(subjects(alice_client, domain="other.test", **window)))
+    monkeypatch.setattr(filters, "LISTED_AT_MOST", 0)
+    joined = (subjects(alice_client, domain="other.test", event="failed", **window),
+              sorted(subjects(alice_client, domain="other.test", **window)))
+    assert listed == joined == (["failed at other.test"], ["accepted", "failed at other.test"])
