@@ -109,6 +109,9 @@ def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, A
         else:
             matching = Recipient.objects.filter(account=account, status=event)
             moment, address, message = "finished_at", "address", "message_id"
+        if filters.get("user"):  # a recipient's SMTP+ user is its message's
+            matching = matching.filter(**{f"{address.removesuffix('address')}smtp_user":
+                                          filters["user"]})
         if since:
             matching = matching.filter(**{f"{moment}__gte": since})
         if until:
