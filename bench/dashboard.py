@@ -27,17 +27,21 @@ Target: the dashboard under 200 ms at 5 million messages for every period.
 from __future__ import annotations
 
 import argparse
+import html
+import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from common import prepare_database
 
 TARGET_MS = 200.0
+LINK_TARGET_MS = 500.0  # a log page a dashboard link opens
 DAYS = 30
 # As relay/migrations/0008 makes them.
 TRIGRAM_SQL = (("msg_sender_trgm", "relay_message", "envelope_from"),
@@ -53,7 +57,7 @@ SELECT %(base)s + g, %(account)s,
     (%(users)s::int[])[CASE WHEN h < 50 THEN 1 WHEN h < 75 THEN 2 WHEN h < 90 THEN 3
                             WHEN h < 98 THEN 4 ELSE 5 END],
     'D' || %(account)s || '-' || (%(base)s + g),
-    now() - (%(days)s * interval '1 day') + (g::float8 / %(n)s) * (%(days)s * interval '1 day'),
+    %(start)s + (g::float8 / %(n)s) * %(span)s,
     s.sender, s.sender, 'Order ' || g || ' confirmed', '<' || g || '@bench.test>',
     900 + (g * 7919) %% 39000, ('192.0.2.' || (1 + g %% 20))::inet, 'app.bench.test', 587,
     false, false, '', ''
@@ -114,8 +118,7 @@ SELECT %(account)s, (%(users)s::int[])[(1 + g %% 5)::int],
     (ARRAY['auth_failed','sender_rejected','rate_limited','from_rejected'])[(1 + g %% 4)::int],
     t, t, 1 + g %% 7, ('198.51.100.' || (g %% 200))::inet, 587, 'bench', 'x@evil.test',
     'bench reason ' || (g %% 9), '550 5.7.1 no'
-FROM (SELECT g, now() - (%(days)s * interval '1 day')
-                + (g::float8 / %(n)s) * (%(days)s * interval '1 day') AS t
+FROM (SELECT g, %(start)s + (g::float8 / %(n)s) * %(span)s AS t
       FROM generate_series(1::bigint, %(n)s) g) s
 """
 
@@ -137,18 +140,22 @@ def superuser() -> bool:
     return bool(row and row[0])
 
 
-def seed(account: Any, users: list[Any], n: int) -> None:
-    """Add `n` messages (and their recipients, deferred tries, events) to `account`."""
+def seed(account: Any, users: list[Any], n: int, start: datetime | None = None,
+         span: timedelta = timedelta(days=DAYS)) -> None:
+    """Add `n` messages (and their recipients, deferred tries, events) to `account`,
+    spread evenly over `span` from `start` (default: the last DAYS days)."""
     from django.db import transaction
     from django.db.models import Max
+    from django.utils import timezone
 
     from relay.models import Message
 
     if n <= 0:
         return
     base = Message.objects.aggregate(m=Max("id"))["m"] or 0
+    start = start or timezone.now() - span
     params = {"account": account.pk, "users": [u.pk for u in users], "n": n, "base": base,
-              "days": DAYS}
+              "start": start, "span": span}
     started = time.perf_counter()
     with transaction.atomic():
         if superuser():
@@ -222,6 +229,74 @@ def get(client: Any, url: str, params: dict[str, Any]) -> Callable[[], Any]:
     return fetch
 
 
+def explain(client: Any, url: str, params: dict[str, Any]) -> None:
+    """Count the queries one page runs and print each one's plan (EXPLAIN ANALYZE)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url, params)  # warm-up
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        client.get(url, params)
+        took = (time.perf_counter() - started) * 1000
+    print(f"\n{url}?{urlencode(params)}: {len(queries)} queries, "
+          f"{sum(float(q['time']) for q in queries) * 1000:.1f} ms of {took:.1f} ms "
+          "in the database (as timed by Django)")
+    for n, query in enumerate(queries, 1):
+        sql = query["sql"]
+        print(f"\n  [{n}] {float(query['time']) * 1000:.1f} ms  {sql[:300]}")
+        if not sql.startswith("SELECT"):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        print("      " + plan.replace("\n", "\n      "))
+
+
+def links(client: Any, url: str, params: dict[str, Any]) -> list[str]:
+    """The filtered log links (messages log, relay events) a page renders."""
+    from django.urls import reverse
+
+    response = client.get(url, params)
+    assert response.status_code == 200, response.status_code
+    pages = (reverse("relay:messages") + "?", reverse("relay:events") + "?")
+    found = (html.unescape(h) for h in re.findall(r'href="([^"]+)"', response.content.decode()))
+    return sorted({h for h in found if h.startswith(pages)})
+
+
+def describe(href: str) -> str:
+    path, _, query = href.partition("?")
+    params = dict(parse_qsl(query))
+    span = ""
+    if "since" in params and "until" in params:
+        since = datetime.fromisoformat(params.pop("since"))
+        until = datetime.fromisoformat(params.pop("until"))
+        span = f"{(until - since) / timedelta(hours=1):g} h from {since:%m-%d %H:%M}"
+    page = "events" if "events" in path else "log"
+    return " ".join([page, span] + [f"{k}={v}" for k, v in params.items()])
+
+
+def time_links(client: Any, dashboard: str, periods: tuple[str, ...], runs: int,
+               again: int = 6) -> float:
+    """Open every filtered log link each period's dashboard renders, once; then the
+    slowest again (median of `runs`). The slowest median."""
+    slowest = 0.0
+    for period in periods:
+        hrefs = links(client, dashboard, {"period": period})
+        once = {h: median_ms(get(client, h, {}), 1, warm_up=False) for h in hrefs}
+        ordered = sorted(once, key=once.__getitem__, reverse=True)
+        print(f"\nlinks of the {period} dashboard: {len(hrefs)} log pages, opened once each: "
+              f"median {statistics.median(once.values()):.1f} ms, "
+              f"slowest {once[ordered[0]]:.1f} ms; the slowest {again} again "
+              f"(median of {runs}):")
+        for href in ordered[:again]:
+            took = median_ms(get(client, href, {}), runs, warm_up=False)
+            slowest = max(slowest, took)
+            verdict = f"{'under' if took < LINK_TARGET_MS else 'OVER'} {LINK_TARGET_MS:.0f} ms"
+            print(f"  {describe(href):<58} {took:7.1f} ms  {verdict}")
+    return slowest
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5_000_000)
@@ -229,14 +304,25 @@ def main() -> int:
                         help="messages of a second account (default 2 %% of --messages)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep rows seeded (and hours folded) by an earlier run")
+    parser.add_argument("--seed-only", action="store_true",
+                        help="seed (what is missing) and fold the rollups, then stop: "
+                             "later runs with --reuse time the pages")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--baseline-runs", type=int, default=3)
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip the baselines (every hour counted live, no trigram "
+                             "indexes): only the pages as they are")
+    parser.add_argument("--links-again", type=int, default=6,
+                        help="how many of each period's slowest links to time again")
+    parser.add_argument("--explain", action="store_true",
+                        help="EXPLAIN ANALYZE every query of the 30-day dashboard")
     args = parser.parse_args()
 
     if prepare_database() != "postgresql":
         print("this bench needs PostgreSQL (DATABASE_URL=postgres://…)", file=sys.stderr)
         return 2
     from django.db import connection
+    from django.db.models import Max
     from django.test import Client
     from django.urls import reverse
     from django.utils import timezone
@@ -258,6 +344,15 @@ def main() -> int:
     seed(account, users, missing)
     seed(outsider.account, [outsider] * 5,
          other - Message.objects.filter(account=outsider.account).count())
+    if args.reuse and not rebuild:
+        # The time since the earlier run, at the same rate: the current hour and the
+        # last 24 hours are as full as right after seeding.
+        for acct, senders, total in ((account, users, args.messages),
+                                     (outsider.account, [outsider] * 5, other)):
+            last = Message.objects.filter(account=acct).aggregate(m=Max("created"))["m"]
+            if last is not None:
+                gap = timezone.now() - last
+                seed(acct, senders, int(total * (gap / timedelta(days=DAYS))), last, gap)
     if rebuild:
         started = time.perf_counter()
         for name, table, column in TRIGRAM_SQL:
@@ -286,25 +381,36 @@ def main() -> int:
 
     print(f"rollup: one hour folded in {median_ms(fold_last_hour_again, 3):.0f} ms")
     vacuum()
+    if args.seed_only:
+        return 0
 
     client = Client(HTTP_HOST="localhost")
     client.force_login(member)
     dashboard = reverse("dashboard")
-    print(f"\ndashboard, server time (median of {args.runs}; without rollups: "
-          f"median of {args.baseline_runs}):")
     periods = ("24h", "7d", "30d")
+    if args.explain:
+        explain(client, dashboard, {"period": "30d"})
+    print(f"\ndashboard, server time (median of {args.runs}"
+          + ("" if args.no_baselines else
+             f"; without rollups: median of {args.baseline_runs}") + "):")
     # All the pages with rollups first: a baseline's full scans evict the caches.
     with_rollups = {p: median_ms(get(client, dashboard, {"period": p}), args.runs)
                     for p in periods}
     worst = max(with_rollups.values())
     for period in periods:
+        fast = with_rollups[period]
+        verdict = f"{'under' if fast < TARGET_MS else 'OVER'} {TARGET_MS:.0f} ms"
+        if args.no_baselines:
+            print(f"  {period:>4}: {fast:7.1f} ms with rollups  {verdict}")
+            continue
         with rolled_back():
             RollupState.objects.all().delete()  # every hour counted live
             live = median_ms(get(client, dashboard, {"period": period}), args.baseline_runs,
                              warm_up=False)
-        fast = with_rollups[period]
         print(f"  {period:>4}: {fast:7.1f} ms with rollups, {live:8.1f} ms counted live "
-              f"(x{live / fast:.0f})  {'under' if fast < TARGET_MS else 'OVER'} {TARGET_MS:.0f} ms")
+              f"(x{live / fast:.0f})  {verdict}")
+
+    slowest_link = time_links(client, dashboard, periods, args.runs, args.links_again)
 
     log = reverse("relay:messages")
     now = timezone.now()
@@ -318,13 +424,17 @@ def main() -> int:
         ("domain failures, last 24 h", {"domain": "mail99.example", "event": "failed", **day}),
     ]
     # As above: every search with its index first, then the baselines.
-    print(f"\nmessages log searches, server time (median of {args.runs}; "
-          f"without trigram indexes: median of {args.baseline_runs}):")
+    print(f"\nmessages log searches, server time (median of {args.runs}"
+          + ("" if args.no_baselines else
+             f"; without trigram indexes: median of {args.baseline_runs}") + "):")
     indexed_ms = {label: median_ms(get(client, log, params), args.runs)
                   for label, params in searches}
     for label, params in searches:
-        fetch = get(client, log, params)
         indexed = indexed_ms[label]
+        if args.no_baselines:
+            print(f"  {label:<36} {indexed:7.1f} ms")
+            continue
+        fetch = get(client, log, params)
         with rolled_back(), connection.cursor() as cursor:
             for name in TRIGRAM_INDEXES:
                 cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
@@ -332,6 +442,9 @@ def main() -> int:
         print(f"  {label:<36} {indexed:7.1f} ms with trigram indexes, {scanned:8.1f} ms without")
     print(f"\nslowest dashboard with rollups: {worst:.1f} ms "
           f"({'under' if worst < TARGET_MS else 'NOT under'} {TARGET_MS:.0f} ms)")
+    print(f"slowest page a dashboard link opens: {slowest_link:.1f} ms "
+          f"({'under' if slowest_link < LINK_TARGET_MS else 'NOT under'} "
+          f"{LINK_TARGET_MS:.0f} ms)")
     return 0
 
 

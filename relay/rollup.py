@@ -30,12 +30,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min, QuerySet, Sum, Value
-from django.db.models.functions import Lower, StrIndex, Substr, TruncHour
+from django.db.models import Count, F, Min, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from relay.models import (
     Attempt,
+    DomainDailyStat,
     DomainHourlyStat,
     HourlyStat,
     Message,
@@ -43,9 +44,11 @@ from relay.models import (
     RecipientStatus,
     RelayEvent,
     RollupState,
+    recipient_domain,
 )
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 GRACE = timedelta(minutes=5)
 # How far back the first run folds (the dashboard shows up to 30 days).
 BACKFILL = timedelta(days=31)
@@ -78,11 +81,6 @@ def floor_hour(moment: datetime) -> datetime:
 
 def _hour(field: str) -> TruncHour:
     return TruncHour(field, tzinfo=UTC)
-
-
-def recipient_domain(field: str = "address") -> Lower:
-    """The domain of a recipient's address, lower case (what follows the first "@")."""
-    return Lower(Substr(field, StrIndex(field, Value("@")) + Value(1)))
 
 
 def _scoped(qs: QuerySet[Any], prefix: str, account_id: int | None,
@@ -161,6 +159,31 @@ def fold_hours(start: datetime, end: datetime) -> None:
             [DomainHourlyStat(hour=h, account_id=a, domain=d[:255], recipients=c.recipients,
                               delivered=c.delivered, deferred=c.deferred, failed=c.failed)
              for (h, a, d), c in counts.domains.items()], batch_size=1000)
+        add_up_days(floor_day(start), end)
+
+
+DOMAIN_COUNTERS = ("recipients", "delivered", "deferred", "failed")
+
+
+def floor_day(moment: datetime) -> datetime:
+    return floor_hour(moment).replace(hour=0)
+
+
+def add_up_days(start: datetime, end: datetime) -> None:
+    """Replace the `DomainDailyStat` rows of the UTC days from `start` (a midnight) to
+    the one `end` falls in by the sums of their `DomainHourlyStat` rows."""
+    last = floor_day(end - timedelta(microseconds=1)) if end > start else start
+    days = int((last - start) / DAY) + 1
+    DomainDailyStat.objects.filter(day__gte=start, day__lt=start + days * DAY).delete()
+    rows = []
+    for day in (start + i * DAY for i in range(days)):
+        hours = DomainHourlyStat.objects.filter(hour__gte=day, hour__lt=day + DAY)
+        for row in (hours.values("account_id", "domain")
+                    .annotate(**{f"s_{n}": Sum(n) for n in DOMAIN_COUNTERS}).order_by()):
+            rows.append(DomainDailyStat(day=day, account_id=row["account_id"],
+                                        domain=row["domain"],
+                                        **{n: row[f"s_{n}"] or 0 for n in DOMAIN_COUNTERS}))
+    DomainDailyStat.objects.bulk_create(rows, batch_size=1000)
 
 
 def first_hour(now: datetime) -> datetime:

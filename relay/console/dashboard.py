@@ -79,16 +79,22 @@ def recipient_counts(account: Account) -> dict[str, Any]:
     return row
 
 
-def users_without_senders(account: Account) -> list[SmtpUser]:
+def account_smtp_users(account: Account) -> list[SmtpUser]:
+    """The account's SMTP+ users, each with `has_senders` (an authorized domain or
+    address): the first-steps card, the users that cannot send and the top lists' names,
+    from one query."""
     return list(
         SmtpUser.objects.filter(account=account)
-        .exclude(Exists(AuthorizedDomain.objects.filter(smtp_user=OuterRef("pk"))))
-        .exclude(Exists(AuthorizedEmail.objects.filter(smtp_user=OuterRef("pk"))))
+        .annotate(has_senders=Exists(AuthorizedDomain.objects.filter(smtp_user=OuterRef("pk")))
+                  | Exists(AuthorizedEmail.objects.filter(smtp_user=OuterRef("pk"))))
         .only("id", "name", "username", "active")
     )
 
 
-def dashboard_context(account: Account) -> dict[str, Any]:
+def dashboard_context(account: Account,
+                      smtp_users: list[SmtpUser] | None = None) -> dict[str, Any]:
+    if smtp_users is None:
+        smtp_users = account_smtp_users(account)
     counts = recipient_counts(account)
     failed = list(
         Recipient.objects.filter(account=account, status=RecipientStatus.FAILED)
@@ -108,13 +114,15 @@ def dashboard_context(account: Account) -> dict[str, Any]:
         "counts": counts,
         "failed_recipients": failed,
         "recent_events": events,
-        "users_without_senders": users_without_senders(account),
-        "has_smtp_users": SmtpUser.objects.filter(account=account).exists(),
+        "users_without_senders": [u for u in smtp_users if not u.has_senders],  # type: ignore[attr-defined]
+        "has_smtp_users": bool(smtp_users),
     }
 
 
 @member_required()
 def dashboard(request: AccountRequest) -> HttpResponse:
-    context = dashboard_context(request.account)
-    context.update(statistics_context(request.account, request.GET.get("period")))
+    smtp_users = account_smtp_users(request.account)
+    context = dashboard_context(request.account, smtp_users)
+    context.update(statistics_context(request.account, request.GET.get("period"),
+                                      smtp_users=smtp_users))
     return render(request, "dashboard.html", context)

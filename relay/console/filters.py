@@ -12,11 +12,17 @@ from typing import Any
 
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import Account
-from relay.models import Attempt, Message, Recipient, RecipientStatus, RelayEvent
+from relay.models import (
+    Attempt,
+    Message,
+    Recipient,
+    RecipientStatus,
+    RelayEvent,
+    recipient_domain,
+)
 
 PAGE_SIZE = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,50 +70,76 @@ def filter_messages(account: Account, filters: dict[str, Any]) -> QuerySet[Messa
     return qs.order_by("-created", "-id")
 
 
+# A recipient reaches a state (and a try ends) after its message was accepted; this
+# much more allows for the clocks of the relay and delivery machines not agreeing.
+CLOCK_SLACK = timedelta(minutes=5)
+# Up to this many matching recipients (or tries), their messages are looked up by id.
+LISTED_AT_MOST = 1000
+
+
+def _with_messages_of(qs: QuerySet[Message], matching: QuerySet[Any]) -> QuerySet[Message]:
+    """`qs` narrowed to the messages `matching` (message ids) names. When few match —
+    a small domain, a rare state, a quiet period — they are fetched first (from the
+    index) and their messages looked up by id: a semi-join's walk through the messages
+    newest first would read every older message to find them. When many match, the
+    semi-join finds a page of them among the newest at once."""
+    matching = matching.order_by()  # any LIMIT'ed rows will do: no sort
+    ids = list(matching[: LISTED_AT_MOST + 1])
+    if len(ids) <= LISTED_AT_MOST:
+        return qs.filter(pk__in=set(ids))
+    return qs.filter(pk__in=matching)
+
+
 def _period_filter(account: Account, qs: QuerySet[Message], filters: dict[str, Any]
                    ) -> QuerySet[Message]:
     """The period (since/until) and recipient domain filters, as the statistics count:
     messages accepted in the period, or with a recipient delivered, deferred (a try that
-    ended deferred) or failed in it. Domain and event apply to the same recipient."""
+    ended deferred) or failed in it. Domain and event apply to the same recipient.
+
+    The matching recipients (or tries) are read from an index on the state and its time,
+    or on the domain (`_with_messages_of`); the messages are those accepted before the
+    period's end."""
     since, until, event = filters.get("since"), filters.get("until"), filters.get("event")
     domain = filters.get("domain") or ""
-    if event in (RecipientStatus.DELIVERED, RecipientStatus.FAILED):
-        rcpts = Recipient.objects.filter(account=account, status=event)
+    if event in (RecipientStatus.DELIVERED, RecipientStatus.FAILED, RecipientStatus.DEFERRED):
+        if event == RecipientStatus.DEFERRED:
+            matching: QuerySet[Any] = Attempt.objects.filter(
+                outcome="deferred", recipient__account=account)
+            moment, address, message = "started", "recipient__address", "recipient__message_id"
+        else:
+            matching = Recipient.objects.filter(account=account, status=event)
+            moment, address, message = "finished_at", "address", "message_id"
+        if filters.get("user"):  # a recipient's SMTP+ user is its message's
+            matching = matching.filter(**{f"{address.removesuffix('address')}smtp_user":
+                                          filters["user"]})
         if since:
-            rcpts = rcpts.filter(finished_at__gte=since)
+            matching = matching.filter(**{f"{moment}__gte": since})
         if until:
-            rcpts = rcpts.filter(finished_at__lt=until)
+            matching = matching.filter(**{f"{moment}__lt": until})
+            # Nothing accepted after the period reached a state in it.
+            qs = qs.filter(created__lt=until + CLOCK_SLACK)
         if domain:
-            # LOWER(), not the trigram-indexed UPPER() of iendswith: within a status and
-            # a period the (status, finished_at) index finds far fewer rows.
-            rcpts = rcpts.alias(a=Lower("address")).filter(a__endswith=f"@{domain}")
-        return qs.filter(pk__in=rcpts.values("message_id"))
-    if event == RecipientStatus.DEFERRED:
-        tries = Attempt.objects.filter(outcome="deferred", recipient__account=account)
-        if since:
-            tries = tries.filter(started__gte=since)
-        if until:
-            tries = tries.filter(started__lt=until)
-        if domain:
-            tries = tries.alias(a=Lower("recipient__address")).filter(a__endswith=f"@{domain}")
-        return qs.filter(pk__in=tries.values("recipient__message_id"))
+            matching = matching.alias(d=recipient_domain(address)).filter(d=domain)
+            if until:
+                # The same bound on the recipient (its `created` is its message's): the
+                # domain's index is read up to the period's end only.
+                matching = matching.filter(**{f"{address.removesuffix('address')}created__lt":
+                                              until + CLOCK_SLACK})
+        return _with_messages_of(qs, matching.values_list(message, flat=True))
     if since:
         qs = qs.filter(created__gte=since)
     if until:
         qs = qs.filter(created__lt=until)
-    if domain and (since or until):
-        # The recipients of the period's messages (a join on the message's time index).
-        rcpts = Recipient.objects.filter(account=account).alias(a=Lower("address"))
+    if domain:
+        # A recipient's `created` is its message's: the (account, domain, created) index
+        # holds the recipients of a domain accepted in the period.
+        rcpts = Recipient.objects.filter(account=account).alias(
+            d=recipient_domain()).filter(d=domain)
         if since:
-            rcpts = rcpts.filter(message__created__gte=since)
+            rcpts = rcpts.filter(created__gte=since)
         if until:
-            rcpts = rcpts.filter(message__created__lt=until)
-        qs = qs.filter(pk__in=rcpts.filter(a__endswith=f"@{domain}").values("message_id"))
-    elif domain:
-        # Checked per message, newest first, until the page is full: a domain is too
-        # coarse for the trigram index (every "mail…example" shares most trigrams).
-        qs = qs.filter(Exists(Recipient.objects.filter(message=OuterRef("pk"))
-                              .alias(a=Lower("address")).filter(a__endswith=f"@{domain}")))
+            rcpts = rcpts.filter(created__lt=until)
+        qs = _with_messages_of(qs, rcpts.values_list("message_id", flat=True))
     return qs
 
 

@@ -17,18 +17,19 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from accounts.models import Account, SmtpUser
 from relay import rollup
 from relay.console.charts import Cell, Chart, Row, Series, layout
-from relay.models import DomainHourlyStat, HourlyStat
-from relay.rollup import HOUR, Counters, floor_hour
+from relay.models import DomainDailyStat, DomainHourlyStat, HourlyStat
+from relay.rollup import DAY, HOUR, Counters, floor_hour
 
 TOP = 10  # rows of each top list
 
@@ -127,6 +128,20 @@ def _counters(row: dict[str, Any], names: tuple[str, ...] = COUNTERS) -> Counter
     return Counters(**{n: row[f"s_{n}"] or 0 for n in names})
 
 
+def _domain_rows(account: Account, win: Window) -> list[Any]:
+    """The account's stored domain counters of the folded part of the window: whole UTC
+    days from the daily rows, the hours before and after them from the hourly ones."""
+    first = rollup.floor_day(win.start)
+    first += DAY if first < win.start else timedelta(0)
+    last = rollup.floor_day(win.split)
+    hourly = DomainHourlyStat.objects.filter(account=account)
+    if last <= first:
+        return [_stored(hourly, win)]
+    return [hourly.filter(Q(hour__gte=win.start, hour__lt=first)
+                          | Q(hour__gte=last, hour__lt=win.split)),
+            DomainDailyStat.objects.filter(account=account, day__gte=first, day__lt=last)]
+
+
 @dataclass
 class Statistics:
     """What the charts, totals and top lists are drawn from."""
@@ -150,8 +165,17 @@ def gather(account: Account, win: Window, smtp_user: SmtpUser | None = None) -> 
     stored = _stored(HourlyStat.objects.filter(account=account), win)
     if smtp_user is not None:
         stored = stored.filter(smtp_user=smtp_user)
-    for row in stored.values("hour").annotate(**_sums(COUNTERS)).order_by():
-        buckets[win.bucket_of(row["hour"])].add(_counters(row))
+    # Summed by the database per hour (720 rows for 30 days) and per SMTP+ user, and
+    # added into the buckets as plain numbers: at this size Python's per-row work is
+    # what counts.
+    sums = [[0] * len(COUNTERS) for _ in buckets]
+    for hour, *values in (stored.values_list("hour").annotate(*(Sum(n) for n in COUNTERS))
+                          .order_by()):
+        into = sums[win.bucket_of(hour)]
+        for i, value in enumerate(values):
+            into[i] += value or 0
+    for bucket, values in zip(buckets, sums, strict=True):
+        bucket.add(Counters(**dict(zip(COUNTERS, values, strict=True))))
     for row in stored.values("smtp_user_id").annotate(**_sums(COUNTERS)).order_by():
         users[row["smtp_user_id"]].add(_counters(row))
     live = rollup.count(win.split, win.end, account_id=account.pk,
@@ -163,10 +187,10 @@ def gather(account: Account, win: Window, smtp_user: SmtpUser | None = None) -> 
     domains: dict[str, Counters] | None = None
     if smtp_user is None:
         domains = defaultdict(Counters)
-        names = ("recipients", "delivered", "deferred", "failed")
-        for row in (_stored(DomainHourlyStat.objects.filter(account=account), win)
-                    .values("domain").annotate(**_sums(names)).order_by()):
-            domains[row["domain"]].add(_counters(row, names))
+        names = rollup.DOMAIN_COUNTERS
+        for rows in _domain_rows(account, win):
+            for row in rows.values("domain").annotate(**_sums(names)).order_by():
+                domains[row["domain"]].add(_counters(row, names))
         for (_h, _a, domain), counters in live.domains.items():
             domains[domain].add(counters)
     return Statistics(win, buckets, dict(users), dict(domains) if domains is not None else None)
@@ -256,27 +280,38 @@ def totals(stats: Statistics, **filters: Any) -> dict[str, Any]:
     }
 
 
-def _ranked(items: list[tuple[str, str, Number]]) -> list[Ranked]:
-    items = [i for i in items if i[2].value]
-    items.sort(key=lambda i: (-i[2].value, i[0]))
-    return [Ranked(name, href, n) for name, href, n in items[:TOP]]
+def _top(items: list[tuple[str, int, Callable[[], Ranked]]]) -> list[Ranked]:
+    """The TOP largest of (name, value, make): by value, then name; only those are made
+    (with their links), not the hundred domains behind them."""
+    items = [i for i in items if i[1]]
+    items.sort(key=lambda i: (-i[1], i[0]))
+    return [make() for _name, _value, make in items[:TOP]]
 
 
-def top_users(stats: Statistics, account: Account) -> dict[str, list[Ranked]]:
+def top_users(stats: Statistics, account: Account,
+              smtp_users: list[SmtpUser] | None = None) -> dict[str, list[Ranked]]:
+    """`smtp_users`: the account's, if the caller has them already."""
     win = stats.window
-    names = {u.pk: u for u in SmtpUser.objects.filter(account=account, pk__in=[
-        k for k in stats.users if k is not None]).only("id", "name", "username")}
+    if smtp_users is None:
+        smtp_users = list(SmtpUser.objects.filter(account=account, pk__in=[
+            k for k in stats.users if k is not None]).only("id", "name", "username"))
+    names = {u.pk: u for u in smtp_users}
+
+    def make(counter: str, label: str, user: SmtpUser, value: int) -> Ranked:
+        return Ranked(str(user), reverse("relay:user_stats", args=[user.pk]),
+                      number(counter, label, value, win, prefix=f"user-{user.pk}", user=user.pk))
 
     def ranked(counter: str, label: str, value: Callable[[Counters], int]) -> list[Ranked]:
-        items = []
+        items: list[tuple[str, int, Callable[[], Ranked]]] = []
         for user_id, c in stats.users.items():
             user = names.get(user_id) if user_id is not None else None
+            n = value(c)
             if user is None:  # a deleted SMTP+ user, or events of no known user
-                items.append(("(no SMTP+ user)", "", Number(label, value(c), "", "")))
+                items.append(("(no SMTP+ user)", n, partial(
+                    Ranked, "(no SMTP+ user)", "", Number(label, n, "", ""))))
                 continue
-            n = number(counter, label, value(c), win, prefix=f"user-{user.pk}", user=user.pk)
-            items.append((str(user), reverse("relay:user_stats", args=[user.pk]), n))
-        return _ranked(items)
+            items.append((str(user), n, partial(make, counter, label, user, n)))
+        return _top(items)
 
     return {
         "by_volume": ranked("accepted", "messages accepted", lambda c: c.accepted),
@@ -289,13 +324,14 @@ def top_domains(stats: Statistics) -> dict[str, list[Ranked]]:
     win = stats.window
     domains = stats.domains or {}
 
+    def make(counter: str, label: str, domain: str, value: int) -> Ranked:
+        n = number(counter, label, value, win, domain=domain)
+        n.id = ""  # a domain is no safe HTML id
+        return Ranked(domain, "", n)
+
     def ranked(counter: str, label: str, value: Callable[[Counters], int]) -> list[Ranked]:
-        items = []
-        for domain, c in domains.items():
-            n = number(counter, label, value(c), win, domain=domain)
-            n.id = ""  # a domain is no safe HTML id
-            items.append((domain, "", n))
-        return _ranked(items)
+        return _top([(domain, value(c), partial(make, counter, label, domain, value(c)))
+                     for domain, c in domains.items()])
 
     return {
         "by_volume": ranked("recipients", "recipients", lambda c: c.recipients),
@@ -309,7 +345,10 @@ def period_choices(current: str) -> list[dict[str, Any]]:
 
 
 def statistics_context(account: Account, period_key: str | None,
-                       smtp_user: SmtpUser | None = None) -> dict[str, Any]:
+                       smtp_user: SmtpUser | None = None,
+                       smtp_users: list[SmtpUser] | None = None) -> dict[str, Any]:
+    """`smtp_user`: that user's statistics; `smtp_users`: all the account's, if the
+    caller has them already (the dashboard)."""
     win = window(period_key)
     stats = gather(account, win, smtp_user)
     filters: dict[str, Any] = {"user": smtp_user.pk} if smtp_user else {}
@@ -323,7 +362,7 @@ def statistics_context(account: Account, period_key: str | None,
         "folded_part": win.split > win.start,
     }
     if smtp_user is None:
-        context["top_users"] = top_users(stats, account)
+        context["top_users"] = top_users(stats, account, smtp_users)
         context["top_domains"] = top_domains(stats)
     return context
 

@@ -174,3 +174,34 @@ def test_the_command_folds_and_prints_json(traffic):
     out = StringIO()
     call_command("rollup", stdout=out)
     assert json.loads(out.getvalue())["hours_folded"] == 0
+
+
+def daily_and_hourly(account) -> tuple[dict, dict]:
+    """The domain counters of each UTC day, from the daily rows and added up hourly."""
+    from relay.models import DomainDailyStat
+
+    names = rollup.DOMAIN_COUNTERS
+    daily = {(r.day, r.domain): tuple(getattr(r, n) for n in names)
+             for r in DomainDailyStat.objects.filter(account=account)}
+    hourly: dict = {}
+    for r in DomainHourlyStat.objects.filter(account=account):
+        key = (rollup.floor_day(r.hour), r.domain)
+        hourly[key] = tuple(a + getattr(r, n) for a, n in zip(hourly.get(key, (0,) * 4), names,
+                                                              strict=True))
+    return daily, hourly
+
+
+def test_each_days_domain_row_is_the_sum_of_its_hours_also_after_refolding(cast):
+    now = timezone.now()
+    for days_ago, hours_ago, address in ((2, 1, "a@other.test"), (2, 5, "b@other.test"),
+                                         (1, 3, "c@other.test"), (1, 3, "d@example.net")):
+        queue_message(cast.acme_smtp, [address],
+                      created=now - timedelta(days=days_ago, hours=hours_ago))
+    rollup.fold_due()
+    daily, hourly = daily_and_hourly(cast.acme)
+    assert daily == hourly and sum(v[0] for v in daily.values()) == 4
+    late = queue_message(cast.acme_smtp, ["e@other.test"], created=now - timedelta(days=2))
+    rollup.refold_from(late.created)
+    rollup.fold_due()
+    daily, hourly = daily_and_hourly(cast.acme)
+    assert daily == hourly and sum(v[0] for v in daily.values()) == 5

@@ -145,3 +145,20 @@ def test_rates_are_shares_of_the_recipients_that_finished(client, traffic):
     page = client.get(DASHBOARD).content.decode()
     assert '<b id="rate-delivery-rate">75.0 %</b>' in page  # 6 of 8
     assert '<b id="rate-bounce-rate">25.0 %</b>' in page
+
+
+def test_the_30_day_top_domains_add_whole_days_and_the_hours_around_them(client, cast):
+    now = timezone.now()
+    # Spread over the 30 days: at their first hour, in whole days, and in the last hours.
+    for delta, address in ((timedelta(days=29, hours=23), "first@edge.test"),
+                           (timedelta(days=12), "middle@edge.test"),
+                           (timedelta(days=12), "x@days.test"),
+                           (timedelta(hours=2), "late@edge.test")):
+        queue_message(cast.acme_smtp, [address], created=now - delta)
+    login(client, cast.alice)
+    live = client.get(DASHBOARD, {"period": "30d"}).content.decode()
+    rollup.fold_due()
+    folded = client.get(DASHBOARD, {"period": "30d"}).content.decode()
+    volume = re.compile(r'id="top-domains-volume".*?</table>', re.S)
+    assert volume.search(folded)[0] == volume.search(live)[0]
+    assert re.search(r"edge\.test</span></td>\s*<td><a [^>]*>3</a>", volume.search(folded)[0])
