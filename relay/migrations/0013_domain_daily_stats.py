@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0007_send_api'),
-        ('relay', '0011_recipient_domain_index'),
+        ('relay', '0012_recipient_domain_index'),
     ]
 
     operations = [

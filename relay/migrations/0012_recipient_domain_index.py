@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0007_send_api'),
-        ('relay', '0010_statistics_and_search_indexes'),
+        ('relay', '0011_suppression_list_version'),
     ]
 
     operations = [
