@@ -15,11 +15,13 @@ A send key's SMTP+ user and sender policy are read with the relay's login query 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import cast
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest
 from ninja.security import HttpBasicAuth, HttpBearer
 
@@ -59,12 +61,19 @@ class SendKeyAuth(HttpBearer):
                            "`Authorization: Bearer smtpk_…`.")
 
     def authenticate(self, request: HttpRequest, token: str) -> Sender:
-        key = verify_key(request, token)
-        if key.smtp_user is None:
+        found: list[tuple[SmtpUser | None, SenderPolicy | None]] = []
+
+        def find(prefix: str) -> ApiKey | None:
+            key, user, policy = send_key_login(prefix)
+            found.append((user, policy))
+            return key
+
+        key = verify_key(request, token, find=find)
+        if key.smtp_user_id is None:
             raise refusal(403, "not_a_send_key", "This API key is not bound to an SMTP+ user, "
                           "so it cannot send: create a send key for the SMTP+ user, or log in "
                           "with the SMTP+ user's credentials (HTTP Basic).")
-        user, policy = login.load_login(key.smtp_user.username)
+        [(user, policy)] = found
         if user is None or policy is None or user.account_id != key.account_id:
             raise refusal(403, "not_a_send_key", "The SMTP+ user of this send key is gone.")
         if not user.active:
@@ -75,6 +84,40 @@ class SendKeyAuth(HttpBearer):
             raise refusal(403, "smtp_user_disabled",
                           f"SMTP+ user {user.username} is disabled: enable it to send.")
         return Sender(user, policy, key)
+
+
+@functools.cache
+def _send_key_sql(vendor: str) -> str:
+    """The API key of a prefix and, in the same row, its SMTP+ user as the relay's login
+    query reads it (NULLs for a management key)."""
+    q = connection.ops.quote_name
+    meta, user = ApiKey._meta, SmtpUser._meta
+    key_cols = ", ".join(f"k.{q(f.column)}" for f in meta.concrete_fields)
+    columns, tables = login.login_select(vendor)
+    # Quoted names from the models only; the prefix is a parameter.
+    return (
+        f"SELECT {key_cols}, {columns} FROM {q(meta.db_table)} k "  # noqa: S608
+        f"LEFT JOIN ({tables}) ON u.{q(user.pk.column)} = k.{q(meta.get_field('smtp_user').column)} "
+        f"WHERE k.{q(meta.get_field('prefix').column)} = %s"
+    )
+
+
+def send_key_login(prefix: str) -> tuple[ApiKey | None, SmtpUser | None, SenderPolicy | None]:
+    """The API key of `prefix` and its SMTP+ user and sender policy, in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_send_key_sql(connection.vendor), [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None, None
+    fields = ApiKey._meta.concrete_fields
+    n = len(fields)
+    # The ORM's conversions of the key's columns (times on SQLite, the JSON list).
+    compiler = ApiKey.objects.none().query.get_compiler(connection=connection)
+    converters = compiler.get_converters([f.get_col(ApiKey._meta.db_table) for f in fields])
+    [values] = list(compiler.apply_converters([row[:n]], converters))
+    key = ApiKey.from_db(connection.alias, [f.attname for f in fields], list(values))
+    user, policy = login.login_from_row(row[n:] if row[n] is not None else None)
+    return key, user, policy
 
 
 def _plain_http_allowed(request: HttpRequest) -> bool:
