@@ -81,8 +81,10 @@ class SendKeyAuth(HttpBearer):
             record_event(request, EventKind.AUTH_FAILED, reply, username=user.username,
                          account_id=user.account_id, smtp_user_id=user.pk,
                          reason=f"user disabled (send key {key.name})")
-            raise refusal(403, "smtp_user_disabled",
-                          f"SMTP+ user {user.username} is disabled: enable it to send.")
+            # The relay's answer to a disabled user's login, saying why: the key is the
+            # caller's own credential, so the reason is no secret to it.
+            raise refusal(403, "smtp_user_disabled", reply,
+                          detail=f"SMTP+ user {user.username} is disabled: enable it to send")
         return Sender(user, policy, key)
 
 
@@ -130,6 +132,11 @@ def _plain_http_allowed(request: HttpRequest) -> bool:
         return False
 
 
+# When this process last wrote each SMTP+ user's log-in time and IP: at most once a
+# minute per user (as each relay process does), not a write and a commit per request.
+_LOGINS_WRITTEN: dict[int, float] = {}
+
+
 class SmtpUserBasicAuth(HttpBasicAuth):
     openapi_description = ("The SMTP+ user's own user name and password (HTTP Basic), "
                            "over HTTPS only.")
@@ -153,7 +160,8 @@ class SmtpUserBasicAuth(HttpBasicAuth):
                              reason="connection during cool-off")
                 raise refusal(429, "login_cooloff", reply,
                               headers={"Retry-After": str(seen.retry_after)})
-        outcome = login.log_in(username, password, ip, load_hourly=False)
+        outcome = login.log_in(username, password, ip, load_hourly=False,
+                               logins_written=_LOGINS_WRITTEN)
         result = outcome.result
         if not result.ok or result.smtp_user is None or outcome.policy is None:
             self._failed(request, tried, result.reason, result.smtp_user, config, failures)

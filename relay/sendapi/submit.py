@@ -2,7 +2,7 @@
 
 `judge()` asks the relay's pure checks (`relay.smtp.checks`) in the order an SMTP session
 meets them — MAIL FROM (address, hourly limit, sender authorization), each RCPT TO
-(address, recipient limit, the account's suppression list), then DATA (size, line length, the From:/Sender: headers) — so
+(address, recipient limit, the account's suppression list, read once for all of them), then DATA (size, line length, the From:/Sender: headers) — so
 a message gets the same decision, the same reply text and the same relay event whichever
 way it comes. `store()` writes it with the relay's own storage code (the same Message and
 Recipient rows, in one transaction: on PostgreSQL the relay's one statement) and gives its
@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.http import HttpRequest
+from django.utils import timezone
 
 from accounts.tenancy import client_ip
 from relay import suppressions
-from relay.models import EventKind
+from relay.models import EventKind, Suppression
 from relay.sendapi.auth import Sender
 from relay.sendapi.events import record_event
 from relay.smtp import checks, replies, store_pg
@@ -62,9 +64,28 @@ def _too_long_line(raw: bytes) -> bool:
                for line in raw.split(b"\r\n"))
 
 
+def suppressions_of(account_id: int, addresses: list[str]) -> Callable[[str], str | None]:
+    """The relay's RCPT TO refusal of each of `addresses` that is on the account's
+    suppression list (None for the others), the list read in one query for all of them:
+    the relay's lookup (unexpired entries, addresses as `suppressions.normalise` writes
+    them), for every recipient of the request at once."""
+    keys = {address: suppressions.normalise(address) for address in addresses}
+    wanted = {key for key in keys.values() if key is not None}
+    entries: dict[str, Suppression] = {}
+    if wanted:
+        rows = (Suppression.objects.filter(account_id=account_id, address__in=wanted)
+                .filter(Q(expires__isnull=True) | Q(expires__gt=timezone.now()))
+                .only("address", "created", "reason", "reply"))
+        entries = {entry.address: entry for entry in rows}
+
+    def refusal(address: str) -> str | None:
+        entry = entries.get(keys.get(address) or "")
+        return suppressions.refusal_reply(entry, address) if entry is not None else None
+    return refusal
+
+
 def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
           hourly_count: Callable[[int], int] = messages_last_hour,
-          suppressed: Callable[[int, str], str | None] = suppressions.refusal_for,
           ) -> Reject | HeaderSummary:
     """The relay's decision on the message, command by command."""
     user = sender.user
@@ -80,11 +101,12 @@ def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
     if reject is not None:
         return reject
     session = replace(session, mail_from=envelope.sender)
+    suppressed = suppressions_of(user.account_id, envelope.recipients)
     for count, address in enumerate(envelope.recipients):
         reject = checks.recipient(replace(session, recipients=count), address,
                                   config.max_recipients)
         if reject is None:
-            refusal = suppressed(user.account_id, address)  # as the relay's RCPT hook
+            refusal = suppressed(address)  # as the relay's RCPT hook
             if refusal is not None:
                 reject = Reject(refusal, EventKind.SUPPRESSED, "on the suppression list",
                                 printable(address))
