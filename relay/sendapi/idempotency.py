@@ -20,7 +20,7 @@ from django.db.models import Q, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.apiauth import ApiError
+from accounts.api.auth import ApiError
 from accounts.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"
