@@ -52,6 +52,15 @@ class Sender:
         return f"key:{self.api_key.pk}" if self.api_key else f"user:{self.user.pk}"
 
 
+def relay_config(request: HttpRequest) -> RelayConfig:
+    """The relay's settings, read once per request."""
+    config = getattr(request, "_relay_config", None)
+    if config is None:
+        config = RelayConfig.from_settings()
+        request._relay_config = config  # type: ignore[attr-defined]
+    return cast(RelayConfig, config)
+
+
 def sender_of(request: HttpRequest) -> Sender:
     return cast(Sender, request.auth)  # type: ignore[attr-defined]
 
@@ -150,7 +159,7 @@ class SmtpUserBasicAuth(HttpBasicAuth):
             raise refusal(403, "tls_required", replies.TLS_REQUIRED, detail=(
                 "HTTP Basic credentials are accepted over HTTPS only (or from this machine): "
                 "call the API over https://, or use a send key"))
-        config = RelayConfig.from_settings()
+        config = relay_config(request)
         failures = f"basic-failures:{ip}"
         if config.auth_failure_limit:
             seen = ratelimit.current(failures)
