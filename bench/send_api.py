@@ -23,7 +23,8 @@ What it does:
 4. Checks that every message was stored (one Message row each) and prints messages/s,
    p50/p99 latency, each mode's rate as a ratio of SMTP's kept-open rate, and the CPU
    time per message of the server (the relay's processes for SMTP, the console's for the
-   API) and of the PostgreSQL backends of the database (from /proc).
+   API) and of the PostgreSQL backends of the database (from /proc; a backend that ends
+   during a mode is not counted, so that column errs low).
 
 The machine is shared and noisy: compare the ratios of one run, not absolute figures
 from different runs. On a machine whose cores are all busy the rates follow the CPU
@@ -102,7 +103,12 @@ def run_clients(clients: int, messages: int, send_one: Callable[[int], Callable[
 def cpu_seconds(counted: Callable[[int, int, str], bool]) -> float:
     """CPU time, from /proc, of the processes for which `counted(pid, parent pid, command
     line)` is true."""
-    ticks = 0
+    return sum(cpu_by_process(counted).values())
+
+
+def cpu_by_process(counted: Callable[[int, int, str], bool]) -> dict[int, float]:
+    """`cpu_seconds()` per process id."""
+    ticks: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -115,8 +121,8 @@ def cpu_seconds(counted: Callable[[int, int, str], bool]) -> float:
             continue
         fields = tail.split()  # fields[1]: the parent's pid; 11 and 12: user and system time
         if counted(int(entry), int(fields[1]), command):
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            ticks[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return ticks
 
 
 def tree_cpu(pid: int) -> float:
@@ -124,10 +130,17 @@ def tree_cpu(pid: int) -> float:
     return cpu_seconds(lambda p, parent, _: pid in (p, parent))
 
 
-def database_cpu(name: str) -> float:
-    """CPU time of the PostgreSQL backends serving database `name` now."""
-    return cpu_seconds(lambda _p, _parent, command: command.startswith("postgres: ")
-                       and f" {name} " in command)
+def database_cpu(name: str) -> dict[int, float]:
+    """CPU time of each PostgreSQL backend serving database `name` now."""
+    return cpu_by_process(lambda _p, _parent, command: command.startswith("postgres: ")
+                          and f" {name} " in command)
+
+
+def database_cpu_since(before: dict[int, float], name: str) -> float:
+    """The CPU time the backends of database `name` used since `before`: what the
+    backends that are still there used (all of it for new ones); a backend that ended in
+    between is not counted, so this errs low."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in database_cpu(name).items())
 
 
 def smtp_kept_open(port: int, username: str, password: str, body: bytes):
@@ -231,7 +244,7 @@ def main() -> None:
             server = relay if name.startswith("SMTP") else console
             cpu, db_cpu = tree_cpu(server.pid), database_cpu(db_name)
             elapsed, latencies = run_clients(args.clients, args.messages, setup)
-            cpu, db_cpu = tree_cpu(server.pid) - cpu, database_cpu(db_name) - db_cpu
+            cpu, db_cpu = tree_cpu(server.pid) - cpu, database_cpu_since(db_cpu, db_name)
             results.append((name, len(latencies) / elapsed, latencies, cpu, db_cpu))
         stored = Message.objects.filter(account_id=account_id).count() - before
         expected = len(modes) * args.clients * args.messages
