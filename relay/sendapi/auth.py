@@ -2,15 +2,17 @@
 SMTP+ user's own credentials (HTTP Basic, the relay's login).
 
 Basic credentials go through `relay.smtp.login.log_in`, the relay's own login (one query,
-the same decision, the same "last login" write), and a refusal records the same relay
+an HMAC compare, the same decision; the "last login" written at most once a minute per
+user, as a relay process does), and a refusal records the same relay
 event as a refused AUTH. Failed Basic logins from one client address are counted in the
 database with the relay's limits (RELAY_AUTH_FAILURE_LIMIT within
 RELAY_AUTH_FAILURE_WINDOW, then RELAY_AUTH_COOLOFF seconds refused), so guessing over
 HTTP is no faster than over SMTP. Basic is refused over plain HTTP, except from this
 machine (loopback) or with DEBUG: the password would travel readable.
 
-A send key's SMTP+ user and sender policy are read with the relay's login query too
-(`relay.smtp.login.load_login`), so both ways see exactly what an SMTP login sees.
+A send key's SMTP+ user and sender policy are read with the relay's login columns
+(`relay.smtp.login.login_select`) in the same query as the key, so both ways see exactly
+what an SMTP login sees, and an admin's change applies to the next request.
 """
 
 from __future__ import annotations

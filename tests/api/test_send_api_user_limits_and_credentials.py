@@ -2,20 +2,27 @@
 count of messages, whatever their recipients, shared with the relay's sessions), and an
 admin's change to the user applies to the very next request: a disabled or deleted user
 sends no more, with the relay's answer; a password reset stops the old password at once
-and leaves the user's send keys working (a send key is a credential of its own)."""
+and leaves the user's send keys working (a send key is a credential of its own). The
+suppression list is the relay's, read once for all of a request's recipients."""
 
 from __future__ import annotations
 
 import base64
 import json
 import smtplib
+from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.actions.api_keys import create_api_key
 from accounts.actions.smtp_users import delete_smtp_user, reset_password, set_active
+from accounts.audit import Actor
 from accounts.models import SmtpUser
+from relay import suppressions
 from relay.models import EventKind, Message, Recipient, RelayEvent
 from relay.smtp import replies
 from tests.smtp_relay import message
@@ -147,3 +154,23 @@ def test_a_password_reset_stops_the_old_password_at_once_and_keeps_the_send_keys
     assert send(basic(cast.acme_smtp.username, new_password), recipients(1)).status_code == 202
     assert send(key, recipients(1)).status_code == 202
     assert Message.objects.count() == 3
+
+
+def test_the_suppression_list_is_read_once_for_all_recipients_and_refuses_as_the_relay(cast):
+    actor = Actor.system("test")
+    suppressions.add(cast.acme, "r6@example.net", actor)
+    suppressions.add(cast.acme, "r2@example.net", actor,
+                     expires=timezone.now() - timedelta(days=1))  # expired
+    key = bearer(send_key(cast))
+    with CaptureQueriesContext(connection) as queries:
+        answer = send(key, [*recipients(6), "R6@Example.NET", *recipients(10)[7:]])
+    lookups = [q["sql"] for q in queries.captured_queries if "relay_suppression" in q["sql"]]
+    assert len(lookups) == 1
+    assert answer.status_code == 422
+    # The relay's reply for the entry, naming the address as the request wrote it.
+    entry = suppressions.active(cast.acme.pk, "r6@example.net")
+    assert answer.json()["smtp_reply"] == suppressions.refusal_reply(entry, "R6@Example.NET")
+    assert not Message.objects.exists()
+    # The others go: r2's entry has expired.
+    answer = send(key, recipients(6))
+    assert (answer.status_code, answer.json()["recipients"]) == (202, 6)
