@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the test dependencies (into .venv, plus Debian's chromium for the browser
 # tests, Node.js for the header tests, Knot DNS and Mail::DKIM for the sending-domain
-# tests) and run the whole test suite. Set
+# tests, Postfix and PgBouncer) and run the whole test suite. Set
 # DATABASE_URL=postgres://... to run it on PostgreSQL instead of SQLite. Extra arguments
 # go to pytest.
 set -euo pipefail
@@ -39,6 +39,15 @@ if [ ! -x /usr/sbin/postfix ] || ! ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix libsasl2-modules >/dev/null
   else
     echo "The Postfix client test needs Postfix: sudo apt-get install postfix libsasl2-modules" >&2
+  fi
+fi
+# The scale-out tests run the relay, the delivery worker and the console through
+# PgBouncer in transaction mode.
+if [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+  else
+    echo "The PgBouncer tests need PgBouncer: sudo apt-get install pgbouncer" >&2
   fi
 fi
 # The header tests read messages with Node.js's mailparser too (npm installs it into

@@ -15,7 +15,14 @@ from django.http import HttpRequest
 from django.utils.datastructures import MultiValueDict
 from ninja import Field, Router, Schema, Status
 
-from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.auth import (
+    AUTH_ERRORS,
+    ApiError,
+    account_of,
+    form_errors,
+    not_found,
+    writer,
+)
 from alerts import rules
 from alerts.forms import AlertRuleForm
 from alerts.models import AlertRule, EventType, Frequency
@@ -74,7 +81,7 @@ def _validated(request: HttpRequest, body: AlertRuleIn) -> AlertRuleForm:
         data["enabled"] = "on"
     form = AlertRuleForm(data, account=account_of(request))
     if not form.is_valid():
-        raise ApiError(422, "invalid_rule", form.errors.as_text())
+        raise ApiError(422, "invalid_rule", form_errors(form))
     return form
 
 

@@ -5,12 +5,20 @@ audited queue actions), and the relay events."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.auth import (
+    AUTH_ERRORS,
+    ApiError,
+    account_of,
+    form_errors,
+    not_found,
+    writer,
+)
+from relay.api_suppressions import router as suppressions_router
 from relay.console.filters import filter_events, filter_messages, keyset_page
 from relay.delivery import actions
 from relay.forms import EventFilterForm, MessageFilterForm
@@ -19,6 +27,7 @@ from relay.models import Message, RecipientStatus
 from relay.sendapi import api as send_api
 
 router = Router(tags=["Messages and relay events"])
+__all__ = ["router", "suppressions_router"]
 # POST /messages and /messages/raw: sending (relay.sendapi), on this router because
 # GET /messages is here; first, so that /messages/raw is not read as /messages/{pk}.
 send_api.add_to(router)
@@ -30,13 +39,29 @@ class PageParams(Schema):
 
 
 class MessageFilters(PageParams):
+    """The console log's filters (`relay.forms.MessageFilterForm`), with its meanings."""
+
     user: int | None = Field(None, description="Id of an SMTP+ user of the account.")
     status: RecipientStatus | None = Field(None, description="A recipient has this status.")
-    sender: str | None = None
-    sender_match: str | None = Field(None, pattern="^(contains|equals)$")
-    recipient: str | None = Field(None, description="A recipient address contains this.")
-    date_from: date | None = None
-    date_to: date | None = None
+    kind: Literal["mail", "dsn"] | None = Field(
+        None, description="`mail`: messages from clients; `dsn`: the delivery reports SMTP+ "
+        "sent (from the null sender).")
+    sender: str | None = Field(None, max_length=320, description="The envelope sender "
+                               "contains this (or equals it, with `sender_match=equals`).")
+    sender_match: Literal["contains", "equals"] | None = None
+    recipient: str | None = Field(None, max_length=320,
+                                  description="A recipient address contains this.")
+    domain: str | None = Field(None, max_length=255, description="A recipient is at this "
+                               "domain (exactly, not its subdomains).")
+    date_from: date | None = Field(None, description="Accepted on this day or later.")
+    date_to: date | None = Field(None, description="Accepted on this day or earlier.")
+    since: datetime | None = Field(None, description="Start of the period (included); a time "
+                                   "without an offset is in the console's TIME_ZONE.")
+    until: datetime | None = Field(None, description="End of the period (excluded).")
+    event: Literal["delivered", "deferred", "failed"] | None = Field(
+        None, description="What the period (and `domain`) applies to: a recipient delivered, "
+        "deferred (a try that ended deferred) or failed in it; by default, when the message "
+        "was accepted.")
 
 
 class MessageOut(Schema):
@@ -96,8 +121,13 @@ class QueueActionOut(Schema):
 
 
 class EventFilters(PageParams):
-    user: int | None = None
-    kind: str | None = None
+    """The console's relay events filters (`relay.forms.EventFilterForm`)."""
+
+    user: int | None = Field(None, description="Id of an SMTP+ user of the account.")
+    kind: str | None = Field(None, description="An event kind, e.g. `auth_failed`.")
+    since: datetime | None = Field(None, description="Last seen at this time or later; a time "
+                                   "without an offset is in the console's TIME_ZONE.")
+    until: datetime | None = Field(None, description="Last seen before this time.")
 
 
 class EventOut(Schema):
@@ -123,13 +153,14 @@ class EventPageOut(Schema):
 
 def _cleaned(form: MessageFilterForm | EventFilterForm) -> dict[str, Any]:
     if not form.is_valid():
-        raise ApiError(422, "invalid_filters", form.errors.as_text())
+        raise ApiError(422, "invalid_filters", form_errors(form))
     return form.cleaned_data
 
 
 def _form_data(filters: Schema) -> dict[str, str]:
+    """The filters as the console's form reads them from a query string."""
     raw = filters.model_dump(exclude={"before", "after"}, exclude_none=True)
-    return {k: str(v) for k, v in raw.items()}
+    return {k: v.isoformat() if isinstance(v, date) else str(v) for k, v in raw.items()}
 
 
 @router.get("/messages", response={200: MessagePageOut, **AUTH_ERRORS})

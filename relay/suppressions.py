@@ -5,7 +5,8 @@ reason — the mailbox or its domain does not exist, or the mailbox is disabled 
 never for a policy or reputation refusal (5.7.x, "blocked", "spam", "low reputation"),
 which says nothing about the address: suppressing on those would lock an account out of
 good addresses during an IP warm-up or a block-list incident. Admins add, remove, import
-and export entries (console, `manage.py suppression`); each change is audited.
+and export entries (console, `manage.py suppression`, the API; the CSV side is
+`relay.suppression_csv`); each change is audited.
 
 The relay refuses a recipient on the list at RCPT TO (`refusal_reply`), so a client
 learns at once, and the entry tells the admin why and since when.
@@ -13,12 +14,9 @@ learns at once, and the entry tells the admin why and since when.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -58,8 +56,6 @@ _POLICY_TEXT = re.compile(
     r"not permitted|relay",
     re.IGNORECASE,
 )
-CSV_FIELDS = ["address", "reason", "reply", "note", "created", "expires"]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def normalise(address: str) -> str | None:
@@ -175,6 +171,32 @@ class InvalidSuppression(ValueError):
     """An entry that cannot be added: the message names the entry and why."""
 
 
+MAX_EXPIRY_DAYS = 36_500  # a hundred years: further is no expiry at all
+
+
+def search(account: Account, text: str = "", reason: str = "") -> QuerySet[Suppression]:
+    """The account's entries, newest first, whose address contains `text` and whose reason
+    is `reason` (an unknown reason filters nothing): the console's, the CLI's and the
+    API's lists."""
+    entries = Suppression.objects.filter(account=account).select_related("message")
+    if text.strip():
+        entries = entries.filter(address__icontains=text.strip())
+    if reason in SuppressionReason.values:
+        entries = entries.filter(reason=reason)
+    return entries.order_by("-created", "-id")
+
+
+def expires_after(days: str | int | None, now: datetime | None = None) -> datetime | None:
+    """The expiry of an entry added for `days` days (None or "": it does not expire)."""
+    if days is None or days == "":
+        return None
+    text = str(days).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_EXPIRY_DAYS:
+        raise InvalidSuppression(
+            f"Expiry {text!r}: give a number of days from 1 to {MAX_EXPIRY_DAYS}, or nothing.")
+    return (now or timezone.now()) + timedelta(days=int(text))
+
+
 def add(
     account: Account, address: str, actor: Actor, *, note: str = "",
     expires: datetime | None = None, reason: SuppressionReason = SuppressionReason.MANUAL,
@@ -206,71 +228,6 @@ def remove(account: Account, addresses: Iterable[str], actor: Actor) -> list[str
             audit.record("suppression.removed", account=account, actor=actor,
                          target_label=", ".join(removed)[:300], details={"addresses": removed})
     return removed
-
-
-@dataclass
-class ImportResult:
-    added: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # "line 3: 'x' is not an email address"
-
-
-def import_csv(account: Account, text: str, actor: Actor) -> ImportResult:
-    """Add the addresses of a CSV export (or a plain list, one address a line); all or
-    nothing: any bad line refuses the whole file, naming each bad line."""
-    result = ImportResult()
-    rows: list[tuple[str, str, datetime | None]] = []
-    reader = csv.reader(io.StringIO(text))
-    for number, row in enumerate(reader, start=1):
-        if not row or not row[0].strip() or row[0].strip().startswith("#"):
-            continue
-        if number == 1 and row[0].strip().lower() == "address":
-            continue  # the header of an export
-        address = row[0].strip()
-        if address.startswith("'") and address[1:2] in _FORMULA_START:
-            address = address[1:]  # written so by export_csv()
-        key = normalise(address)
-        expires: datetime | None = None
-        raw_expires = row[5].strip() if len(row) > 5 else ""
-        if raw_expires:
-            expires = parse_datetime(raw_expires)
-            if expires is None:
-                result.errors.append(f"line {number}: expiry {raw_expires!r} is not a date and time")
-                continue
-        if key is None:
-            result.errors.append(f"line {number}: {address!r} is not an email address")
-            continue
-        rows.append((key, row[3].strip()[:200] if len(row) > 3 else "", expires))
-    if result.errors:
-        return result
-    now = timezone.now()
-    with transaction.atomic():
-        for key, note, expires in rows:
-            Suppression.objects.update_or_create(
-                account=account, address=key,
-                defaults={"reason": SuppressionReason.IMPORTED, "note": note,
-                          "expires": expires, "created": now},
-            )
-            result.added.append(key)
-        if rows:
-            audit.record("suppression.imported", account=account, actor=actor,
-                         target_label=f"{len(rows)} address(es)",
-                         details={"count": len(rows)})
-    return result
-
-
-def _cell(value: str) -> str:
-    """A cell a spreadsheet will not run as a formula (a leading ' it shows as text)."""
-    return "'" + value if value[:1] in _FORMULA_START else value
-
-
-def export_csv(entries: QuerySet[Suppression]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_FIELDS)
-    for e in entries:
-        writer.writerow([_cell(e.address), e.reason, _cell(e.reply), _cell(e.note),
-                         e.created.isoformat(), e.expires.isoformat() if e.expires else ""])
-    return out.getvalue()
 
 
 def entry_json(e: Suppression) -> dict[str, object]:

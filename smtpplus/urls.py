@@ -24,8 +24,9 @@ api = NinjaAPI(
     title="SMTP+ API", version="1", auth=ApiKeyAuth(), urls_namespace="api",
     openapi_url="/openapi.json", docs_url=None,
     description="Send messages with the relay's rules, and manage SMTP+ users, their "
-    "authorized senders, sending domains, messages, relay events, alert rules and the audit "
-    "log of one account. Authenticate with an API key: `Authorization: Bearer smtpk_…` "
+    "authorized senders, sending domains, messages, relay events, the suppression list, "
+    "alert rules and the audit log of one account. Authenticate with an API key: "
+    "`Authorization: Bearer smtpk_…` "
     "(sending also takes an SMTP+ user's own credentials, HTTP Basic). Errors are "
     "`{\"code\", \"message\"}`.",
 )
@@ -34,6 +35,7 @@ api.add_router("/", relay_api.router)
 api.add_router("/", alerts_api.router)
 api.add_router("/", accounts_api.audit_router)
 api.add_router("/", accounts_api.domains_router)
+api.add_router("/", relay_api.suppressions_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str,

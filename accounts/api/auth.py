@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from django import forms
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Schema
@@ -128,6 +130,15 @@ def writer(request: HttpRequest) -> Actor:
     if not key.can_write:
         raise ApiError(403, "read_only_key", "This API key is read only; this call needs an admin key.")
     return Actor.api_key(key, ip=client_ip(request))
+
+
+def form_errors(form: forms.Form) -> str:
+    """A form's errors as one plain sentence for a JSON answer (as_text() escapes HTML)."""
+    parts = []
+    for name, errors in form.errors.get_json_data().items():
+        label = "" if name == NON_FIELD_ERRORS else f"{name}: "
+        parts += [label + str(e["message"]) for e in errors]
+    return "; ".join(parts)
 
 
 def not_found(what: str) -> ApiError:

@@ -13,7 +13,14 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.actions import senders, smtp_users
-from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.auth import (
+    AUTH_ERRORS,
+    ApiError,
+    account_of,
+    form_errors,
+    not_found,
+    writer,
+)
 from accounts.api.domains import router as domains_router
 from accounts.forms import AuditFilterForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
@@ -308,7 +315,7 @@ def audit_log(request: HttpRequest, filters: Query[AuditFilters]) -> Any:
     params = filters.model_dump(exclude={"before"})
     form = AuditFilterForm({k: v for k, v in params.items() if v}, account=account)
     if not form.is_valid():
-        raise ApiError(422, "invalid_filters", form.errors.as_text())
+        raise ApiError(422, "invalid_filters", form_errors(form))
     events = filter_events(account, form.cleaned_data).order_by("-id")
     if filters.before is not None:
         events = events.filter(id__lt=filters.before)

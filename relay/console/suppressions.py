@@ -6,8 +6,6 @@ Scoped to `request.account`; changes are POST-only, for admins, audited through
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -21,25 +19,19 @@ from django.views.decorators.http import require_POST
 from accounts.audit import Actor
 from accounts.models import Role
 from accounts.tenancy import AccountRequest, member_required
-from relay import suppressions
+from relay import suppression_csv, suppressions
 from relay.models import Suppression, SuppressionReason
 
 PAGE_SIZE = 100
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
 
 def _entries(request: AccountRequest) -> tuple[QuerySet[Suppression], dict[str, str]]:
-    entries = Suppression.objects.filter(account=request.account).select_related("message")
     q = request.GET.get("q", "").strip()
     reason = request.GET.get("reason", "")
-    params = {}
-    if q:
-        entries = entries.filter(address__icontains=q)
-        params["q"] = q
+    params = {"q": q} if q else {}
     if reason in SuppressionReason.values:
-        entries = entries.filter(reason=reason)
         params["reason"] = reason
-    return entries, params
+    return suppressions.search(request.account, q, reason), params
 
 
 @member_required()
@@ -61,7 +53,7 @@ def suppression_list(request: AccountRequest) -> HttpResponse:
 @member_required()
 def suppression_export(request: AccountRequest) -> HttpResponse:
     entries, _ = _entries(request)
-    response = HttpResponse(suppressions.export_csv(entries), content_type="text/csv")
+    response = HttpResponse(suppression_csv.export_csv(entries), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
     return response
 
@@ -76,12 +68,8 @@ def _back(request: AccountRequest) -> HttpResponse:
 @require_POST
 def suppression_add(request: AccountRequest) -> HttpResponse:
     address = request.POST.get("address", "").strip()
-    days = request.POST.get("expires_days", "").strip()
-    if days and (not days.isdigit() or int(days) < 1):
-        flash.error(request, f"Expiry {days!r}: give a number of days (1 or more), or nothing.")
-        return _back(request)
-    expires = timezone.now() + timedelta(days=int(days)) if days else None
     try:
+        expires = suppressions.expires_after(request.POST.get("expires_days", ""))
         entry = suppressions.add(request.account, address, Actor.from_request(request),
                                  note=request.POST.get("note", ""), expires=expires)
     except suppressions.InvalidSuppression as exc:
@@ -110,15 +98,16 @@ def suppression_import(request: AccountRequest) -> HttpResponse:
     if upload is None:
         flash.error(request, "Choose a CSV file to import.")
         return _back(request)
-    if upload.size is not None and upload.size > MAX_IMPORT_BYTES:
-        flash.error(request, f"{upload.name}: larger than {MAX_IMPORT_BYTES // 1024 // 1024} MB.")
+    if upload.size is not None and upload.size > suppression_csv.MAX_IMPORT_BYTES:
+        limit = suppression_csv.MAX_IMPORT_BYTES // 1024 // 1024
+        flash.error(request, f"{upload.name}: larger than {limit} MB.")
         return _back(request)
     try:
         text = upload.read().decode("utf-8-sig")
     except UnicodeDecodeError:
         flash.error(request, f"{upload.name}: not UTF-8 text.")
         return _back(request)
-    result = suppressions.import_csv(request.account, text, Actor.from_request(request))
+    result = suppression_csv.import_csv(request.account, text, Actor.from_request(request))
     if result.errors:
         shown = "; ".join(result.errors[:10])
         more = f" (and {len(result.errors) - 10} more)" if len(result.errors) > 10 else ""

@@ -150,6 +150,7 @@ class RelayServer:
         if cfg.require_tls and self._tls is None:
             log.warning("RELAY_REQUIRE_TLS is on but no certificate is set: nobody can log in")
         raise_open_file_limit()
+        await self.store.check()
         for listener in wanted:
             await self._bind(listener)
         if not self.listeners:

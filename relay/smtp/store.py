@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 WantsHourly = Callable[[int], bool]
 
 
+class StoreUnusable(RuntimeError):
+    """The relay's store cannot work with the database as configured; the message names
+    the setting to change."""
+
+
 class RelayStore(Protocol):
     """The relay process's database, as its handler and group commit see it."""
 
@@ -62,6 +67,11 @@ class RelayStore(Protocol):
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
         """The logged-in users that changed since their sessions logged in
         (`relay.smtp.revocation.read_changes`)."""
+        ...
+
+    async def check(self) -> None:
+        """Before the relay listens: raise `StoreUnusable` (its message says what to
+        change) if the store cannot work with the database as configured."""
         ...
 
     async def close(self) -> None:
@@ -95,6 +105,9 @@ class ThreadStore:
 
     async def read_changes(self, held: dict[int, Held]) -> dict[int, UserNow]:
         return await self.threads.run(revocation.read_changes, held)
+
+    async def check(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None

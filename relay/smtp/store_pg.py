@@ -17,6 +17,15 @@ statements):
   One statement is one transaction in autocommit: no BEGIN/COMMIT round trips, all or
   nothing. It writes the rows `relay.smtp.accept.store_messages()` writes.
 
+Behind a connection pooler in transaction mode that cannot keep prepared statements
+(PgBouncer before 1.21, or without `max_prepared_statements`), a statement prepared on one
+client connection lands on a server connection another client prepared its own on:
+"prepared statement … already exists" or "… does not exist". `check()` finds that out
+before the relay listens — a statement prepared on one connection of its own must not be
+seen by the next — and refuses to start with a message naming RELAY_DB_PREPARE; a
+statement that still fails that way later logs the same advice (and its client gets a
+451).
+
 A connection that fails in any way is closed and replaced by a new one at the next job;
 after a connection-level error the idle ones are dropped too (a restarted server breaks
 them all), so a lost database costs each job that meets it a 451, never a false 250.
@@ -29,6 +38,7 @@ import contextlib
 import datetime
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -39,8 +49,30 @@ from django.db.models import Field, Model
 from relay import suppressions
 from relay.smtp.accept import Submission, message_rows, recipient_rows
 from relay.smtp.login import LoginOutcome, judge_login, login_query, write_login
-from relay.smtp.store import ThreadStore, WantsHourly
+from relay.smtp.store import StoreUnusable, ThreadStore, WantsHourly
 from smtpplus.dbthreads import DbThreads
+
+log = logging.getLogger("relay.store")
+
+# What a pooler that hands one server connection to several clients, and does not keep
+# their prepared statements apart, makes PostgreSQL answer.
+LOST_PREPARED = (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName)
+
+
+def lost_prepared(exc: BaseException) -> bool:
+    """Whether `exc` is what a statement prepared on another client's server connection
+    (or missing from this one) makes PostgreSQL answer: "already exists", "does not
+    exist", or "bind message supplies 3 parameters, but prepared statement … requires 1"
+    (another client's statement of the same name)."""
+    return isinstance(exc, LOST_PREPARED) or (
+        isinstance(exc, psycopg.errors.ProtocolViolation) and "prepared statement" in str(exc))
+
+
+PREPARE_ADVICE = (
+    "the database connection goes through a pooler in transaction mode that does not keep "
+    "prepared statements (PgBouncer before 1.21, or without max_prepared_statements): set "
+    "RELAY_DB_PREPARE=false"
+)
 
 
 def wanted(alias: str = "default") -> bool:
@@ -92,6 +124,8 @@ class AsyncPostgres:
             except BaseException as exc:
                 # Failed or cancelled mid-query: its state is unknown, never reuse it.
                 await _close(conn)
+                if self.prepare and lost_prepared(exc):
+                    log.error("%s (%s)", PREPARE_ADVICE, exc)
                 if isinstance(exc, psycopg.OperationalError):
                     await self.close()
                 raise
@@ -99,6 +133,38 @@ class AsyncPostgres:
                 await _close(conn)
             else:
                 self._idle.append(conn)
+
+    async def check_prepare(self) -> None:
+        """Raise `StoreUnusable` if a statement prepared on one new connection is seen
+        from the next one: both were given the same server connection by a pooler that
+        does not keep prepared statements apart. (Directly on PostgreSQL, through a pooler
+        in session mode or one that keeps them, each connection has its own.)"""
+        if not self.prepare:
+            return
+        try:
+            await self._check_prepare()
+        except psycopg.OperationalError as exc:
+            # No database to ask: the relay meets that as it would without the check.
+            log.warning("could not check how the database keeps prepared statements: %s", exc)
+
+    async def _check_prepare(self) -> None:
+        first = await self._connect()
+        try:
+            second = await self._connect()
+            try:
+                sql = "SELECT pg_backend_pid()"
+                await first.execute(sql, prepare=True)
+                try:
+                    await second.execute(sql, prepare=True)
+                except LOST_PREPARED as exc:
+                    # The server connection keeps the probe's statement: drop it there.
+                    with contextlib.suppress(psycopg.Error):
+                        await first.execute("DEALLOCATE ALL")
+                    raise StoreUnusable(f"{PREPARE_ADVICE} ({exc})") from exc
+            finally:
+                await _close(second)
+        finally:
+            await _close(first)
 
     async def close(self) -> None:
         """Close the idle connections (those in use close when their job fails)."""
@@ -174,6 +240,9 @@ class PostgresStore(ThreadStore):
         if query is None:
             return None
         return suppressions.refusal_from_row(await self.pool.fetchone(*query), address)
+
+    async def check(self) -> None:
+        await self.pool.check_prepare()
 
     async def close(self) -> None:
         await self.pool.close()

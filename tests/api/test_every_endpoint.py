@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import AuditEvent, SendingDomain
-from relay.models import RecipientStatus
+from relay.models import RecipientStatus, Suppression
 from tests.alerts.conftest import make_rule
 from tests.api.conftest import ApiClient
 from tests.relay.console.test_messages import make_message
@@ -28,6 +28,7 @@ BODIES = {
                           "email_recipients": ["x@evil.test"]},
     "POST /smtp-users": {"name": "x"},
     "POST /sending-domains": {"domain": "evil.test"},
+    "POST /suppressions": {"address": "victim@example.net"},
 }
 
 
@@ -42,9 +43,12 @@ def acme_ids(cast) -> dict[str, int]:
     rule = make_rule(cast.acme)
     domain = cast.acme_smtp.authorized_domains.get()
     email = authorize_email(cast.acme_smtp, "x@acme.test")
+    suppressed = Suppression.objects.create(account=cast.acme, address="gone@example.net",
+                                            reason="manual")
     return {"smtp-users": cast.acme_smtp.pk, "messages": message.pk, "alert-rules": rule.pk,
             "domains": domain.pk, "emails": email.pk,
-            "sending-domains": SendingDomain.objects.get(account=cast.acme).pk}
+            "sending-domains": SendingDomain.objects.get(account=cast.acme).pk,
+            "suppressions": suppressed.pk}
 
 
 def fill(path: str, ids: dict[str, int]) -> str:
@@ -75,6 +79,7 @@ def test_charlies_key_gets_404_for_every_acme_object(client, cast, globex_api):
     assert checked >= 15
     assert AuditEvent.objects.filter(account=cast.acme).count() == before
     assert cast.acme_smtp.authorized_domains.filter(domain="acme.test").exists()
+    assert Suppression.objects.filter(account=cast.acme, address="gone@example.net").exists()
 
 
 def test_a_read_only_key_gets_403_on_every_write(client, cast, acme_reader):

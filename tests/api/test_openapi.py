@@ -28,6 +28,8 @@ EXPECTED = {
     "DELETE /smtp-users/{pk}", "GET /smtp-users/{pk}/can-send-as",
     "POST /alert-rules/{pk}/test", "POST /alert-rules/{pk}/enable",
     "POST /alert-rules/{pk}/disable",
+    "GET /suppressions", "POST /suppressions", "GET /suppressions/{pk}",
+    "DELETE /suppressions/{pk}", "GET /suppressions/export", "POST /suppressions/import",
 }
 SEND = {"POST /messages", "POST /messages/raw"}
 

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent
-from relay import suppressions
+from relay import suppression_csv, suppressions
 from relay.models import Suppression
 
 # (code, enhanced, text, reason) → the suppression reason, or None (never suppressed).
@@ -82,14 +82,14 @@ def test_the_command_refuses_what_is_not_an_address_naming_it(cast):
 def test_an_export_imports_again_and_a_bad_line_refuses_the_whole_file(cast, tmp_path):
     run("add", "--account", cast.acme.slug, "a@example.net", "b@example.net")
     exported = run("export", "--account", cast.acme.slug)
-    assert str(exported).splitlines()[0] == ",".join(suppressions.CSV_FIELDS)
+    assert str(exported).splitlines()[0] == ",".join(suppression_csv.CSV_FIELDS)
     path = tmp_path / "list.csv"
     path.write_text(str(exported))
     result = run("import", "--account", cast.globex.slug, str(path))
     assert sorted(result["added"]) == ["a@example.net", "b@example.net"]
 
     path.write_text("c@example.net\nnot-an-address\n")
-    with pytest.raises(CommandError, match="line 2: 'not-an-address'"):
+    with pytest.raises(CommandError, match="row 2: 'not-an-address'"):
         run("import", "--account", cast.globex.slug, str(path))
     assert not Suppression.objects.filter(address="c@example.net").exists()
 
@@ -99,5 +99,5 @@ def test_an_export_cannot_run_as_a_spreadsheet_formula_and_still_imports(cast):
     run("add", "--account", cast.acme.slug, "=cmd@example.net", "--note", "+1 boss")
     exported = str(run("export", "--account", cast.acme.slug))
     assert "'=cmd@example.net" in exported and "'+1 boss" in exported
-    result = suppressions.import_csv(cast.globex, exported, Actor.command_line())
+    result = suppression_csv.import_csv(cast.globex, exported, Actor.command_line())
     assert result.added == ["=cmd@example.net"]

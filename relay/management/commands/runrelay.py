@@ -4,8 +4,10 @@
     manage.py runrelay --processes 4      # forked workers sharing the ports (SO_REUSEPORT)
 
 Busy or forbidden ports are logged and skipped; it exits 1 only if nothing could be
-bound. Unless --no-deliver is given, the delivery worker (`manage.py deliver`) runs as a
-child process, and unless --no-alerts, the alert sender (`manage.py sendalerts`) runs as
+bound, or if the relay's store refuses the database as configured (prepared statements
+behind a pooler that mixes them up: see `relay.smtp.store_pg`). Unless --no-deliver is
+given, the delivery worker (`manage.py deliver`) runs as a child process, and unless
+--no-alerts, the alert sender (`manage.py sendalerts`) runs as
 another, and unless --no-domain-check, the periodic check of the sending domains
 (`manage.py domain check --due --loop`, every SMTPPLUS_DOMAIN_RECHECK_INTERVAL per
 domain) as a third: each is its own process, so a slow webhook or a slow DNS server never
@@ -32,6 +34,7 @@ from django.db import connections
 
 from relay.listen import ListenSpecError, parse_listen
 from relay.smtp.server import NothingBound, RelayConfig, RelayServer, cancel_remaining_tasks
+from relay.smtp.store import StoreUnusable
 from smtpplus import metrics
 from smtpplus.lifetime import die_with_parent, start_child, watch_parent
 from smtpplus.metrics import check_metrics_address
@@ -39,6 +42,7 @@ from smtpplus.metrics import check_metrics_address
 log = logging.getLogger("relay.runrelay")
 DELIVER_COMMAND = Path(__file__).with_name("deliver.py")
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
+DATABASE_UNUSABLE = 2  # serve()'s status when the store refused the database
 
 
 def serve(config: RelayConfig, metrics_listen: str = "", index: int = 0) -> int:
@@ -57,6 +61,11 @@ def serve(config: RelayConfig, metrics_listen: str = "", index: int = 0) -> int:
                       config.listen_tls)
             server.db_threads.close()
             return 1
+        except StoreUnusable as exc:
+            log.error("the relay cannot use its database: %s", exc)
+            loop.run_until_complete(server.store.close())
+            server.db_threads.close()
+            return DATABASE_UNUSABLE
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -108,7 +117,9 @@ def serve_forked(config: RelayConfig, processes: int, metrics_listen: str = "") 
     for child in children:
         _, status = os.waitpid(child, 0)
         statuses.append(os.waitstatus_to_exitcode(status))
-    return 0 if any(s == 0 for s in statuses) else 1
+    if any(s == 0 for s in statuses):
+        return 0
+    return DATABASE_UNUSABLE if DATABASE_UNUSABLE in statuses else 1
 
 
 class Command(BaseCommand):
@@ -168,6 +179,8 @@ class Command(BaseCommand):
         finally:
             for child in children:
                 stop_child(child)
+        if status == DATABASE_UNUSABLE:
+            raise CommandError("the relay cannot use its database as configured (see the log above)")
         if status:
             raise CommandError("the relay could not listen on any port (see the log above)")
 

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import Account
-from relay import suppressions
-from relay.models import Suppression, SuppressionReason
+from relay import suppression_csv, suppressions
+from relay.models import SuppressionReason
 
 
 class Command(BaseCommand):
@@ -54,19 +52,12 @@ class Command(BaseCommand):
             raise CommandError(f"unknown account {options['account']!r} (give its slug)")
         action = options["action"]
         actor = Actor.command_line()
-        entries = Suppression.objects.filter(account=account).select_related("message")
         if action == "list":
-            if options["reason"]:
-                entries = entries.filter(reason=options["reason"])
-            if options["search"]:
-                entries = entries.filter(address__icontains=options["search"].strip())
+            entries = suppressions.search(account, options["search"], options["reason"] or "")
             self.stdout.write(json.dumps([suppressions.entry_json(e) for e in entries]))
         elif action == "add":
-            days = options["expires_days"]
-            if days is not None and days < 1:
-                raise CommandError("--expires-days must be 1 or more")
-            expires = timezone.now() + timedelta(days=days) if days else None
             try:
+                expires = suppressions.expires_after(options["expires_days"])
                 added = [suppressions.add(account, a, actor, note=options["note"], expires=expires)
                          for a in self._valid(options["addresses"])]
             except suppressions.InvalidSuppression as exc:
@@ -83,12 +74,12 @@ class Command(BaseCommand):
                 text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
             except OSError as exc:
                 raise CommandError(f"cannot read {name}: {exc.strerror}") from exc
-            result = suppressions.import_csv(account, text, actor)
+            result = suppression_csv.import_csv(account, text, actor)
             if result.errors:
                 raise CommandError("nothing imported: " + "; ".join(result.errors))
             self.stdout.write(json.dumps({"added": result.added}))
         else:
-            self.stdout.write(suppressions.export_csv(entries), ending="")
+            self.stdout.write(suppression_csv.export_csv(suppressions.search(account)), ending="")
 
     @staticmethod
     def _valid(addresses: list[str]) -> list[str]:

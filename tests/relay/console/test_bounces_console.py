@@ -92,8 +92,8 @@ def test_csv_export_and_import_round_trip(client, cast):
     Suppression.objects.all().delete()
     client.post(reverse("relay:suppressions_import"),
                 {"file": SimpleUploadedFile("list.csv", body, "text/csv")})
-    assert list(Suppression.objects.values_list("address", "reason")) == [
-        ("gone@example.net", "imported")]
+    assert list(Suppression.objects.values_list("address", "reason", "reply")) == [
+        ("gone@example.net", "mailbox_unknown", "550 5.1.1 No such user")]
 
 
 def test_a_user_chooses_where_its_reports_go_and_the_change_is_audited(client, cast):

@@ -1,6 +1,7 @@
 """`manage.py deliver` as a real process against a slow real upstream: a crash re-sends at
-most the message in flight, a long transaction keeps its lease, and the messages of one
-claimed batch go out side by side."""
+most the message in flight, a killed worker's leases pass to a running one only once
+they expire, a long transaction keeps its lease, and the messages of one claimed batch go
+out side by side."""
 
 from __future__ import annotations
 
@@ -122,3 +123,55 @@ def test_the_messages_of_one_claimed_batch_are_sent_side_by_side(cast, upstream)
         stop(proc)
 
     assert upstream.copies() == dict.fromkeys(addresses, 1)
+
+
+def test_a_worker_killed_holding_leases_hands_them_over_on_expiry_and_only_its_mid_send_messages_go_twice(
+    cast, upstream
+):
+    """`kill -9` of a worker holding a claimed batch — three messages mid-send (their DATA
+    taken by the upstream, the reply not yet back), the rest leased and waiting — and a
+    second worker already running: the second one takes none of them while the dead
+    worker's leases run, then delivers every one exactly once. The upstream ends with
+    one copy of each message, and a second copy of exactly the three that were mid-send
+    (the dead worker cannot know they arrived); nothing is lost or recorded twice."""
+    addresses = [f"user{i}@example.net" for i in range(12)]
+    for address in addresses:
+        queue_message(cast.acme_smtp, [address])
+    # The dead worker's upstream takes each message at once and would answer much later.
+    first = FakeUpstream().start()
+    first.data_delay = 30
+    doomed = deliver_process(first, "--concurrency", "3", DELIVERY_LEASE_SECONDS="4")
+    survivor = None
+    try:
+        first.wait_for(lambda: len(first.data_started) == 3, timeout=60)
+        # One claim leased all twelve: three in flight, nine waiting.
+        owners = set(Recipient.objects.values_list("lease_owner", flat=True))
+        assert len(owners) == 1 and "" not in owners, owners
+        doomed_owner = owners.pop()
+        # The second worker (another upstream: which copy came from whom stays visible).
+        survivor = deliver_process(upstream, "--concurrency", "3", DELIVERY_LEASE_SECONDS="4")
+        doomed.kill()
+        doomed.wait(10)
+        # The dead worker's last renewal is when each lease ends.
+        lease_end = {r.address: r.lease_until for r in Recipient.objects.all()}
+        assert set(Recipient.objects.values_list("lease_owner", flat=True)) == {doomed_owner}
+        wait_until(lambda: len(delivered_addresses()) == len(addresses))
+    finally:
+        stop(doomed)
+        if survivor is not None:
+            stop(survivor)
+        first.stop()
+
+    in_flight = {rcpts[0] for _, rcpts in first.data_started}
+    assert len(in_flight) == 3
+    # The dead worker's upstream got exactly the three mid-send messages, once each…
+    assert first.copies() == dict.fromkeys(in_flight, 1)
+    # …and the survivor delivered each of the twelve exactly once.
+    assert upstream.copies() == dict.fromkeys(addresses, 1)
+    # Only after the dead worker's lease on it had run out.
+    for attempt in Attempt.objects.select_related("recipient"):
+        assert attempt.started >= lease_end[attempt.recipient.address], attempt.recipient.address
+    # One recorded try each, by the survivor; no lease left behind.
+    assert Attempt.objects.count() == len(addresses)
+    assert set(Recipient.objects.values_list("attempts", flat=True)) == {1}
+    assert set(Recipient.objects.values_list("lease_owner", flat=True)) == {""}
