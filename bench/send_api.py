@@ -21,10 +21,14 @@ What it does:
    connection) per message to POST /api/v1/messages with
    JSON, and to POST /api/v1/messages/raw with the bytes.
 4. Checks that every message was stored (one Message row each) and prints messages/s,
-   p50/p99 latency, and each mode's rate as a ratio of SMTP's kept-open rate.
+   p50/p99 latency, each mode's rate as a ratio of SMTP's kept-open rate, and the CPU
+   time per message of the server (the relay's processes for SMTP, the console's for the
+   API) and of the PostgreSQL backends of the database (from /proc; a backend that ends
+   during a mode is not counted, so that column errs low).
 
 The machine is shared and noisy: compare the ratios of one run, not absolute figures
-from different runs.
+from different runs. On a machine whose cores are all busy the rates follow the CPU
+each message costs, which the CPU columns show directly.
 """
 
 from __future__ import annotations
@@ -96,6 +100,49 @@ def run_clients(clients: int, messages: int, send_one: Callable[[int], Callable[
     return elapsed, latencies
 
 
+def cpu_seconds(counted: Callable[[int, int, str], bool]) -> float:
+    """CPU time, from /proc, of the processes for which `counted(pid, parent pid, command
+    line)` is true."""
+    return sum(cpu_by_process(counted).values())
+
+
+def cpu_by_process(counted: Callable[[int, int, str], bool]) -> dict[int, float]:
+    """`cpu_seconds()` per process id."""
+    ticks: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                tail = f.read().rsplit(")", 1)[1]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process has ended
+            continue
+        fields = tail.split()  # fields[1]: the parent's pid; 11 and 12: user and system time
+        if counted(int(entry), int(fields[1]), command):
+            ticks[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return ticks
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU time of a process and its children (gunicorn's workers)."""
+    return cpu_seconds(lambda p, parent, _: pid in (p, parent))
+
+
+def database_cpu(name: str) -> dict[int, float]:
+    """CPU time of each PostgreSQL backend serving database `name` now."""
+    return cpu_by_process(lambda _p, _parent, command: command.startswith("postgres: ")
+                          and f" {name} " in command)
+
+
+def database_cpu_since(before: dict[int, float], name: str) -> float:
+    """The CPU time the backends of database `name` used since `before`: what the
+    backends that are still there used (all of it for new ones); a backend that ended in
+    between is not counted, so this errs low."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in database_cpu(name).items())
+
+
 def smtp_kept_open(port: int, username: str, password: str, body: bytes):
     def setup(i: int) -> Callable[[], None]:
         smtp = smtplib.SMTP("127.0.0.1", port, timeout=60)
@@ -145,6 +192,8 @@ def main() -> None:
     args = parser.parse_args()
 
     database = prepare_database()
+    from django.db import connection
+
     from accounts.actions.api_keys import create_api_key
     from accounts.models import Account, SmtpUser
     from relay.models import Message
@@ -166,8 +215,9 @@ def main() -> None:
          f"127.0.0.1:{console_port}", "--workers", str(args.workers), "--threads",
          str(args.threads), "--log-level", "warning"], env=env, cwd=ROOT)
     try:
-        wait_for_port(relay_port)
-        wait_for_port(console_port)
+        # Generous: on a busy machine the relay and the console take a while to start.
+        wait_for_port(relay_port, timeout=180)
+        wait_for_port(console_port, timeout=180)
         auth = {"Authorization": f"Bearer {key}"}
         json_body = json.dumps({"from": f"Bench <{SENDER}>", "to": [RCPT], "subject": "bench",
                                 "text": text}).encode()
@@ -188,10 +238,14 @@ def main() -> None:
         for _ in range(args.workers * 3):
             warm()
         before = Message.objects.filter(account_id=account_id).count()
+        db_name = str(connection.settings_dict["NAME"])
         results = []
         for name, setup in modes:
+            server = relay if name.startswith("SMTP") else console
+            cpu, db_cpu = tree_cpu(server.pid), database_cpu(db_name)
             elapsed, latencies = run_clients(args.clients, args.messages, setup)
-            results.append((name, len(latencies) / elapsed, latencies))
+            cpu, db_cpu = tree_cpu(server.pid) - cpu, database_cpu_since(db_cpu, db_name)
+            results.append((name, len(latencies) / elapsed, latencies, cpu, db_cpu))
         stored = Message.objects.filter(account_id=account_id).count() - before
         expected = len(modes) * args.clients * args.messages
         if stored != expected:
@@ -209,12 +263,16 @@ def main() -> None:
           f"{args.threads} threads; "
           f"all {expected} messages stored")
     baseline = results[0][1]
-    print(f"{'mode':36} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs SMTP kept-open':>18}")
-    for name, rate, latencies in results:
+    print(f"{'mode':36} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs SMTP kept-open':>18} "
+          f"{'server CPU ms/msg':>18} {'database CPU ms/msg':>20}")
+    for name, rate, latencies, cpu, db_cpu in results:
         ordered = sorted(latencies)
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         print(f"{name:36} {rate:8.0f} {statistics.median(ordered) * 1000:8.1f} "
-              f"{p99 * 1000:8.1f} {rate / baseline:18.2f}")
+              f"{p99 * 1000:8.1f} {rate / baseline:18.2f} {cpu / len(ordered) * 1000:18.2f} "
+              f"{db_cpu / len(ordered) * 1000:20.2f}")
+    print("server CPU: the relay's processes for SMTP, the console's (gunicorn) for the API; "
+          "database CPU: the PostgreSQL backends of this database")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ process together): past it, a 429 with Retry-After. Every error is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
@@ -68,13 +69,16 @@ def limit_calls(scope: str) -> None:
         )
 
 
-def verify_key(request: HttpRequest, token: str) -> ApiKey:
-    """The usable key `token` names (its last use recorded), else a 401 or a 429."""
+def find_key(prefix: str) -> ApiKey | None:
+    return ApiKey.objects.select_related("account", "smtp_user").filter(prefix=prefix).first()
+
+
+def verify_key(request: HttpRequest, token: str,
+               find: Callable[[str], ApiKey | None] = find_key) -> ApiKey:
+    """The usable key `token` names (its last use recorded), else a 401 or a 429.
+    `find` reads the key row of a prefix (the send API reads its SMTP+ user with it)."""
     prefix = split_key(token)
-    key = (
-        ApiKey.objects.select_related("account", "smtp_user").filter(prefix=prefix).first()
-        if prefix else None
-    )
+    key = find(prefix) if prefix else None
     # The digest is compared even without a row, so an unknown prefix costs the same.
     matches = key_matches(token, key.digest if key is not None else "0" * 64)
     if key is None or not matches:

@@ -3,7 +3,7 @@ same rows: the per-key rate limit (`API_RATE_LIMIT`) and the brake on password g
 through the send API's HTTP Basic login.
 
 A counter is a row (`ApiRateCount`) under a key with a window end. `hit()` increments it
-in the database (never read-modify-write, so concurrent calls in other processes all
+in the database in one statement (never read-modify-write, so concurrent calls in other processes all
 count) and starts a new window when the old one has ended.
 """
 
@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import ApiRateCount
@@ -38,15 +37,10 @@ def hit(key: str, window_seconds: int) -> Count:
     `window_seconds` if there is none)."""
     now = timezone.now()
     for _ in range(3):
-        # No transaction around the two statements (each commits on its own): the count
-        # read back may include other processes' calls since, which only errs on the
-        # side of the limit.
-        rows = ApiRateCount.objects.filter(key=key, window_ends__gt=now)
-        if rows.update(count=F("count") + 1):
-            found = rows.values_list("count", "window_ends").first()
-            if found is not None:
-                return Count(found[0], _seconds_until(found[1]))
-            continue  # the window ended just now: start the next one
+        # No transaction: the increment is one statement that commits on its own.
+        found = _increment(key, now)
+        if found is not None:
+            return Count(found[0], _seconds_until(found[1]))
         ends = now + timedelta(seconds=window_seconds)
         try:
             with transaction.atomic():
@@ -61,6 +55,28 @@ def hit(key: str, window_seconds: int) -> Count:
         except IntegrityError:
             continue  # another process created it in between: count on that row
     raise RuntimeError(f"could not count under {key!r}")
+
+
+def _increment(key: str, now: datetime) -> tuple[int, datetime] | None:
+    """One more in `key`'s window running at `now`, in one statement (UPDATE … RETURNING,
+    atomic in the database): the new count and the window's end; None without a window."""
+    meta = ApiRateCount._meta
+    q = connection.ops.quote_name
+    columns = {f.name: q(f.column) for f in meta.concrete_fields}
+    count, ends, name = columns["count"], columns["window_ends"], columns["key"]
+    # Quoted names from the model only; every value is a parameter.
+    sql = (f"UPDATE {q(meta.db_table)} SET {count} = {count} + 1 "  # noqa: S608
+           f"WHERE {name} = %s AND {ends} > %s RETURNING {count}, {ends}")
+    [field] = [f for f in meta.concrete_fields if f.name == "window_ends"]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, connection.ops.adapt_datetimefield_value(now)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    value = row[1]
+    for convert in connection.ops.get_db_converters(field.get_col(meta.db_table)):
+        value = convert(value, field, connection)
+    return int(row[0]), value
 
 
 def current(key: str) -> Count:

@@ -18,14 +18,13 @@ from ninja import Field, Query, Router, Schema, Status
 
 from relay.models import EventKind
 from relay.sendapi import idempotency
-from relay.sendapi.auth import SendKeyAuth, SmtpUserBasicAuth, sender_of
+from relay.sendapi.auth import SendKeyAuth, SmtpUserBasicAuth, relay_config, sender_of
 from relay.sendapi.compose import MessageIn, compose
 from relay.sendapi.errors import SendErrorOut, refusal, rejected
 from relay.sendapi.events import record_event
 from relay.sendapi.submit import Envelope, Queued, crlf, judge, refuse, store
 from relay.smtp import replies
 from relay.smtp.checks import Reject
-from relay.smtp.config import RelayConfig
 
 log = logging.getLogger(__name__)
 # The send operations share their paths with the messages log (GET /messages), and ninja
@@ -75,7 +74,7 @@ def _replayed(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpRe
 
 def _send(request: HttpRequest, envelope: Envelope) -> Any:
     sender = sender_of(request)
-    config = RelayConfig.from_settings()
+    config = relay_config(request)
     key = idempotency.key_of(request)
     fingerprint = idempotency.fingerprint(request) if key is not None else ""
     if key is not None and (found := idempotency.earlier(sender.scope, key, fingerprint)):
@@ -115,7 +114,7 @@ def send_message(request: HttpRequest, body: MessageIn) -> Any:
     """Queue a message given as JSON, with the relay's rules: `from` must be authorized
     for the SMTP+ user (envelope and From: header), the relay's size, recipient and
     hourly limits apply. 202 only once the message is stored."""
-    composed = compose(body, RelayConfig.from_settings().hostname)
+    composed = compose(body, relay_config(request).hostname)
     return _send(request, Envelope(composed.envelope_from, composed.recipients, composed.raw,
                                    composed.smtputf8))
 

@@ -2,24 +2,28 @@
 SMTP+ user's own credentials (HTTP Basic, the relay's login).
 
 Basic credentials go through `relay.smtp.login.log_in`, the relay's own login (one query,
-the same decision, the same "last login" write), and a refusal records the same relay
+an HMAC compare, the same decision; the "last login" written at most once a minute per
+user, as a relay process does), and a refusal records the same relay
 event as a refused AUTH. Failed Basic logins from one client address are counted in the
 database with the relay's limits (RELAY_AUTH_FAILURE_LIMIT within
 RELAY_AUTH_FAILURE_WINDOW, then RELAY_AUTH_COOLOFF seconds refused), so guessing over
 HTTP is no faster than over SMTP. Basic is refused over plain HTTP, except from this
 machine (loopback) or with DEBUG: the password would travel readable.
 
-A send key's SMTP+ user and sender policy are read with the relay's login query too
-(`relay.smtp.login.load_login`), so both ways see exactly what an SMTP login sees.
+A send key's SMTP+ user and sender policy are read with the relay's login columns
+(`relay.smtp.login.login_select`) in the same query as the key, so both ways see exactly
+what an SMTP login sees, and an admin's change applies to the next request.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import cast
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest
 from ninja.security import HttpBasicAuth, HttpBearer
 
@@ -50,6 +54,15 @@ class Sender:
         return f"key:{self.api_key.pk}" if self.api_key else f"user:{self.user.pk}"
 
 
+def relay_config(request: HttpRequest) -> RelayConfig:
+    """The relay's settings, read once per request."""
+    config = getattr(request, "_relay_config", None)
+    if config is None:
+        config = RelayConfig.from_settings()
+        request._relay_config = config  # type: ignore[attr-defined]
+    return cast(RelayConfig, config)
+
+
 def sender_of(request: HttpRequest) -> Sender:
     return cast(Sender, request.auth)  # type: ignore[attr-defined]
 
@@ -59,12 +72,19 @@ class SendKeyAuth(HttpBearer):
                            "`Authorization: Bearer smtpk_…`.")
 
     def authenticate(self, request: HttpRequest, token: str) -> Sender:
-        key = verify_key(request, token)
-        if key.smtp_user is None:
+        found: list[tuple[SmtpUser | None, SenderPolicy | None]] = []
+
+        def find(prefix: str) -> ApiKey | None:
+            key, user, policy = send_key_login(prefix)
+            found.append((user, policy))
+            return key
+
+        key = verify_key(request, token, find=find)
+        if key.smtp_user_id is None:
             raise refusal(403, "not_a_send_key", "This API key is not bound to an SMTP+ user, "
                           "so it cannot send: create a send key for the SMTP+ user, or log in "
                           "with the SMTP+ user's credentials (HTTP Basic).")
-        user, policy = login.load_login(key.smtp_user.username)
+        [(user, policy)] = found
         if user is None or policy is None or user.account_id != key.account_id:
             raise refusal(403, "not_a_send_key", "The SMTP+ user of this send key is gone.")
         if not user.active:
@@ -72,9 +92,45 @@ class SendKeyAuth(HttpBearer):
             record_event(request, EventKind.AUTH_FAILED, reply, username=user.username,
                          account_id=user.account_id, smtp_user_id=user.pk,
                          reason=f"user disabled (send key {key.name})")
-            raise refusal(403, "smtp_user_disabled",
-                          f"SMTP+ user {user.username} is disabled: enable it to send.")
+            # The relay's answer to a disabled user's login, saying why: the key is the
+            # caller's own credential, so the reason is no secret to it.
+            raise refusal(403, "smtp_user_disabled", reply,
+                          detail=f"SMTP+ user {user.username} is disabled: enable it to send")
         return Sender(user, policy, key)
+
+
+@functools.cache
+def _send_key_sql(vendor: str) -> str:
+    """The API key of a prefix and, in the same row, its SMTP+ user as the relay's login
+    query reads it (NULLs for a management key)."""
+    q = connection.ops.quote_name
+    meta, user = ApiKey._meta, SmtpUser._meta
+    key_cols = ", ".join(f"k.{q(f.column)}" for f in meta.concrete_fields)
+    columns, tables = login.login_select(vendor)
+    # Quoted names from the models only; the prefix is a parameter.
+    return (
+        f"SELECT {key_cols}, {columns} FROM {q(meta.db_table)} k "  # noqa: S608
+        f"LEFT JOIN ({tables}) ON u.{q(user.pk.column)} = k.{q(meta.get_field('smtp_user').column)} "
+        f"WHERE k.{q(meta.get_field('prefix').column)} = %s"
+    )
+
+
+def send_key_login(prefix: str) -> tuple[ApiKey | None, SmtpUser | None, SenderPolicy | None]:
+    """The API key of `prefix` and its SMTP+ user and sender policy, in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_send_key_sql(connection.vendor), [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None, None
+    fields = ApiKey._meta.concrete_fields
+    n = len(fields)
+    # The ORM's conversions of the key's columns (times on SQLite, the JSON list).
+    compiler = ApiKey.objects.none().query.get_compiler(connection=connection)
+    converters = compiler.get_converters([f.get_col(ApiKey._meta.db_table) for f in fields])
+    [values] = list(compiler.apply_converters([row[:n]], converters))
+    key = ApiKey.from_db(connection.alias, [f.attname for f in fields], list(values))
+    user, policy = login.login_from_row(row[n:] if row[n] is not None else None)
+    return key, user, policy
 
 
 def _plain_http_allowed(request: HttpRequest) -> bool:
@@ -85,6 +141,11 @@ def _plain_http_allowed(request: HttpRequest) -> bool:
         return ip is not None and ipaddress.ip_address(ip).is_loopback
     except ValueError:
         return False
+
+
+# When this process last wrote each SMTP+ user's log-in time and IP: at most once a
+# minute per user (as each relay process does), not a write and a commit per request.
+_LOGINS_WRITTEN: dict[int, float] = {}
 
 
 class SmtpUserBasicAuth(HttpBasicAuth):
@@ -100,7 +161,7 @@ class SmtpUserBasicAuth(HttpBasicAuth):
             raise refusal(403, "tls_required", replies.TLS_REQUIRED, detail=(
                 "HTTP Basic credentials are accepted over HTTPS only (or from this machine): "
                 "call the API over https://, or use a send key"))
-        config = RelayConfig.from_settings()
+        config = relay_config(request)
         failures = f"basic-failures:{ip}"
         if config.auth_failure_limit:
             seen = ratelimit.current(failures)
@@ -110,7 +171,8 @@ class SmtpUserBasicAuth(HttpBasicAuth):
                              reason="connection during cool-off")
                 raise refusal(429, "login_cooloff", reply,
                               headers={"Retry-After": str(seen.retry_after)})
-        outcome = login.log_in(username, password, ip, load_hourly=False)
+        outcome = login.log_in(username, password, ip, load_hourly=False,
+                               logins_written=_LOGINS_WRITTEN)
         result = outcome.result
         if not result.ok or result.smtp_user is None or outcome.policy is None:
             self._failed(request, tried, result.reason, result.smtp_user, config, failures)

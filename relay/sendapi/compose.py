@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from email import policy
@@ -72,13 +73,23 @@ def parse_address(entry: str, where: str) -> tuple[str, str]:
     """(the entry as a header writes it, its bare address), or a 422 naming `where`."""
     if any(c in entry for c in "\r\n\x00"):
         raise _invalid(f"{where}: {entry!r} contains a line break or NUL")
+    parsed = _parsed_address(entry)
+    if parsed is None:
+        raise _invalid(f"{where}: {entry!r} is not one address: write it as name@example.com "
+                       "or Name <name@example.com>")
+    return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(entry: str) -> tuple[str, str] | None:
+    """The stdlib's reading of one address entry (None: not exactly one clear address).
+    A pure function of the text, kept for the senders and recipients seen again."""
     header = _HEADERS("to", entry)
     assert isinstance(header, AddressHeader)
     addresses = header.addresses
     if len(addresses) != 1 or header.defects or not addresses[0].username \
             or not addresses[0].domain:
-        raise _invalid(f"{where}: {entry!r} is not one address: write it as name@example.com "
-                       "or Name <name@example.com>")
+        return None
     return str(addresses[0]), addresses[0].addr_spec
 
 

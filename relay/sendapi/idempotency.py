@@ -16,6 +16,7 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Q, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -63,9 +64,9 @@ def remember(scope: str, key: str, fingerprint: str, status: int,
     """Store the answer (inside the caller's transaction). Raises IntegrityError when
     another request with the same key got there first."""
     expired = IdempotentRequest.objects.filter(created__lte=timezone.now() - KEEP)
-    expired.filter(scope=scope, key=key).delete()
-    # Old records go a few at a time, so the table holds about a day of keys.
-    IdempotentRequest.objects.filter(id__in=list(expired.values_list("id", flat=True)[:100])
-                                     ).delete()
+    # In one statement: this key's expired record (its place is taken now), and old
+    # records a few at a time, so the table holds about a day of keys.
+    expired.filter(Q(scope=scope, key=key)
+                   | Q(id__in=Subquery(expired.order_by().values("id")[:100]))).delete()
     IdempotentRequest.objects.create(scope=scope, key=key, fingerprint=fingerprint,
                                      status=status, response=response)

@@ -2,11 +2,12 @@
 
 `judge()` asks the relay's pure checks (`relay.smtp.checks`) in the order an SMTP session
 meets them — MAIL FROM (address, hourly limit, sender authorization), each RCPT TO
-(address, recipient limit, the account's suppression list), then DATA (size, line length, the From:/Sender: headers) — so
+(address, recipient limit, the account's suppression list, read once for all of them), then DATA (size, line length, the From:/Sender: headers) — so
 a message gets the same decision, the same reply text and the same relay event whichever
-way it comes. `store()` writes it with the relay's own `store_messages()` (the same
-Message and Recipient rows, in one transaction) and gives its queue id only once that
-transaction has committed: an error on the way is a 5xx, never a 202.
+way it comes. `store()` writes it with the relay's own storage code (the same Message and
+Recipient rows, in one transaction: on PostgreSQL the relay's one statement) and gives its
+queue id only once that transaction has committed: an error on the way is a 5xx, never a
+202.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.http import HttpRequest
+from django.utils import timezone
 
 from accounts.tenancy import client_ip
 from relay import suppressions
-from relay.models import EventKind, Message
+from relay.models import EventKind, Suppression
 from relay.sendapi.auth import Sender
 from relay.sendapi.events import record_event
-from relay.smtp import checks, replies
-from relay.smtp.accept import HeaderSummary, Submission, printable, store_messages
+from relay.smtp import checks, replies, store_pg
+from relay.smtp.accept import HeaderSummary, Submission, printable, store_messages_with_ids
 from relay.smtp.checks import Reject, SessionSnapshot
 from relay.smtp.config import RelayConfig
 from relay.smtp.limits import messages_last_hour
@@ -61,9 +64,28 @@ def _too_long_line(raw: bytes) -> bool:
                for line in raw.split(b"\r\n"))
 
 
+def suppressions_of(account_id: int, addresses: list[str]) -> Callable[[str], str | None]:
+    """The relay's RCPT TO refusal of each of `addresses` that is on the account's
+    suppression list (None for the others), the list read in one query for all of them:
+    the relay's lookup (unexpired entries, addresses as `suppressions.normalise` writes
+    them), for every recipient of the request at once."""
+    keys = {address: suppressions.normalise(address) for address in addresses}
+    wanted = {key for key in keys.values() if key is not None}
+    entries: dict[str, Suppression] = {}
+    if wanted:
+        rows = (Suppression.objects.filter(account_id=account_id, address__in=wanted)
+                .filter(Q(expires__isnull=True) | Q(expires__gt=timezone.now()))
+                .only("address", "created", "reason", "reply"))
+        entries = {entry.address: entry for entry in rows}
+
+    def refusal(address: str) -> str | None:
+        entry = entries.get(keys.get(address) or "")
+        return suppressions.refusal_reply(entry, address) if entry is not None else None
+    return refusal
+
+
 def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
           hourly_count: Callable[[int], int] = messages_last_hour,
-          suppressed: Callable[[int, str], str | None] = suppressions.refusal_for,
           ) -> Reject | HeaderSummary:
     """The relay's decision on the message, command by command."""
     user = sender.user
@@ -79,11 +101,12 @@ def judge(sender: Sender, envelope: Envelope, config: RelayConfig,
     if reject is not None:
         return reject
     session = replace(session, mail_from=envelope.sender)
+    suppressed = suppressions_of(user.account_id, envelope.recipients)
     for count, address in enumerate(envelope.recipients):
         reject = checks.recipient(replace(session, recipients=count), address,
                                   config.max_recipients)
         if reject is None:
-            refusal = suppressed(user.account_id, address)  # as the relay's RCPT hook
+            refusal = suppressed(address)  # as the relay's RCPT hook
             if refusal is not None:
                 reject = Reject(refusal, EventKind.SUPPRESSED, "on the suppression list",
                                 printable(address))
@@ -121,16 +144,21 @@ def store(request: HttpRequest, sender: Sender, envelope: Envelope, headers: Hea
         client_ip=client_ip(request), smtputf8=envelope.smtputf8, tls=request.is_secure(),
         headers=headers, protocol="HTTPS" if request.is_secure() else "HTTP",
     )
-    if also is None:  # store_messages() is one transaction of its own
-        [queue_id] = store_messages([submission], config.hostname)
-        return _queued(queue_id, headers, envelope)
+    if also is None:  # one transaction of its own
+        queue_id, pk = _store_one(submission, config.hostname)
+        return Queued(pk, queue_id, headers.message_id, len(envelope.recipients))
     with transaction.atomic():
-        [queue_id] = store_messages([submission], config.hostname)
-        queued = _queued(queue_id, headers, envelope)
+        queue_id, pk = _store_one(submission, config.hostname)
+        queued = Queued(pk, queue_id, headers.message_id, len(envelope.recipients))
         also(queued)
     return queued
 
 
-def _queued(queue_id: str, headers: HeaderSummary, envelope: Envelope) -> Queued:
-    pk = Message.objects.filter(queue_id=queue_id).values_list("id", flat=True).get()
-    return Queued(pk, queue_id, headers.message_id, len(envelope.recipients))
+def _store_one(submission: Submission, hostname: str) -> tuple[str, int]:
+    """(queue id, Message id) of the stored message. On PostgreSQL the relay's one
+    statement (its own transaction in autocommit: no BEGIN/COMMIT round trips), elsewhere
+    the relay's ORM path."""
+    if connection.vendor == "postgresql":
+        return store_pg.store_message_now(submission, hostname)
+    [stored] = store_messages_with_ids([submission], hostname)
+    return stored

@@ -199,12 +199,18 @@ def store_messages(subs: list[Submission], hostname: str = "localhost") -> list[
     next one (group commit): one transaction and two INSERTs per group instead of per
     message. All or nothing: on an error nothing of the group is stored.
     """
+    return [queue_id for queue_id, _ in store_messages_with_ids(subs, hostname)]
+
+
+def store_messages_with_ids(subs: list[Submission], hostname: str = "localhost"
+                            ) -> list[tuple[str, int]]:
+    """`store_messages()`, giving each message's (queue id, Message id)."""
     messages, now = message_rows(subs, hostname)
     with transaction.atomic():
         ids = dict((queue_id, pk) for pk, queue_id in insert_rows(
             Message, messages, returning=("id", "queue_id")))
         insert_rows(Recipient, recipient_rows(subs, messages, ids, now))
-    return [str(m["queue_id"]) for m in messages]
+    return [(str(m["queue_id"]), int(ids[m["queue_id"]])) for m in messages]
 
 
 def message_rows(

@@ -78,6 +78,19 @@ class LastLogin:
 def _login_sql(vendor: str) -> str:
     """SELECT user, account and JSON arrays of the user's domains and emails and of the
     account's verified sending domains."""
+    columns, tables = login_select(vendor)
+    user = SmtpUser._meta
+    q = connection.ops.quote_name
+    # Quoted names from the models only; the username is a parameter.
+    where = f"u.{q(user.get_field('username').column)} = %s"
+    return f"SELECT {columns} FROM {tables} WHERE {where}"  # noqa: S608
+
+
+@functools.cache
+def login_select(vendor: str) -> tuple[str, str]:
+    """The login query's select list and its tables (the user `u` joined to its account
+    `a`), for a query that finds the user another way: its row, read from the select
+    list's columns in order, goes to `login_from_row()`."""
     user, account = SmtpUser._meta, Account._meta
     domain, email, sending = AuthorizedDomain._meta, AuthorizedEmail._meta, SendingDomain._meta
     q = connection.ops.quote_name
@@ -102,19 +115,19 @@ def _login_sql(vendor: str) -> str:
     user_cols = ", ".join(f"u.{col(user, name)}" for name in _USER_FIELDS)
     # Only quoted table and column names from the models go into the text; the username
     # is a parameter.
-    return (
-        f"SELECT {user_cols}, a.{col(account, 'slug')}, a.{col(account, 'name')}, "  # noqa: S608
+    columns = (
+        f"{user_cols}, a.{col(account, 'slug')}, a.{col(account, 'name')}, "  # noqa: S608
         f"(SELECT {agg_domains} FROM {q(domain.db_table)} d "
         f"WHERE d.{col(domain, 'smtp_user')} = u.{col(user, 'id')}), "
         f"(SELECT {agg_emails} FROM {q(email.db_table)} e "
         f"WHERE e.{col(email, 'smtp_user')} = u.{col(user, 'id')}), "
         f"(SELECT {agg_owned} FROM {q(sending.db_table)} s "
         f"WHERE s.{col(sending, 'account')} = u.{col(user, 'account')} "
-        f"AND s.{col(sending, 'status')} = '{DomainStatus.VERIFIED.value}') "
-        f"FROM {q(user.db_table)} u "
-        f"JOIN {q(account.db_table)} a ON a.{col(account, 'id')} = u.{col(user, 'account')} "
-        f"WHERE u.{col(user, 'username')} = %s"
+        f"AND s.{col(sending, 'status')} = '{DomainStatus.VERIFIED.value}')"
     )
+    tables = (f"{q(user.db_table)} u "
+              f"JOIN {q(account.db_table)} a ON a.{col(account, 'id')} = u.{col(user, 'account')}")
+    return columns, tables
 
 
 def _json_list(value: Any) -> list[Any]:

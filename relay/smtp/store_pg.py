@@ -182,18 +182,37 @@ class AsyncPostgres:
 
     async def store_messages(self, subs: list[Submission], hostname: str) -> list[str]:
         """`relay.smtp.accept.store_messages()` over this pool: the same rows, one statement."""
-        messages, now = message_rows(subs, hostname)
-        # The Recipient rows name their message by queue id; the statement joins them.
-        queue_ids = {m["queue_id"]: m["queue_id"] for m in messages}
-        recipients = recipient_rows(subs, messages, queue_ids, now)
-        params = [
-            _json_rows(_MESSAGE, messages),
-            [m["raw"] for m in messages],
-            _json_rows(_RECIPIENT, recipients),
-        ]
+        messages, params = _store_params(subs, hostname)
         async with self.connection() as conn:
             await conn.execute(_store_sql(self.alias), params)
         return [str(m["queue_id"]) for m in messages]
+
+
+def store_message_now(sub: Submission, hostname: str, alias: str = "default") -> tuple[str, int]:
+    """One message stored by the same one statement over Django's connection `alias`
+    (synchronous, for the send API): its (queue id, Message id). In autocommit the
+    statement is its own transaction; inside `transaction.atomic()` it is part of the
+    caller's. Raises what the database raises."""
+    messages, params = _store_params([sub], hostname)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_store_sql(alias, returning=True), params)
+        row = cursor.fetchone()
+    assert row is not None  # a submission has at least one recipient
+    return str(messages[0]["queue_id"]), int(row[0])
+
+
+def _store_params(subs: list[Submission], hostname: str
+                  ) -> tuple[list[dict[str, object]], list[Any]]:
+    """The Message rows of `subs` and the store statement's parameters."""
+    messages, now = message_rows(subs, hostname)
+    # The Recipient rows name their message by queue id; the statement joins them.
+    queue_ids = {m["queue_id"]: m["queue_id"] for m in messages}
+    recipients = recipient_rows(subs, messages, queue_ids, now)
+    return messages, [
+        _json_rows(_MESSAGE, messages),
+        [m["raw"] for m in messages],
+        _json_rows(_RECIPIENT, recipients),
+    ]
 
 
 class PostgresStore(ThreadStore):
@@ -283,9 +302,10 @@ def _join_field() -> Field[Any, Any]:
 
 
 @functools.cache
-def _store_sql(alias: str) -> str:
+def _store_sql(alias: str, returning: bool = False) -> str:
     """INSERT the Message rows (a JSON array, and an array of the raw bytes) and, in the
-    same statement, the Recipient rows (a JSON array naming their message by queue id)."""
+    same statement, the Recipient rows (a JSON array naming their message by queue id);
+    with `returning`, each Recipient row's message id comes back."""
     wrapper = connections[alias]
     q = wrapper.ops.quote_name
     message, recipient = _model(_MESSAGE)._meta, _model(_RECIPIENT)._meta
@@ -315,6 +335,7 @@ def _store_sql(alias: str) -> str:
         f"INSERT INTO {q(recipient.db_table)} ({', '.join(q(f.column) for f in r_fields)}) "
         f"SELECT {picked} FROM json_to_recordset(%s::json) AS r({record(r_fields)}) "
         f"JOIN m ON m.queue_id = r.{q(_join_field().column)} ORDER BY r.ord"
+        + (f" RETURNING {q(_join_field().column)}" if returning else "")
     )
 
 
