@@ -19,7 +19,6 @@ from relay.delivery.upstreams.spec import UpstreamSpec
 from relay.dsn_params import DsnRequest
 from relay.models import FailReason
 
-
 SUBFOLDERS = ("tmp", "new", "cur")
 
 
