@@ -145,7 +145,7 @@ class DkimKeyAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["selector", "sending_domain", "algorithm", "state", "dns_status", "created"]
     list_filter = ["state", "algorithm"]
     search_fields = ["selector", "sending_domain__domain", "sending_domain__account__name"]
-    fields = DKIM_KEY_FIELDS
+    fields = tuple(DKIM_KEY_FIELDS)
     exclude = DKIM_KEY_SECRETS
     raw_id_fields = ["sending_domain"]
     list_select_related = ["sending_domain"]
