@@ -184,6 +184,9 @@ SMTPPLUS_DOMAIN_LAPSE_GRACE = env.int("SMTPPLUS_DOMAIN_LAPSE_GRACE", default=72 
 # How often the periodic check (manage.py domain check --due, run by `up`/`runrelay`)
 # re-reads each domain's records, in seconds.
 SMTPPLUS_DOMAIN_RECHECK_INTERVAL = env.int("SMTPPLUS_DOMAIN_RECHECK_INTERVAL", default=6 * 3600)
+# Whether `runrelay` (and so `up`) starts that periodic check as a child process. Off: run
+# `manage.py domain check --due` from cron instead, or not at all (a relay without DNS).
+SMTPPLUS_DOMAIN_RECHECK = env.bool("SMTPPLUS_DOMAIN_RECHECK", default=True)
 # How long an address confirmation link stays valid, in hours.
 SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", default=72)
 # DNS servers for every lookup (verification, DKIM, SPF, DMARC, MX delivery):
