@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib.auth import authenticate, get_user_model, password_validation
 
-from accounts.apikeys import parse_networks
+from accounts.api.keys import parse_networks
 from accounts.login import password_guess_brake
 from accounts.models import Account, ApiKeyRole, AuditEvent, Membership, Role, SmtpUser
 

@@ -193,7 +193,7 @@ class VerifiedHow(models.TextChoices):
 
 
 class SendingDomain(models.Model):
-    """A domain an account sends as, and its proof of ownership (`accounts.domains`).
+    """A domain an account sends as, and its proof of ownership (`accounts.domains.ownership`).
 
     Unverified until the account publishes `_smtpplus.<domain> TXT
     "smtpplus-verification=<token>"`. A verified domain belongs to one account: the
@@ -391,7 +391,7 @@ class ApiKeyRole(models.TextChoices):
 
 
 class ApiKey(models.Model):
-    """A bearer key for /api/v1/ on behalf of one account (`accounts.apikeys`).
+    """A bearer key for /api/v1/ on behalf of one account (`accounts.api.keys`).
 
     Only a keyed digest of the secret is stored: unlike SMTP+ passwords nobody ever needs
     to read a key back, so a database dump gives nothing to log in with. `prefix` (the
@@ -461,7 +461,7 @@ class IdempotentRequest(models.Model):
 class ApiRateCount(models.Model):
     """Calls (or failed logins) counted under one key within a window that ends at
     `window_ends`; in the database so that every console process counts on the same
-    rows (`accounts.apiratelimit`)."""
+    rows (`accounts.api.ratelimit`)."""
 
     key = models.CharField(max_length=100, unique=True)
     count = models.PositiveIntegerField(default=0)

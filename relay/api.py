@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
 from relay.console.filters import filter_events, filter_messages, keyset_page
 from relay.delivery import actions
 from relay.forms import EventFilterForm, MessageFilterForm

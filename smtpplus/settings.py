@@ -174,7 +174,7 @@ SMTPPLUS_INVITE_DAYS = env.int("SMTPPLUS_INVITE_DAYS", default=7)
 # Authorized domains and addresses together, per SMTP+ user: the user's page and every
 # login read them all.
 SMTPPLUS_MAX_SENDERS_PER_USER = env.int("SMTPPLUS_MAX_SENDERS_PER_USER", default=1000)
-# Sending domains (accounts.domains): whether an SMTP+ user may send only as domains its
+# Sending domains (accounts.domains.ownership): whether an SMTP+ user may send only as domains its
 # account has proved it owns (DNS TXT record) and addresses confirmed by a link mailed to
 # them ("required"), or as any authorized sender ("off": a closed single-tenant install;
 # check --deploy warns).
@@ -193,13 +193,13 @@ SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", defau
 # host[:port] or [v6]:port, comma separated; empty: the system's resolver.
 SMTPPLUS_DNS_RESOLVERS = env.list("SMTPPLUS_DNS_RESOLVERS", default=[])
 SMTPPLUS_DNS_TIMEOUT = env.float("SMTPPLUS_DNS_TIMEOUT", default=5.0)
-# DKIM (accounts.dkim): after a key rotation, how long the old key stays published and
+# DKIM (accounts.domains.dkim): after a key rotation, how long the old key stays published and
 # listed (seconds) before it is retired — long enough for mail signed with it to arrive.
 SMTPPLUS_DKIM_ROTATION_GRACE = env.int("SMTPPLUS_DKIM_ROTATION_GRACE", default=7 * 24 * 3600)
 # Also sign with an Ed25519 key (RFC 8463), beside the RSA-2048 signature.
 SMTPPLUS_DKIM_ED25519 = env.bool("SMTPPLUS_DKIM_ED25519", default=False)
 # How this relay's mail reaches the internet, for the SPF check of sending domains
-# (accounts.spfhealth): the public addresses or networks delivery connects from, and the
+# (accounts.domains.spfhealth): the public addresses or networks delivery connects from, and the
 # smarthost's SPF include: domain when delivery goes through one. Either or both.
 RELAY_EGRESS_IPS = env.list("RELAY_EGRESS_IPS", default=[])
 RELAY_SPF_INCLUDE = env.str("RELAY_SPF_INCLUDE", default="")

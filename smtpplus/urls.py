@@ -10,9 +10,9 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from accounts import api as accounts_api
 from accounts import login
-from accounts.apiauth import ApiError, ApiKeyAuth
+from accounts.api import routers as accounts_api
+from accounts.api.auth import ApiError, ApiKeyAuth
 from alerts import api as alerts_api
 from relay import api as relay_api
 from relay.console import dashboard, metrics, subjects

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from accounts.domains import new_token
+from accounts.domains.ownership import new_token
 from accounts.models import (
     AuthorizedDomain,
     AuthorizedEmail,

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import audit
-from accounts.apikeys import digest_key, generate_key
+from accounts.api.keys import digest_key, generate_key
 from accounts.audit import Actor
 from accounts.models import Account, ApiKey, ApiKeyRole, SmtpUser
 

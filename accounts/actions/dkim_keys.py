@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts import audit
 from accounts.audit import Actor
-from accounts.dkim import (
+from accounts.domains.dkim import (
     Algorithm,
     DkimCheck,
     DkimRecord,
@@ -36,12 +36,12 @@ from accounts.dkim import (
     generate_key,
     new_selector,
 )
-from accounts.findings import Finding, Severity
+from accounts.domains.findings import Finding, Severity
 from accounts.models import DkimKey, DkimKeyState, SendingDomain
 from smtpplus.dns import lookup_txt, make_resolver
 
 LIVE_STATES = (DkimKeyState.PENDING, DkimKeyState.ACTIVE, DkimKeyState.RETIRING)
-# DkimKey.dns_status values (the CheckStatus of accounts.dkim, "error: …" for one that
+# DkimKey.dns_status values (the CheckStatus of accounts.domains.dkim, "error: …" for one that
 # could not run).
 MATCH = "match"
 

@@ -4,7 +4,7 @@ Adding, checking (which verifies or lapses), an operator's forced verification, 
 transfer to another account and removal. Every change of whether a domain may be sent
 as bumps the version of the SMTP+ users of the accounts concerned, so that sessions
 already logged in to a relay re-check their senders. What the checks find and mean is
-`accounts.domains`'.
+`accounts.domains.ownership`'.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts import audit, domains
+from accounts import audit
 from accounts.actions import dkim_keys
 from accounts.audit import Actor
-from accounts.findings import Finding
+from accounts.domains import ownership
+from accounts.domains.findings import Finding
 from accounts.models import (
     Account,
     AuthorizedDomain,
@@ -68,7 +69,7 @@ def add_domain(
     if SendingDomain.objects.filter(account=account, domain=name).exists():
         raise DomainError(f"{domain_to_unicode(name)} is already a sending domain of this account")
     domain = SendingDomain.objects.create(
-        account=account, domain=name, token=domains.new_token(),
+        account=account, domain=name, token=ownership.new_token(),
         include_subdomains=include_subdomains,
     )
     _audit("domain.add", domain, actor, include_subdomains=include_subdomains)
@@ -103,15 +104,15 @@ def _claim(domain: SendingDomain, how: str, actor: Actor | None, now: datetime) 
 
 def _verify_by_dns(domain: SendingDomain, actor: Actor | None, now: datetime) -> str:
     """Verify by the token just found; "" or why it could not be."""
-    if domains.other_owner(domain) is not None:
-        return domains.owned_elsewhere_message(domain)
+    if ownership.other_owner(domain) is not None:
+        return ownership.owned_elsewhere_message(domain)
     was = domain.status
     try:
         with transaction.atomic():
             _claim(domain, VerifiedHow.DNS, actor, now)
     except IntegrityError:  # another account verified it at the same moment
         domain.refresh_from_db()
-        return domains.owned_elsewhere_message(domain)
+        return ownership.owned_elsewhere_message(domain)
     _event(domain, DomainEventKind.VERIFIED, f"{domain.display} is verified by its DNS record")
     _audit("domain.verify", domain, actor, how=VerifiedHow.DNS, was=was)
     return ""
@@ -128,12 +129,12 @@ def _apply_token(
             domain.record_missing_since = None
             domain.save(update_fields=["record_missing_since"])
         return ""
-    if not domains.can_lapse(domain):
+    if not ownership.can_lapse(domain):
         return ""
     if domain.record_missing_since is None:
         domain.record_missing_since = now
         domain.save(update_fields=["record_missing_since"])
-    deadline = domains.lapse_deadline(domain)
+    deadline = ownership.lapse_deadline(domain)
     if deadline is not None and now >= deadline:
         domain.status = DomainStatus.LAPSED
         domain.save(update_fields=["status"])
@@ -151,28 +152,28 @@ def check_domain(
     resolver: dns.resolver.Resolver | None = None,
 ) -> list[Finding]:
     """Check the domain's DNS now: the verification token first (which verifies, keeps or
-    lapses the domain), then every registered check (`accounts.domains.CHECKS`). Stores
+    lapses the domain), then every registered check (`accounts.domains.ownership.CHECKS`). Stores
     the findings in `check_result` and records an `auth_broken` event when a check that
     had no error has one now."""
     resolver = resolver or make_resolver()
     actor = actor or Actor.system("SMTP+ domain check")
     now = timezone.now()
-    lookup = domains.token_lookup(domain, resolver)  # before the transaction: DNS is slow
+    lookup = ownership.token_lookup(domain, resolver)  # before the transaction: DNS is slow
     with transaction.atomic():
         domain = SendingDomain.objects.select_for_update().select_related("account").get(pk=domain.pk)
         was_active = domain.is_active
         refused = ""
         if lookup.ran:
-            refused = _apply_token(domain, domains.token_published(domain, lookup), actor, now)
-        finding = domains.verification_finding(domain, lookup, now)
+            refused = _apply_token(domain, ownership.token_published(domain, lookup), actor, now)
+        finding = ownership.verification_finding(domain, lookup, now)
         if refused and finding.severity != "error":
-            finding = Finding(domains.CHECK_NAME, "error", "Not verified", refused + ".")
+            finding = Finding(ownership.CHECK_NAME, "error", "Not verified", refused + ".")
     found = [finding]
-    for check in domains.CHECKS:
+    for check in ownership.CHECKS:
         found += check(domain, resolver)
     with transaction.atomic():
         domain = SendingDomain.objects.select_for_update().select_related("account").get(pk=domain.pk)
-        broken = domains.newly_broken(domain.check_result, found) if was_active else []
+        broken = ownership.newly_broken(domain.check_result, found) if was_active else []
         domain.check_result = {"checked_at": now.isoformat(), "findings": [f.to_dict() for f in found]}
         domain.last_checked_at = now
         domain.save(update_fields=["check_result", "last_checked_at"])
@@ -188,7 +189,7 @@ def force_verify(domain: SendingDomain, actor: Actor | None = None) -> SendingDo
     """An operator marks the domain verified without DNS (it never lapses on a missing
     record). Refused when another account owns the domain: transfer it instead."""
     domain = SendingDomain.objects.select_for_update().select_related("account").get(pk=domain.pk)
-    owner = domains.other_owner(domain)
+    owner = ownership.other_owner(domain)
     if owner is not None:
         raise DomainError(
             f"{domain.display} is verified by account {owner.account.slug}: transfer it "
@@ -231,7 +232,7 @@ def transfer_domain(
 def authorization_data(
     found: tuple[list[AuthorizedDomain], list[AuthorizedEmail]],
 ) -> list[dict[str, str]]:
-    """`domains.authorizations_at()` as the console, the CLI and the API list them."""
+    """`ownership.authorizations_at()` as the console, the CLI and the API list them."""
     rows = [{"smtp_user": d.smtp_user.username, "kind": "domain", "sender": d.domain,
              "display": d.display} for d in found[0]]
     rows += [{"smtp_user": e.smtp_user.username, "kind": "email", "sender": e.email,
@@ -242,10 +243,10 @@ def authorization_data(
 @transaction.atomic
 def remove_domain(domain: SendingDomain, actor: Actor | None = None) -> list[dict[str, str]]:
     """Remove a sending domain: its account's users can no longer send as it, and the
-    authorizations that rest on it (`domains.authorizations_at`) are removed with it, one
+    authorizations that rest on it (`ownership.authorizations_at`) are removed with it, one
     audit row per SMTP+ user. Returns those authorizations (`authorization_data`)."""
     domain = SendingDomain.objects.select_for_update().select_related("account").get(pk=domain.pk)
-    found = domains.authorizations_at(domain)
+    found = ownership.authorizations_at(domain)
     removed = authorization_data(found)
     by_user: dict[int, tuple[SmtpUser, list[str], list[str]]] = {}
     for d in found[0]:

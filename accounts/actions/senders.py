@@ -16,7 +16,7 @@ from django.db import transaction
 from accounts import audit
 from accounts.actions.confirmations import send_confirmations_on_commit
 from accounts.audit import Actor
-from accounts.domains import ownership_problem, verified_domains
+from accounts.domains.ownership import ownership_problem, verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import (
     InvalidEntry,

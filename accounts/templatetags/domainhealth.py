@@ -10,8 +10,8 @@ from typing import Any
 
 from django import template
 
-from accounts.domainhealth import HEALTH_CHECKS, Verdict, provider_verdicts, stored_findings
-from accounts.findings import Finding, ordered
+from accounts.domains.findings import Finding, ordered
+from accounts.domains.health import HEALTH_CHECKS, Verdict, provider_verdicts, stored_findings
 from accounts.models import SendingDomain
 
 register = template.Library()

@@ -12,11 +12,11 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts import domains
 from accounts.actions import domains as domain_actions
 from accounts.audit import Actor
-from accounts.domainhealth import HEALTH_CHECKS
-from accounts.findings import ordered, worst
+from accounts.domains import ownership
+from accounts.domains.findings import ordered, worst
+from accounts.domains.health import HEALTH_CHECKS
 from accounts.models import Role, SendingDomain
 from accounts.senders import InvalidEntry
 from accounts.tenancy import AccountRequest, member_required
@@ -31,7 +31,7 @@ def _list_page(request: AccountRequest, entry: str = "", error: str = "",
     rows = SendingDomain.objects.filter(account=request.account).order_by("domain")
     listed = []
     for row in rows:
-        found = [f for group in domains.findings_by_check(row.check_result).values() for f in group]
+        found = [f for group in ownership.findings_by_check(row.check_result).values() for f in group]
         listed.append({"domain": row, "verdict": worst(found) if found else ""})
     return render(request, "accounts/domains/list.html", {
         "domains": listed, "entry": entry or request.GET.get("domain", ""), "error": error,
@@ -60,20 +60,20 @@ def domain_add(request: AccountRequest) -> HttpResponse:
 @member_required(Role.VIEWER)
 def domain_detail(request: AccountRequest, pk: int) -> HttpResponse:
     domain = _domain(request, pk)
-    grouped = domains.findings_by_check(domain.check_result)
+    grouped = ownership.findings_by_check(domain.check_result)
     found = [f for group in grouped.values() for f in group]
     return render(request, "accounts/domains/detail.html", {
         "domain": domain,
-        "zone_line": domains.zone_line(domain.verification_name, domain.verification_value),
-        "verification": ordered(grouped.get(domains.CHECK_NAME, [])),
+        "zone_line": ownership.zone_line(domain.verification_name, domain.verification_value),
+        "verification": ordered(grouped.get(ownership.CHECK_NAME, [])),
         # Findings of the other checks (DKIM…), for the health section; SPF and DMARC are
         # the health include's (accounts/domains/_health.html).
-        "other_findings": ordered([f for f in found if f.check != domains.CHECK_NAME
+        "other_findings": ordered([f for f in found if f.check != ownership.CHECK_NAME
                                    and f.check not in HEALTH_CHECKS]),
         "verdict": worst(found) if found else "",
-        "lapses_at": domains.lapse_deadline(domain) if domains.can_lapse(domain) else None,
+        "lapses_at": ownership.lapse_deadline(domain) if ownership.can_lapse(domain) else None,
         # What "Remove domain" takes with it, said before the button is pressed.
-        "removal": domain_actions.authorization_data(domains.authorizations_at(domain)),
+        "removal": domain_actions.authorization_data(ownership.authorizations_at(domain)),
         # Optional sections: the first template that exists is shown.
         "dkim_templates": ["accounts/domains/_dkim_records.html", "accounts/domains/_none.html"],
         "health_templates": ["accounts/domains/_health.html", "accounts/domains/_none.html"],

@@ -23,7 +23,7 @@ from django.utils.cache import add_never_cache_headers
 from accounts.actions import smtp_users
 from accounts.actions.senders import AddResult
 from accounts.audit import Actor
-from accounts.domains import verified_domains
+from accounts.domains.ownership import verified_domains
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
 from accounts.senders import covered, subdomains_covered, verification_required

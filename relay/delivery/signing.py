@@ -25,7 +25,7 @@ from email.policy import SMTPUTF8
 
 from cryptography.fernet import InvalidToken
 
-from accounts.dkim import decrypt_private_key
+from accounts.domains.dkim import decrypt_private_key
 from accounts.models import DkimKeyState, DomainStatus, SendingDomain
 from accounts.senders import split_address
 from relay.delivery.dkim_sign import MessageSigner, SigningKey

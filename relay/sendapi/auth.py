@@ -23,8 +23,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import HttpBasicAuth, HttpBearer
 
-from accounts import apiratelimit
-from accounts.apiauth import limit_calls, verify_key
+from accounts.api import ratelimit
+from accounts.api.auth import limit_calls, verify_key
 from accounts.models import ApiKey, SmtpUser
 from accounts.senders import SenderPolicy
 from accounts.tenancy import client_ip
@@ -103,7 +103,7 @@ class SmtpUserBasicAuth(HttpBasicAuth):
         config = RelayConfig.from_settings()
         failures = f"basic-failures:{ip}"
         if config.auth_failure_limit:
-            seen = apiratelimit.current(failures)
+            seen = ratelimit.current(failures)
             if seen.count >= config.auth_failure_limit:
                 reply = replies.cooloff_reply(seen.retry_after)
                 record_event(request, EventKind.AUTH_COOLOFF, reply, username=tried,
@@ -125,9 +125,9 @@ class SmtpUserBasicAuth(HttpBasicAuth):
         record_event(request, EventKind.AUTH_FAILED, replies.AUTH_FAILED, reason=reason,
                      username=tried, account_id=account_id, smtp_user_id=user_id)
         if config.auth_failure_limit:
-            counted = apiratelimit.hit(failures, config.auth_failure_window)
+            counted = ratelimit.hit(failures, config.auth_failure_window)
             if counted.count == config.auth_failure_limit:
-                apiratelimit.extend(failures, config.auth_cooloff)
+                ratelimit.extend(failures, config.auth_cooloff)
                 record_event(request, EventKind.AUTH_COOLOFF,
                              replies.cooloff_reply(config.auth_cooloff),
                              reason=COOLOFF_STARTED, username=tried, account_id=account_id,

@@ -23,7 +23,7 @@ from email.utils import format_datetime, make_msgid
 from django.utils import timezone
 from ninja import Field, Schema
 
-from accounts.apiauth import ApiError
+from accounts.api.auth import ApiError
 
 _HEADERS = HeaderRegistry()
 _FIELD_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII without ":" (RFC 5322 2.2)

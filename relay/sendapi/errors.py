@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ninja import Schema
 
-from accounts.apiauth import ApiError
+from accounts.api.auth import ApiError
 from relay.models import EventKind
 from relay.smtp.checks import Reject
 

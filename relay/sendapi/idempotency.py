@@ -19,7 +19,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.apiauth import ApiError
+from accounts.api.auth import ApiError
 from accounts.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"

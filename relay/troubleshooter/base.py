@@ -20,7 +20,7 @@ from django.db.models import Max, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.domains import verified_domains
+from accounts.domains.ownership import verified_domains
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SendingDomain, SmtpUser
 from accounts.senders import SenderPolicy, split_address
 from relay.listen import Listener, advertised_listeners, alive_nodes

@@ -6,7 +6,7 @@ a DMARC record, so "delivered upstream" no longer means "arrives". For each doma
 user is authorized for, this reads — from the database only, never DNS, so the page stays
 fast and works when DNS does not — the account's sending domain that covers it: whether it
 is verified (only then does the relay sign for it), its DKIM key, and the SPF and DMARC
-findings of its last check (`accounts.domainhealth`). Each problem comes with its fix; the
+findings of its last check (`accounts.domains.health`). Each problem comes with its fix; the
 domain's page has "Check now" to read DNS again.
 """
 
@@ -16,8 +16,8 @@ from datetime import datetime
 
 from django.urls import NoReverseMatch, reverse
 
-from accounts.domainhealth import dkim_state, provider_verdicts, stored_findings
-from accounts.findings import Finding
+from accounts.domains.findings import Finding
+from accounts.domains.health import dkim_state, provider_verdicts, stored_findings
 from accounts.models import SendingDomain, SmtpUser
 from accounts.senders import domain_to_unicode
 from relay.troubleshooter.base import (

@@ -83,7 +83,7 @@ def _domain_with_key_and_event(cast):
 def test_sending_domains_dkim_keys_and_domain_events_are_shown_without_the_private_key(
     client, cast
 ):
-    from accounts.dkim import decrypt_private_key
+    from accounts.domains.dkim import decrypt_private_key
 
     domain, key, event = _domain_with_key_and_event(cast)
     login(client, User.objects.create_superuser("op@example.test", "op@example.test", PASSWORD))

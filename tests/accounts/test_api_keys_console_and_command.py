@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts.actions.api_keys import create_api_key
-from accounts.apikeys import digest_key
+from accounts.api.keys import digest_key
 from accounts.models import ApiKey, AuditEvent
 from tests.conftest import login
 

@@ -18,7 +18,7 @@ from accounts.actions.dkim_keys import (
     refresh_keys,
     start_rotation,
 )
-from accounts.dkim import (
+from accounts.domains.dkim import (
     compare_published,
     decrypt_private_key,
     dkim_record,

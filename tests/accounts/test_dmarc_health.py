@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.dmarchealth import dmarc_findings, organizational_domain
+from accounts.domains.dmarchealth import dmarc_findings, organizational_domain
 
 
 def codes(findings):

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.template.loader import render_to_string
 
 from accounts.actions.dkim_keys import ensure_keys, publish_rows, refresh_keys
-from accounts.dkim import decrypt_private_key
+from accounts.domains.dkim import decrypt_private_key
 from accounts.models import AuditEvent, DkimKey, DomainStatus, SendingDomain, VerifiedHow
 from tests.dkim_verifier import publish, verified_domain
 

@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.actions.domains import check_domain
-from accounts.domainhealth import dmarc_findings, spf_findings
-from accounts.domains import CHECKS
+from accounts.domains.health import dmarc_findings, spf_findings
+from accounts.domains.ownership import CHECKS
 from accounts.models import SendingDomain
 from relay.troubleshooter.trust import check_trust
 

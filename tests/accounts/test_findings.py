@@ -1,4 +1,4 @@
-from accounts.findings import Finding, ordered, worst
+from accounts.domains.findings import Finding, ordered, worst
 
 
 def test_the_worst_finding_decides_the_verdict_and_comes_first():

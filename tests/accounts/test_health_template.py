@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.template.loader import render_to_string
 
-from accounts.domainhealth import Requirement, Verdict
-from accounts.findings import Finding
+from accounts.domains.findings import Finding
+from accounts.domains.health import Requirement, Verdict
 
 TEMPLATE = "accounts/domains/_health.html"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from accounts.domainhealth import (
+from accounts.domains.health import (
     dmarc_findings,
     provider_verdicts,
     spf_findings,

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import domains
 from accounts.actions import domains as actions
-from accounts.findings import Finding
+from accounts.domains import ownership
+from accounts.domains.findings import Finding
 from accounts.models import (
     AuditEvent,
     DomainEvent,
@@ -122,7 +122,7 @@ def test_a_domain_verified_at_upgrade_or_by_an_operator_never_lapses_on_a_missin
         cast, dns_server, settings, how):
     settings.SMTPPLUS_DOMAIN_LAPSE_GRACE = 0
     domain = SendingDomain.objects.create(
-        account=cast.acme, domain=f"{how}-kept.test", token=domains.new_token(),
+        account=cast.acme, domain=f"{how}-kept.test", token=ownership.new_token(),
         status=DomainStatus.VERIFIED, verified_how=how, verified_at=timezone.now())
     unpublish(dns_server, domain.domain)
     finding = verification(actions.check_domain(domain))
@@ -148,7 +148,7 @@ def test_a_check_that_could_not_run_never_counts_as_a_missing_record(cast, dns_s
 
 def test_a_timeout_never_counts_as_a_missing_record(cast, dns_server, settings):
     domain = SendingDomain.objects.create(
-        account=cast.acme, domain="timeout.test", token=domains.new_token(),
+        account=cast.acme, domain="timeout.test", token=ownership.new_token(),
         status=DomainStatus.VERIFIED, verified_how=VerifiedHow.DNS, verified_at=timezone.now())
     settings.SMTPPLUS_DNS_RESOLVERS = [dns_server.silent_address]
     settings.SMTPPLUS_DNS_TIMEOUT = 0.5
@@ -179,7 +179,7 @@ def test_the_first_account_to_prove_a_domain_takes_it_from_the_rows_verified_at_
         cast, dns_server):
     rows = [
         SendingDomain.objects.create(
-            account=account, domain="shared.test", token=domains.new_token(),
+            account=account, domain="shared.test", token=ownership.new_token(),
             status=DomainStatus.VERIFIED, verified_how=VerifiedHow.UPGRADE,
             verified_at=timezone.now())
         for account in (cast.acme, cast.globex)
@@ -236,7 +236,7 @@ def test_an_error_that_appears_between_two_checks_records_authentication_broken(
         ok = "good" in lookup.records
         return [Finding("probe", "ok" if ok else "error", "probe record " + ("ok" if ok else "bad"))]
 
-    domains.register_check(probe)
+    ownership.register_check(probe)
     try:
         actions.check_domain(domain)
         assert not DomainEvent.objects.filter(kind=DomainEventKind.AUTH_BROKEN).exists()
@@ -249,7 +249,7 @@ def test_an_error_that_appears_between_two_checks_records_authentication_broken(
         actions.check_domain(domain)
         assert DomainEvent.objects.filter(kind=DomainEventKind.AUTH_BROKEN).count() == 1
     finally:
-        domains.CHECKS.remove(probe)
+        ownership.CHECKS.remove(probe)
 
 
 def test_a_verified_domain_whose_record_goes_records_authentication_broken(cast, dns_server):
@@ -271,7 +271,7 @@ def test_due_domains_are_those_not_checked_for_the_recheck_interval(cast, settin
     now = timezone.now()
     SendingDomain.objects.filter(pk=old.pk).update(last_checked_at=now - timedelta(hours=2))
     SendingDomain.objects.filter(pk=fresh.pk).update(last_checked_at=now - timedelta(minutes=5))
-    assert [d.domain for d in domains.due_domains()] == [never.domain, old.domain]
+    assert [d.domain for d in ownership.due_domains()] == [never.domain, old.domain]
 
 
 def test_check_now_also_checks_the_dkim_record_and_stores_its_findings(cast, dns_server):
@@ -283,7 +283,7 @@ def test_check_now_also_checks_the_dkim_record_and_stores_its_findings(cast, dns
     # The domain was just given its key, whose record is not published yet: say what to publish.
     assert dkim[0].severity != "ok" and "_domainkey.signed.test" in dkim[0].record_name
     domain.refresh_from_db()
-    stored = domains.findings_by_check(domain.check_result)
+    stored = ownership.findings_by_check(domain.check_result)
     assert "dkim" in stored
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.spfhealth import spf_findings
-from accounts.spfrecord import check_address
+from accounts.domains.spfhealth import spf_findings
+from accounts.domains.spfrecord import check_address
 
 
 def codes(findings):

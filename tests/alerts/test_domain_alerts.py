@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.actions import domains as actions
-from accounts.domains import new_token
+from accounts.domains.ownership import new_token
 from accounts.models import DomainStatus, SendingDomain, VerifiedHow
 from alerts.sending import run_once
 from tests.alerts.conftest import later, make_rule

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.actions.api_keys import create_api_key, revoke_api_key
-from accounts.apikeys import digest_key
+from accounts.api.keys import digest_key
 from accounts.models import ApiKey, ApiKeyRole, AuditEvent
 from tests.api.conftest import ApiClient, key_for
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from accounts.apikeys import digest_key
+from accounts.api.keys import digest_key
 from accounts.models import ApiKey
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in

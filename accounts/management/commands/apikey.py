@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.actions.api_keys import create_api_key, revoke_api_key
-from accounts.apikeys import parse_networks
+from accounts.api.keys import parse_networks
 from accounts.audit import Actor
 from accounts.models import Account, ApiKey, ApiKeyRole, SmtpUser
 

@@ -42,11 +42,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from accounts import domains
 from accounts.actions import dkim_keys
 from accounts.actions import domains as domain_actions
 from accounts.audit import Actor
-from accounts.domains import domain_data
+from accounts.domains import ownership
+from accounts.domains.ownership import domain_data
 from accounts.models import Account, DkimKeyState, SendingDomain
 from accounts.senders import InvalidEntry, normalize_domain
 from smtpplus.lifetime import watch_parent
@@ -194,7 +194,7 @@ class Command(BaseCommand):
 
     def check_due(self, options: dict[str, Any]) -> Any:
         if not options["loop"]:
-            return [self.check_one(d) for d in domains.due_domains()]
+            return [self.check_one(d) for d in ownership.due_domains()]
         watch_parent()
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
@@ -202,7 +202,7 @@ class Command(BaseCommand):
         while not self.shutdown:
             close_old_connections()
             try:
-                for domain in domains.due_domains():
+                for domain in ownership.due_domains():
                     if self.shutdown:
                         break
                     self.stdout.write(json.dumps(self.check_one(domain)))

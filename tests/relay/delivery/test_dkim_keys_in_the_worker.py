@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.dkim import encrypt_private_key, generate_key
+from accounts.domains.dkim import encrypt_private_key, generate_key
 from accounts.models import DkimKey, DkimKeyState, DomainStatus, SendingDomain
 from relay.delivery import signing
 from relay.delivery.signing import KeyCache, from_domain

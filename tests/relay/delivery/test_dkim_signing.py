@@ -254,7 +254,7 @@ def test_mail_delivered_to_a_maildir_is_signed(relay, cast, dns_server, acme_key
 def test_no_key_material_reaches_the_logs_even_at_debug_level(
     relay, cast, upstream, dns_server, acme_keys, caplog
 ):
-    from accounts.dkim import decrypt_private_key
+    from accounts.domains.dkim import decrypt_private_key
 
     caplog.set_level("DEBUG")
     data = delivered(relay, cast, upstream,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from accounts.domainhealth import dmarc_findings, spf_findings
+from accounts.domains.health import dmarc_findings, spf_findings
 from accounts.models import DkimKey, SendingDomain
 from relay.troubleshooter.base import NODATA, OK, PROBLEM
 from relay.troubleshooter.trust import check_trust

@@ -20,8 +20,8 @@ from django.utils import timezone
 from ninja import Schema
 from ninja.security import HttpBearer
 
-from accounts import apiratelimit
-from accounts.apikeys import ip_allowed, key_matches, split_key
+from accounts.api import ratelimit as apiratelimit
+from accounts.api.keys import ip_allowed, key_matches, split_key
 from accounts.audit import Actor
 from accounts.models import Account, ApiKey
 from accounts.tenancy import client_ip

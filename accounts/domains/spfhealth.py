@@ -1,6 +1,6 @@
 """The SPF findings of a sending domain, in the console's words, each with its fix.
 
-`spf_findings(domain)` reads the domain's record (`accounts.spfrecord`) and says, worst
+`spf_findings(domain)` reads the domain's record (`accounts.domains.spfrecord`) and says, worst
 first: no record / two records / a syntax error / too many DNS lookups / void lookups
 (errors: receivers' SPF fails for every message), `+all` / `?all` / no `all` / `ptr`
 (warnings), and whether the record authorizes how this relay sends — each egress
@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import dns.resolver
 
-from accounts.findings import Finding, Severity, ordered
-from accounts.spfrecord import (
+from accounts.domains.findings import Finding, Severity, ordered
+from accounts.domains.spfrecord import (
     MAX_LOOKUPS,
     MAX_VOID_LOOKUPS,
     PROBE_ADDRESS,

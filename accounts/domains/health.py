@@ -25,8 +25,8 @@ from typing import Literal
 
 import dns.resolver
 
-from accounts import dmarchealth, spfhealth
-from accounts.findings import Finding
+from accounts.domains import dmarchealth, spfhealth
+from accounts.domains.findings import Finding
 from accounts.models import DkimKeyState, SendingDomain
 
 Result = Literal["pass", "fail", "unknown"]
@@ -39,13 +39,13 @@ def _name(domain: SendingDomain | str) -> str:
 
 def spf_findings(domain: SendingDomain | str,
                  resolver: dns.resolver.Resolver | None = None) -> list[Finding]:
-    """The SPF findings of a domain (`accounts.spfhealth`); asks DNS."""
+    """The SPF findings of a domain (`accounts.domains.spfhealth`); asks DNS."""
     return spfhealth.spf_findings(_name(domain), resolver)
 
 
 def dmarc_findings(domain: SendingDomain | str,
                    resolver: dns.resolver.Resolver | None = None) -> list[Finding]:
-    """The DMARC findings of a domain (`accounts.dmarchealth`); asks DNS."""
+    """The DMARC findings of a domain (`accounts.domains.dmarchealth`); asks DNS."""
     return dmarchealth.dmarc_findings(_name(domain), resolver)
 
 

@@ -13,8 +13,8 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.actions import senders, smtp_users
-from accounts.api_domains import router as domains_router
-from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.api.domains import router as domains_router
 from accounts.forms import AuditFilterForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, SmtpUser
 from accounts.senders import can_send_as

@@ -24,8 +24,8 @@ import dmarc
 import dns.resolver
 from publicsuffixlist import PublicSuffixList
 
-from accounts.findings import Finding, Severity, ordered
-from accounts.spfrecord import zone_line
+from accounts.domains.findings import Finding, Severity, ordered
+from accounts.domains.spfrecord import zone_line
 from smtpplus.dns import lookup_txt, make_resolver
 
 CHECK = "dmarc"

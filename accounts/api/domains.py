@@ -11,8 +11,8 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 
 from accounts.actions import domains as domain_actions
-from accounts.apiauth import AUTH_ERRORS, ApiError, account_of, not_found, writer
-from accounts.domains import domain_data
+from accounts.api.auth import AUTH_ERRORS, ApiError, account_of, not_found, writer
+from accounts.domains.ownership import domain_data
 from accounts.models import SendingDomain
 from accounts.senders import InvalidEntry
 

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.findings import Finding, worst
+from accounts.domains.findings import Finding, worst
 from accounts.models import (
     AuthorizedDomain,
     AuthorizedEmail,

@@ -1,5 +1,5 @@
 """Reading a sending domain's SPF record: the walk of its tree, pyspf's evaluation, and
-the changed records the SPF check (`accounts.spfhealth`) offers as fixes.
+the changed records the SPF check (`accounts.domains.spfhealth`) offers as fixes.
 
 Receivers evaluate SPF for the envelope sender's domain (RFC 7208). A domain needs exactly
 one `v=spf1` TXT record; an evaluation may make at most 10 DNS-querying lookups
