@@ -2,6 +2,9 @@
 
 SMTP+ passwords (encrypted value and login digest) are never shown or editable here:
 passwords are generated and revealed through the console, which audits every reveal.
+Nor is a DKIM private key, not even encrypted. Sending domains, their DKIM keys and their
+events are read-only: they change through the console, the API or `manage.py domain`,
+which check DNS and write the audit row.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from accounts.models import (
     AuditEvent,
     AuthorizedDomain,
     AuthorizedEmail,
+    DkimKey,
+    DomainEvent,
     Invitation,
     Membership,
+    SendingDomain,
     SmtpUser,
 )
 from smtpplus.admin import ReadOnly
@@ -96,3 +102,62 @@ class AuditEventAdmin(ReadOnly, admin.ModelAdmin):
     list_filter = ["action"]
     search_fields = ["actor_label", "target_label", "action"]
     date_hierarchy = "created"
+
+
+# Every field of a DKIM key but its private part (the encrypted blob included): shown,
+# never editable.
+DKIM_KEY_SECRETS = ["private_key_encrypted"]
+DKIM_KEY_FIELDS = [
+    "sending_domain", "selector", "algorithm", "state", "public_key", "dns_status", "created",
+    "activated_at", "retiring_since", "retired_at", "last_checked_at",
+]
+
+
+class DkimKeyInline(ReadOnly, admin.TabularInline):
+    model = DkimKey
+    extra = 0
+    fields = ["selector", "algorithm", "state", "dns_status", "activated_at", "retired_at"]
+    exclude = DKIM_KEY_SECRETS
+
+
+class DomainEventInline(ReadOnly, admin.TabularInline):
+    model = DomainEvent
+    extra = 0
+    fields = ["created", "kind", "details"]
+    exclude = ["account", "domain"]
+    ordering = ["-created"]
+
+
+@admin.register(SendingDomain)
+class SendingDomainAdmin(ReadOnly, admin.ModelAdmin):
+    """Verification, transfers and removal go through `manage.py domain` (audited)."""
+
+    list_display = ["domain", "account", "status", "verified_how", "include_subdomains",
+                    "last_checked_at"]
+    list_filter = ["status", "verified_how", "include_subdomains"]
+    search_fields = ["domain", "account__name", "account__slug"]
+    raw_id_fields = ["account"]
+    inlines = [DkimKeyInline, DomainEventInline]
+
+
+@admin.register(DkimKey)
+class DkimKeyAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["selector", "sending_domain", "algorithm", "state", "dns_status", "created"]
+    list_filter = ["state", "algorithm"]
+    search_fields = ["selector", "sending_domain__domain", "sending_domain__account__name"]
+    fields = tuple(DKIM_KEY_FIELDS)
+    exclude = DKIM_KEY_SECRETS
+    raw_id_fields = ["sending_domain"]
+    list_select_related = ["sending_domain"]
+
+
+@admin.register(DomainEvent)
+class DomainEventAdmin(ReadOnly, admin.ModelAdmin):
+    """What alerts read: evidence, read-only."""
+
+    list_display = ["created", "domain", "account", "kind"]
+    list_filter = ["kind"]
+    search_fields = ["domain", "account__name", "account__slug"]
+    date_hierarchy = "created"
+    raw_id_fields = ["account", "sending_domain"]
+    list_select_related = ["account"]

@@ -103,6 +103,8 @@ def parse_emails(text: str) -> ParsedSenders:
 NOT_AUTHORIZED = "not_authorized"
 UNVERIFIED_DOMAIN = "unverified_domain"
 UNCONFIRMED_ADDRESS = "unconfirmed_address"
+# Authorized as a subdomain of a verified sending domain that does not include subdomains.
+SUBDOMAINS_NOT_OWNED = "subdomains_not_owned"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class Decision:
     # subdomains") or why not — shown in the console and in relay events.
     reason: str
     # When refused: NOT_AUTHORIZED, or authorized but UNVERIFIED_DOMAIN (the domain is
-    # not a verified sending domain of the account) or UNCONFIRMED_ADDRESS.
+    # not a verified sending domain of the account), SUBDOMAINS_NOT_OWNED (it is a
+    # subdomain of one that does not include subdomains) or UNCONFIRMED_ADDRESS.
     refusal: str = ""
     # The domain the refusal is about (A-label), when there is one.
     domain: str = ""
@@ -123,8 +126,10 @@ def covered(domain: str, owned: Iterable[tuple[str, bool]]) -> bool:
     return any(domain == d or (include and domain.endswith("." + d)) for d, include in owned)
 
 
-def _subdomainscovered(domain: str, owned: Iterable[tuple[str, bool]]) -> bool:
-    """Whether every subdomain of `domain` is covered by an owned domain."""
+def subdomains_covered(domain: str, owned: Iterable[tuple[str, bool]]) -> bool:
+    """Whether every subdomain of `domain` is covered by an owned domain (one that is
+    `domain` or a parent of it and includes subdomains): only then may `domain` be
+    authorized "with its subdomains"."""
     return any(include and (domain == d or domain.endswith("." + d)) for d, include in owned)
 
 
@@ -194,7 +199,7 @@ class SenderPolicy:
         for domain, include in domains:
             if verify and not covered(domain, owned_list):
                 (bad_subs if include else bad_exact).add(domain)
-            elif include and verify and not _subdomainscovered(domain, owned_list):
+            elif include and verify and not subdomains_covered(domain, owned_list):
                 exact.add(domain)  # the domain itself is owned, its subdomains are not
                 bad_subs.add(domain)
             else:
@@ -243,6 +248,14 @@ class SenderPolicy:
         unverified = (domain if domain in self.unverified_domains
                       or domain in self.unverified_with_subdomains
                       else _parent_in(domain, self.unverified_with_subdomains))
+        if unverified and unverified != domain and unverified in self.domains:
+            # The parent itself is owned and usable; its sending domain (or the one that
+            # covers it) does not include subdomains.
+            return Decision(
+                False, f"domain {domain_to_unicode(unverified)} and its subdomains are "
+                f"authorized for SMTP+ user {self.username}, but the sending domain "
+                f"{domain_to_unicode(unverified)} does not include subdomains",
+                SUBDOMAINS_NOT_OWNED, unverified)
         if unverified:
             return Decision(
                 False, f"domain {domain_to_unicode(unverified)} is authorized for SMTP+ user "

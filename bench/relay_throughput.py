@@ -368,7 +368,8 @@ def main() -> None:
     bare = multiprocessing.get_context("spawn").Process(target=run_bare_server, args=(bare_port,))
     bare.start()
     relay = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "runrelay", "--no-deliver",
+        # No periodic domain check: it would query the system's resolver (see end_to_end.py).
+        [sys.executable, str(ROOT / "manage.py"), "runrelay", "--no-deliver", "--no-domain-check",
          "--listen", f"127.0.0.1:{relay_port}", "--processes", str(args.processes)],
         env={**os.environ, "RELAY_TLS_CERT": "", "RELAY_LISTEN_TLS": "", "LOG_LEVEL": "WARNING",
              "RELAY_MAX_CONNECTIONS_PER_IP": str(max(50, args.clients * 2))},

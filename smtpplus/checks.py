@@ -1,6 +1,7 @@
 """System checks that warn about unsafe defaults (`manage.py check --deploy`)."""
 
 import ipaddress
+import math
 from typing import Any
 
 from django.conf import settings
@@ -106,6 +107,25 @@ def check_sending_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
     if settings.SMTPPLUS_DNS_TIMEOUT <= 0:
         errors.append(Error("SMTPPLUS_DNS_TIMEOUT must be a positive number of seconds.",
                             id="smtpplus.E003"))
+    return errors
+
+
+def _positive_seconds(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+@register()
+def check_relay_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Relay timeouts the relay could not run with: zero or less would close every TLS
+    client at once (or never time one out, for a value that is not finite)."""
+    errors: list[Error] = []
+    value = settings.RELAY_TLS_HANDSHAKE_TIMEOUT
+    if not _positive_seconds(value):
+        errors.append(Error(
+            f"RELAY_TLS_HANDSHAKE_TIMEOUT must be a positive number of seconds, not {value!r}.",
+            hint="Leave it unset (30) or set e.g. RELAY_TLS_HANDSHAKE_TIMEOUT=30.",
+            id="smtpplus.E005"))
     return errors
 
 

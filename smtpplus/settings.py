@@ -10,12 +10,28 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment. A value that is not a number is an error
+    naming the variable: django-environ's own message names neither (it even reads "abc"
+    as an empty string). Whether the number is in range is `smtpplus.checks`' job."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
+
 
 DEV_SECRET_KEY = "dev-insecure-smtpplus-secret-key-change-me-in-production-0123456789"
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
@@ -168,6 +184,9 @@ SMTPPLUS_DOMAIN_LAPSE_GRACE = env.int("SMTPPLUS_DOMAIN_LAPSE_GRACE", default=72 
 # How often the periodic check (manage.py domain check --due, run by `up`/`runrelay`)
 # re-reads each domain's records, in seconds.
 SMTPPLUS_DOMAIN_RECHECK_INTERVAL = env.int("SMTPPLUS_DOMAIN_RECHECK_INTERVAL", default=6 * 3600)
+# Whether `runrelay` (and so `up`) starts that periodic check as a child process. Off: run
+# `manage.py domain check --due` from cron instead, or not at all (a relay without DNS).
+SMTPPLUS_DOMAIN_RECHECK = env.bool("SMTPPLUS_DOMAIN_RECHECK", default=True)
 # How long an address confirmation link stays valid, in hours.
 SMTPPLUS_ADDRESS_CONFIRM_HOURS = env.int("SMTPPLUS_ADDRESS_CONFIRM_HOURS", default=72)
 # DNS servers for every lookup (verification, DKIM, SPF, DMARC, MX delivery):
@@ -207,7 +226,7 @@ RELAY_REQUIRE_TLS = env.bool("RELAY_REQUIRE_TLS", default=bool(RELAY_TLS_CERT))
 RELAY_MAX_MESSAGE_SIZE = env.int("RELAY_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
 RELAY_MAX_RECIPIENTS = env.int("RELAY_MAX_RECIPIENTS", default=100)
 RELAY_IDLE_TIMEOUT = env.int("RELAY_IDLE_TIMEOUT", default=300)
-RELAY_TLS_HANDSHAKE_TIMEOUT = env.float("RELAY_TLS_HANDSHAKE_TIMEOUT", default=30.0)
+RELAY_TLS_HANDSHAKE_TIMEOUT = env_seconds("RELAY_TLS_HANDSHAKE_TIMEOUT", default=30.0)
 RELAY_MAX_CONNECTIONS_PER_IP = env.int("RELAY_MAX_CONNECTIONS_PER_IP", default=50)
 RELAY_AUTH_FAILURE_LIMIT = env.int("RELAY_AUTH_FAILURE_LIMIT", default=10)
 RELAY_AUTH_FAILURE_WINDOW = env.int("RELAY_AUTH_FAILURE_WINDOW", default=600)

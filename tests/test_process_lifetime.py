@@ -70,9 +70,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.1)
 
 
-def start(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+def start(tmp_path: Path, *args: str, dns: str = "") -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        # The domain check child's lookups go to the tests' Knot server, never the
+        # system's resolver (which may hang until the timeout).
+        "SMTPPLUS_DNS_RESOLVERS": dns,
+        "SMTPPLUS_DNS_TIMEOUT": "3",
         "DATABASE_URL": database_url_for_subprocess(),
         "RELAY_HOSTNAME": "relay.test",
         "RELAY_LISTEN": f"127.0.0.1:{free_port()}",
@@ -119,9 +123,9 @@ def _count(children: dict[int, str], command: str) -> int:
 
 
 def test_the_relay_processes_delivery_worker_and_alert_sender_end_when_runrelay_is_killed(
-    tmp_path,
+    tmp_path, dns_server
 ):
-    parent = start(tmp_path, "runrelay", "--processes", "2")
+    parent = start(tmp_path, "runrelay", "--processes", "2", dns=dns_server.address)
 
     def started(children: dict[int, str]) -> bool:
         return (
@@ -135,8 +139,9 @@ def test_the_relay_processes_delivery_worker_and_alert_sender_end_when_runrelay_
     kill_parent_and_expect_children_to_end(parent, started, tmp_path)
 
 
-def test_every_part_started_by_up_ends_when_up_is_killed(tmp_path):
-    parent = start(tmp_path, "up", "--bind", f"127.0.0.1:{free_port()}", "--workers", "1")
+def test_every_part_started_by_up_ends_when_up_is_killed(tmp_path, dns_server):
+    parent = start(tmp_path, "up", "--bind", f"127.0.0.1:{free_port()}", "--workers", "1",
+                   dns=dns_server.address)
 
     def started(children: dict[int, str]) -> bool:
         commands = list(children.values())

@@ -23,6 +23,8 @@ from accounts.domains import ownership
 from accounts.domains.findings import Finding
 from accounts.models import (
     Account,
+    AuthorizedDomain,
+    AuthorizedEmail,
     DomainEvent,
     DomainEventKind,
     DomainStatus,
@@ -227,12 +229,45 @@ def transfer_domain(
     return domain
 
 
+def authorization_data(
+    found: tuple[list[AuthorizedDomain], list[AuthorizedEmail]],
+) -> list[dict[str, str]]:
+    """`ownership.authorizations_at()` as the console, the CLI and the API list them."""
+    rows = [{"smtp_user": d.smtp_user.username, "kind": "domain", "sender": d.domain,
+             "display": d.display} for d in found[0]]
+    rows += [{"smtp_user": e.smtp_user.username, "kind": "email", "sender": e.email,
+              "display": e.display} for e in found[1]]
+    return rows
+
+
 @transaction.atomic
-def remove_domain(domain: SendingDomain, actor: Actor | None = None) -> None:
-    """Remove a sending domain: its account's users can no longer send as it."""
-    _audit("domain.remove", domain, actor, status=domain.status)
-    tell_relays(domain.account_id)
+def remove_domain(domain: SendingDomain, actor: Actor | None = None) -> list[dict[str, str]]:
+    """Remove a sending domain: its account's users can no longer send as it, and the
+    authorizations that rest on it (`ownership.authorizations_at`) are removed with it, one
+    audit row per SMTP+ user. Returns those authorizations (`authorization_data`)."""
+    domain = SendingDomain.objects.select_for_update().select_related("account").get(pk=domain.pk)
+    found = ownership.authorizations_at(domain)
+    removed = authorization_data(found)
+    by_user: dict[int, tuple[SmtpUser, list[str], list[str]]] = {}
+    for d in found[0]:
+        by_user.setdefault(d.smtp_user_id, (d.smtp_user, [], []))[1].append(d.domain)
+    for e in found[1]:
+        by_user.setdefault(e.smtp_user_id, (e.smtp_user, [], []))[2].append(e.email)
+    AuthorizedDomain.objects.filter(pk__in=[d.pk for d in found[0]]).delete()
+    AuthorizedEmail.objects.filter(pk__in=[e.pk for e in found[1]]).delete()
+    for smtp_user, removed_domains, removed_emails in by_user.values():
+        details: dict[str, object] = {"because": f"sending domain {domain.domain} removed"}
+        if removed_domains:
+            details["removed_domains"] = removed_domains
+        if removed_emails:
+            details["removed_emails"] = removed_emails
+        audit.record("smtpuser.senders_remove", account=domain.account, actor=actor,
+                     target=smtp_user, target_label=smtp_user.username, details=details)
+    _audit("domain.remove", domain, actor, status=domain.status,
+           removed_authorizations=len(removed))
+    tell_relays(domain.account_id)  # bumps every user's version: sessions re-check
     domain.delete()
+    return removed
 
 
 @transaction.atomic

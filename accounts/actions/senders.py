@@ -205,12 +205,19 @@ def remove_sender(
 def set_include_subdomains(
     entry: AuthorizedDomain, include: bool, actor: Actor | None = None
 ) -> bool:
-    """Turn "include subdomains" on or off for one domain; returns whether it changed."""
+    """Turn "include subdomains" on or off for one domain; returns whether it changed.
+
+    Raises `InvalidEntry` when turning it on could not let the user send as a subdomain:
+    the account's sending domain must include subdomains first (as for a new entry)."""
     if entry.include_subdomains == include:
         return False
+    smtp_user = entry.smtp_user
+    if include and verification_required():
+        problem = ownership_problem(smtp_user.account_id, entry.domain, include_subdomains=True)
+        if problem:
+            raise InvalidEntry(problem)
     entry.include_subdomains = include
     entry.save(update_fields=["include_subdomains"])
-    smtp_user = entry.smtp_user
     smtp_user.mark_changed()
     audit.record(
         "smtpuser.senders_subdomains", account=smtp_user.account, actor=actor,

@@ -1,5 +1,5 @@
 """/api/v1/sending-domains: the account's sending domains, their status and the records
-to publish; add one, check one now. Through `accounts.actions.domains`, like the console
+to publish; add one, check one now, remove one. Through `accounts.actions.domains`, like the console
 and `manage.py domain`, so the rules and the audit rows are the same."""
 
 from __future__ import annotations
@@ -52,6 +52,20 @@ class SendingDomainOut(Schema):
     findings: list[FindingOut]
 
 
+class AuthorizationOut(Schema):
+    smtp_user: str = Field(description="The SMTP+ user's username.")
+    kind: str = Field(description="domain or email.")
+    sender: str = Field(description="The domain (A-label) or the address.")
+    display: str
+
+
+class SendingDomainRemovedOut(Schema):
+    domain: str
+    removed: bool
+    removed_authorizations: list[AuthorizationOut] = Field(
+        description="The SMTP+ users' authorizations at the domain, removed with it.")
+
+
 class SendingDomainIn(Schema):
     domain: str
     include_subdomains: bool = False
@@ -101,3 +115,15 @@ def check_sending_domain(request: HttpRequest, pk: int) -> Any:
     domain_actions.check_domain(domain, actor=actor)
     domain.refresh_from_db()
     return _out(domain)
+
+
+@router.delete("/sending-domains/{pk}", response={200: SendingDomainRemovedOut, **AUTH_ERRORS})
+def remove_sending_domain(request: HttpRequest, pk: int) -> Any:
+    """Remove the domain: the account's SMTP+ users can no longer send as it, and their
+    authorizations at it (domains, and addresses never confirmed by their link) are removed
+    with it, each audited."""
+    actor = writer(request)
+    domain = _domain(request, pk)
+    name = domain.domain
+    removed = domain_actions.remove_domain(domain, actor=actor)
+    return {"domain": name, "removed": True, "removed_authorizations": removed}

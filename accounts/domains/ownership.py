@@ -28,7 +28,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.domains.findings import Finding, worst
-from accounts.models import DomainStatus, SendingDomain, VerifiedHow
+from accounts.models import (
+    AuthorizedDomain,
+    AuthorizedEmail,
+    DomainStatus,
+    SendingDomain,
+    VerifiedHow,
+)
+from accounts.senders import verification_required
 from smtpplus.addresses import domain_to_unicode
 from smtpplus.dns import TxtLookup, lookup_txt
 
@@ -215,6 +222,40 @@ def ownership_problem(account_id: int, domain: str, include_subdomains: bool = F
                         f"{shown} as a sending domain")
     return (f"{shown} is not a sending domain of this account: add it as a sending domain "
             "and verify it first (Sending domains page, or manage.py domain add)")
+
+
+def authorizations_at(
+    domain: SendingDomain,
+) -> tuple[list[AuthorizedDomain], list[AuthorizedEmail]]:
+    """The authorizations of the account's SMTP+ users that rest on this sending domain,
+    and go when it is removed: its authorized domains (itself and its subdomains) and the
+    addresses at them that were never confirmed by their link (an address confirmed by
+    its owner stands on its own, like one at a mailbox provider). Not those that another
+    sending domain of the account covers (a subdomain that is a sending domain of its own,
+    whatever its status). None when SMTPPLUS_SENDER_VERIFICATION is off: authorizations
+    do not rest on sending domains then."""
+    if not verification_required():
+        return [], []
+    name = domain.domain
+    others = list(SendingDomain.objects.filter(account_id=domain.account_id)
+                  .exclude(pk=domain.pk))
+
+    def rests_here(at: str) -> bool:
+        at = at.lower()
+        return (at == name or at.endswith("." + name)) and not any(o.covers(at) for o in others)
+
+    found_domains = [
+        d for d in AuthorizedDomain.objects.select_related("smtp_user")
+        .filter(smtp_user__account_id=domain.account_id)
+        .filter(Q(domain=name) | Q(domain__endswith="." + name)).order_by("smtp_user__username", "domain")
+        if rests_here(d.domain)]
+    found_emails = [
+        e for e in AuthorizedEmail.objects.select_related("smtp_user")
+        .filter(smtp_user__account_id=domain.account_id, confirmed_at__isnull=True)
+        .filter(Q(email__iendswith="@" + name) | Q(email__iendswith="." + name))
+        .order_by("smtp_user__username", "email")
+        if rests_here(e.email.rpartition("@")[2])]
+    return found_domains, found_emails
 
 
 def _when(value: datetime | None) -> str | None:

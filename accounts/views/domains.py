@@ -72,6 +72,8 @@ def domain_detail(request: AccountRequest, pk: int) -> HttpResponse:
                                    and f.check not in HEALTH_CHECKS]),
         "verdict": worst(found) if found else "",
         "lapses_at": ownership.lapse_deadline(domain) if ownership.can_lapse(domain) else None,
+        # What "Remove domain" takes with it, said before the button is pressed.
+        "removal": domain_actions.authorization_data(ownership.authorizations_at(domain)),
         # Optional sections: the first template that exists is shown.
         "dkim_templates": ["accounts/domains/_dkim_records.html", "accounts/domains/_none.html"],
         "health_templates": ["accounts/domains/_health.html", "accounts/domains/_none.html"],
@@ -108,6 +110,12 @@ def domain_subdomains(request: AccountRequest, pk: int) -> HttpResponse:
 def domain_remove(request: AccountRequest, pk: int) -> HttpResponse:
     domain = _domain(request, pk)
     name = domain.display
-    domain_actions.remove_domain(domain, actor=Actor.from_request(request))
-    messages.success(request, f"{name} removed: this account's SMTP+ users can no longer send as it.")
+    removed = domain_actions.remove_domain(domain, actor=Actor.from_request(request))
+    also = ""
+    if removed:
+        listed = ", ".join(f"{r['display']} ({r['smtp_user']})" for r in removed[:10])
+        more = f" and {len(removed) - 10} more" if len(removed) > 10 else ""
+        also = f" Authorizations removed with it: {listed}{more}."
+    messages.success(request, f"{name} removed: this account's SMTP+ users can no longer "
+                              f"send as it.{also}")
     return redirect("accounts:domain_list")

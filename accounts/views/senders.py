@@ -10,7 +10,7 @@ from accounts.actions import senders
 from accounts.audit import Actor
 from accounts.forms import SendAsForm, SendersForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
-from accounts.senders import can_send_as
+from accounts.senders import InvalidEntry, can_send_as
 from accounts.tenancy import AccountRequest, member_required
 from accounts.views.users import (
     post_required,
@@ -90,7 +90,12 @@ def domain_subdomains(request: AccountRequest, pk: int, entry_pk: int) -> HttpRe
     if not_allowed := post_required(request):
         return not_allowed
     include = request.POST.get("include_subdomains") == "1"
-    if senders.set_include_subdomains(entry, include, actor=Actor.from_request(request)):
+    try:
+        changed = senders.set_include_subdomains(entry, include, actor=Actor.from_request(request))
+    except InvalidEntry as exc:
+        messages.error(request, f"Subdomains of {entry.display} cannot be authorized: {exc}.")
+        return senders_section(smtp_user)
+    if changed:
         messages.success(
             request,
             f"Subdomains of {entry.display} are now authorized too." if include

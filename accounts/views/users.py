@@ -26,7 +26,7 @@ from accounts.audit import Actor
 from accounts.domains.ownership import verified_domains
 from accounts.forms import SendAsForm, SendersForm, SmtpUserEditForm, SmtpUserForm
 from accounts.models import AuthorizedDomain, AuthorizedEmail, Role, SmtpUser
-from accounts.senders import covered, verification_required
+from accounts.senders import covered, subdomains_covered, verification_required
 from accounts.tenancy import AccountRequest, member_required
 from relay.listen import Listener, advertised_listeners, compact_ports
 from smtpplus import once
@@ -113,8 +113,13 @@ def unowned_marked(smtp_user: SmtpUser) -> list[AuthorizedDomain]:
     domains = list(smtp_user.authorized_domains.all())
     owned = verified_domains(smtp_user.account_id) if verification_required() else None
     for entry in domains:
-        entry.unowned = (  # type: ignore[attr-defined]
-            owned is not None and not covered(entry.domain, owned))
+        unowned = owned is not None and not covered(entry.domain, owned)
+        entry.unowned = unowned  # type: ignore[attr-defined]
+        # "Include subdomains" is on, but the sending domain does not include them: the
+        # relay refuses every subdomain (as `SenderPolicy` decides).
+        entry.subdomains_refused = (  # type: ignore[attr-defined]
+            owned is not None and entry.include_subdomains and not unowned
+            and not subdomains_covered(entry.domain, owned))
     return domains
 
 

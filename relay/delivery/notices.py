@@ -134,6 +134,16 @@ def _report(rows: list[Recipient], due: str) -> int:
     asked = [r for r in rows if wants(r.notify, word)]
     records = [DsnRecord(recipient=r, action=due, note=f"the client asked NOTIFY={r.notify}")
                for r in rows if r not in asked]
+    if due == DUE_FAILED and asked:
+        # A recipient that an admin retried after its failure was reported and that
+        # failed again: the sender already has the failure report for it, and a second
+        # one would read as a second message lost. One failure report per recipient.
+        reported = _failure_reported(asked)
+        records += [DsnRecord(recipient=r, action=due, note=f"already reported as failed in "
+                              f"the report of {reported[r.pk]:%Y-%m-%d %H:%M} UTC (it was "
+                              "retried since and failed again)")
+                    for r in asked if r.pk in reported]
+        asked = [r for r in asked if r.pk not in reported]
     target: str | None = None
     if asked:
         target, why_not = _target(message)
@@ -150,6 +160,14 @@ def _report(rows: list[Recipient], due: str) -> int:
     records += [DsnRecord(recipient=r, action=due, dsn=report) for r in asked]
     DsnRecord.objects.bulk_create(records)
     return 1 if report is not None else 0
+
+
+def _failure_reported(rows: list[Recipient]) -> dict[int, datetime]:
+    """Recipient id -> when a failure report listing it was sent, for those of `rows`
+    that had one."""
+    sent = (DsnRecord.objects.filter(recipient__in=rows, action=DUE_FAILED, dsn__isnull=False)
+            .values_list("recipient_id", "created").order_by("-created"))
+    return {pk: created for pk, created in sent}
 
 
 def _suppress_if_mailbox_level(r: Recipient) -> None:

@@ -49,7 +49,12 @@ need RCPT command", …) get one here, chosen from the reply code (RFC 3463).
 
 from __future__ import annotations
 
-from accounts.senders import UNCONFIRMED_ADDRESS, UNVERIFIED_DOMAIN, Decision
+from accounts.senders import (
+    SUBDOMAINS_NOT_OWNED,
+    UNCONFIRMED_ADDRESS,
+    UNVERIFIED_DOMAIN,
+    Decision,
+)
 from relay.models import EventKind
 from relay.smtp.accept import printable
 from relay.smtp.headerblock import Unreadable
@@ -152,6 +157,17 @@ def unverified_domain_reply(address: str, username: str, domain: str, header: st
     )
 
 
+def subdomains_not_owned_reply(address: str, username: str, parent: str, header: str = "") -> str:
+    where = f" in the {header} header" if header else ""
+    shown = printable(domain_to_unicode(parent))
+    return (
+        f"550 5.7.1 Sender <{printable(address)}>{where} is authorized for SMTP+ user "
+        f"{username} as a subdomain of {shown}, but the sending domain {shown} does not "
+        "include subdomains: turn that on for it in the console, or add this domain as a "
+        "sending domain of its own"
+    )
+
+
 def unconfirmed_address_reply(address: str, username: str, header: str = "") -> str:
     where = f" in the {header} header" if header else ""
     return (
@@ -166,6 +182,8 @@ def refusal_reply(decision: Decision, address: str, username: str, header: str =
     authorized but at an unverified domain or not confirmed."""
     if decision.refusal == UNVERIFIED_DOMAIN:
         return unverified_domain_reply(address, username, decision.domain, header)
+    if decision.refusal == SUBDOMAINS_NOT_OWNED:
+        return subdomains_not_owned_reply(address, username, decision.domain, header)
     if decision.refusal == UNCONFIRMED_ADDRESS:
         return unconfirmed_address_reply(address, username, header)
     return not_authorized_reply(address, username, header)

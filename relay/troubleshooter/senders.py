@@ -14,7 +14,7 @@ from datetime import datetime
 from django.urls import reverse
 
 from accounts.models import AuthorizedEmail, SmtpUser
-from accounts.senders import UNCONFIRMED_ADDRESS, covered
+from accounts.senders import UNCONFIRMED_ADDRESS, covered, subdomains_covered
 from relay.models import EventKind
 from relay.troubleshooter.base import (
     MAX_SHOWN,
@@ -47,6 +47,31 @@ def _add_domain(domain: str, facts: Facts) -> Action:
                       reverse("accounts:domain_detail", args=[known]), primary=False)
     return Action(f"Add {shown} as a sending domain and verify it", reverse("accounts:domain_add"),
                   {"domain": domain}, primary=False)
+
+
+def closed_parent(domain: str, facts: Facts) -> str:
+    """The account's verified sending domain that `domain` is a subdomain of, when that
+    sending domain does not include subdomains ("" if none; the nearest if several)."""
+    parents = [d for d, include in facts.owned if not include and domain.endswith("." + d)]
+    return max(parents, key=len, default="")
+
+
+def _open_subdomains(parent: str, facts: Facts) -> Action:
+    shown = domain_to_unicode(parent)
+    return Action(f"Let subdomains of {shown} be authorized",
+                  reverse("accounts:domain_subdomains", args=[facts.sending_domains[parent]]),
+                  {"include_subdomains": "1"})
+
+
+def _closed_note(closed: list[tuple[str, str]]) -> str:
+    if not closed:
+        return ""
+    domain, parent = closed[0]
+    more = f" (and {len(closed) - 1} more)" if len(closed) > 1 else ""
+    return (f" {domain_to_unicode(domain)}{more} is a subdomain of the sending domain "
+            f"{domain_to_unicode(parent)}, which does not include subdomains: the relay "
+            "refuses it until that sending domain includes them (then authorize it here), "
+            "or until it is a sending domain of its own.")
 
 
 SPOOFING_NOTE = ("A sender you do not recognise may be someone spoofing the domain: do not "
@@ -83,6 +108,8 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
     evidence: list[str] = []
     actions: list[Action] = []
     unowned = False
+    closed_subdomains: list[tuple[str, str]] = []
+    opened: set[str] = set()
     for domain, rejs in ordered:
         shown = domain_to_unicode(domain)
         addresses = ", ".join(display_email(r.address) for r in rejs[:3])
@@ -94,13 +121,22 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
             continue
         labels = domain.split(".")
         www = labels[0] == "www" and len(labels) >= 3
+        parent = ".".join(labels[1:])
         if not covered(domain, facts.owned):
+            if closed := closed_parent(domain, facts):
+                # Owned, but its sending domain does not let subdomains be authorized:
+                # no authorization can make the relay take it before that changes.
+                closed_subdomains.append((domain, closed))
+                if closed not in opened:
+                    opened.add(closed)
+                    actions.append(_open_subdomains(closed, facts))
+                continue
             unowned = True
-            actions.append(_add_domain(".".join(labels[1:]) if www else domain, facts))
-        elif www:
+            actions.append(_add_domain(parent if www else domain, facts))
+        elif www and covered(parent, facts.owned) and subdomains_covered(parent, facts.owned):
             # The seed: mail comes from mycompany.com, rarely www.mycompany.com. Authorizing
-            # the parent with its subdomains covers both.
-            parent = ".".join(labels[1:])
+            # the parent with its subdomains covers both — when the account's sending
+            # domain lets its subdomains be authorized (or the relay would still refuse).
             actions.append(_authorize(user, f"Authorize {domain_to_unicode(parent)} and its "
                                             "subdomains", "domain", parent, subdomains=True))
             actions.append(_authorize(user, f"Authorize only {shown}", "domain", domain,
@@ -112,6 +148,7 @@ def check_sender_domains(user: SmtpUser, now: datetime, facts: Facts | None = No
         Fix("Authorize the domain the client sends from (usually mycompany.com, not "
             "www.mycompany.com) — or, if you prefer, only the addresses (below). Then "
             "resend: rejected messages were not stored."
+            + _closed_note(closed_subdomains)
             + (" " + SPOOFING_NOTE if unowned else ""), actions))
 
 
@@ -155,7 +192,32 @@ def check_has_senders(user: SmtpUser, now: datetime, facts: Facts | None = None)
             "is rejected."], Fix("Authorize the domain (or the addresses) the client sends "
                                  "from on the user's page.",
                                  [Action("Open the user's page", user_page(user))]))
-    shown = [domain_to_unicode(d) for d in domains[:5]] + [display_email(e) for e in emails[:5]]
+    policy = facts.policy
+    usable = policy.emails or policy.domains or policy.domains_with_subdomains
+    shown = [_domain_as_relay_sees_it(d, include, facts) for d, include in facts.domains[:5]]
+    shown += [display_email(e) for e in emails[:5]]
     more = " …" if len(domains) > 5 or len(emails) > 5 else ""
+    if not usable:
+        return CheckResult("has_senders", PROBLEM, "No usable authorized sender", [
+            f"Authorized: {', '.join(shown)}{more}", "The relay refuses every one of them: "
+            "a domain must be a verified sending domain of the account, an address at "
+            "another domain must be confirmed."], Fix(
+                "Verify the sending domains (Sending domains page) or confirm the addresses; "
+                "the user's page shows which is which.",
+                [Action("Open the user's page", user_page(user))]))
     return CheckResult("has_senders", OK, "The user has authorized senders",
                        [f"Authorized: {', '.join(shown)}{more}"])
+
+
+def _domain_as_relay_sees_it(domain: str, include: bool, facts: Facts) -> str:
+    """An authorized domain for the evidence, with what the relay makes of its subdomains
+    when that is less than the entry says."""
+    shown = domain_to_unicode(domain)
+    if not include:
+        return shown
+    if domain in facts.policy.domains_with_subdomains:
+        return f"{shown} and its subdomains"
+    if domain in facts.policy.domains:
+        return (f"{shown} (not its subdomains: the sending domain {shown} does not include "
+                "subdomains)")
+    return shown

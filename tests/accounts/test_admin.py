@@ -66,3 +66,86 @@ def test_smtp_users_and_their_senders_are_read_only_in_the_admin(client, cast):
     delete = reverse("admin:accounts_smtpuser_delete", args=[user.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert client.get(reverse("admin:accounts_smtpuser_changelist")).status_code == 200
+
+
+def _domain_with_key_and_event(cast):
+    from accounts.actions.dkim_keys import ensure_keys
+    from accounts.models import DomainEvent, DomainEventKind, SendingDomain
+
+    domain = SendingDomain.objects.get(account=cast.acme, domain="acme.test")
+    [key] = ensure_keys(domain)
+    event = DomainEvent.objects.create(account=cast.acme, sending_domain=domain,
+                                       domain=domain.domain, kind=DomainEventKind.VERIFIED,
+                                       details={"reason": "acme.test verified by its record"})
+    return domain, key, event
+
+
+def test_sending_domains_dkim_keys_and_domain_events_are_shown_without_the_private_key(
+    client, cast
+):
+    from accounts.domains.dkim import decrypt_private_key
+
+    domain, key, event = _domain_with_key_and_event(cast)
+    login(client, User.objects.create_superuser("op@example.test", "op@example.test", PASSWORD))
+    pem = decrypt_private_key(key.private_key_encrypted).decode()
+    # The PEM's body as one line (its lines alone may be part of the public key, which the
+    # private key's encoding holds too).
+    body = "".join(line for line in pem.splitlines() if "-----" not in line)
+    pages = [
+        reverse("admin:accounts_sendingdomain_changelist"),
+        reverse("admin:accounts_sendingdomain_change", args=[domain.pk]),
+        reverse("admin:accounts_dkimkey_changelist"),
+        reverse("admin:accounts_dkimkey_change", args=[key.pk]),
+        reverse("admin:accounts_domainevent_changelist"),
+        reverse("admin:accounts_domainevent_change", args=[event.pk]),
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert "acme.test" in html, url
+        assert key.private_key_encrypted not in html, url
+        assert body not in html and body[-200:] not in html, url
+        assert "private_key" not in html and "PRIVATE KEY" not in html, url
+    detail = client.get(reverse("admin:accounts_sendingdomain_change", args=[domain.pk]))
+    html = detail.content.decode()
+    assert key.selector in html and "acme.test verified by its record" in html
+    key_page = client.get(reverse("admin:accounts_dkimkey_change", args=[key.pk])).content.decode()
+    assert key.public_key in key_page
+
+
+def test_sending_domains_dkim_keys_and_domain_events_are_read_only_in_the_admin(client, cast):
+    from accounts.models import DkimKey, DomainEvent, SendingDomain
+
+    domain, key, event = _domain_with_key_and_event(cast)
+    login(client, User.objects.create_superuser("op@example.test", "op@example.test", PASSWORD))
+    for model, obj, tamper in (
+        ("sendingdomain", domain, {"domain": "bank.example", "status": "verified",
+                                   "account": cast.globex.pk, "include_subdomains": "on"}),
+        ("dkimkey", key, {"selector": "evil", "private_key_encrypted": "x", "state": "retired"}),
+        ("domainevent", event, {"kind": "lapsed", "domain": "bank.example"}),
+    ):
+        change = client.get(reverse(f"admin:accounts_{model}_change", args=[obj.pk]))
+        assert 'name="_save"' not in change.content.decode()
+        assert client.post(reverse(f"admin:accounts_{model}_change", args=[obj.pk]),
+                           tamper).status_code == 403
+        assert client.post(reverse(f"admin:accounts_{model}_delete", args=[obj.pk]),
+                           {"post": "yes"}).status_code == 403
+        assert client.get(reverse(f"admin:accounts_{model}_add")).status_code == 403
+    domain.refresh_from_db()
+    assert (domain.domain, domain.account_id, domain.include_subdomains) == (
+        "acme.test", cast.acme.pk, False)
+    assert DkimKey.objects.get(pk=key.pk).private_key_encrypted == key.private_key_encrypted
+    assert DkimKey.objects.get(pk=key.pk).selector == key.selector
+    assert DomainEvent.objects.get(pk=event.pk).kind == event.kind
+    assert SendingDomain.objects.filter(domain="bank.example").count() == 0
+
+
+def test_console_users_and_staff_cannot_open_the_sending_domain_admin(client, cast):
+    staff = User.objects.create_user("staff@example.test", "staff@example.test", PASSWORD,
+                                     is_staff=True)
+    for user in (staff, cast.alice):
+        login(client, user)
+        for model in ("sendingdomain", "dkimkey", "domainevent"):
+            response = client.get(reverse(f"admin:accounts_{model}_changelist"))
+            assert response.status_code == 302 and "/admin/login/" in response["Location"]

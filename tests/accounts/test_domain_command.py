@@ -105,7 +105,8 @@ def test_verify_force_transfer_and_remove(cast):
     assert moved["account"] == "globex" and moved["status"] == DomainStatus.VERIFIED
     assert AuditEvent.objects.filter(action="domain.transfer").count() == 2
     assert run("remove", "ops.example") == {
-        "domain": "ops.example", "account": "globex", "removed": True}
+        "domain": "ops.example", "account": "globex", "removed": True,
+        "removed_authorizations": []}
     assert not SendingDomain.objects.filter(domain="ops.example").exists()
 
 

@@ -23,7 +23,7 @@ EXPECTED = {
     "DELETE /alert-rules/{pk}",
     "GET /audit-log",
     "GET /sending-domains", "POST /sending-domains", "GET /sending-domains/{pk}",
-    "POST /sending-domains/{pk}/check",
+    "POST /sending-domains/{pk}/check", "DELETE /sending-domains/{pk}",
     "POST /messages", "POST /messages/raw",
     "DELETE /smtp-users/{pk}", "GET /smtp-users/{pk}/can-send-as",
     "POST /alert-rules/{pk}/test", "POST /alert-rules/{pk}/enable",

@@ -7,6 +7,7 @@ import smtplib
 
 import pytest
 
+from accounts.models import AuthorizedDomain
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
 from tests.senders import own
@@ -101,3 +102,23 @@ def test_a_locked_out_client_is_shown_as_a_problem_and_unblocked(page, relay, ca
             deadline -= 1
             page.wait_for_timeout(100)
     assert deadline, "the relay kept refusing the client after the unblock"
+
+
+def test_a_subdomain_of_a_sending_domain_without_subdomains_is_fixed_on_that_domain(
+    page, relay, cast
+):
+    own(cast.acme.pk, "example.com")  # verified, but its subdomains may not be authorized
+    AuthorizedDomain.objects.create(smtp_user=cast.acme_smtp, domain="example.com",
+                                    include_subdomains=True)
+    assert send_as(relay, cast, "news@www.example.com") == 550
+    relay.flush()
+    log_in(page, "bob@acme.test", PASSWORD)
+    page.goto(f"/users/{cast.acme_smtp.pk}/troubleshoot/")
+    check = page.locator("#check-sender_domain")
+    assert check.get_attribute("data-status") == "problem"
+    assert "which does not include subdomains" in check.inner_text()
+    assert check.get_by_role("button", name="Authorize example.com and its subdomains").count() == 0
+    check.get_by_role("button", name="Let subdomains of example.com be authorized").click()
+    page.wait_for_url("**/domains/*/")
+    assert "Subdomains of example.com may now be authorized." in page.locator(".flash").inner_text()
+    assert send_as(relay, cast, "news@www.example.com") == 250

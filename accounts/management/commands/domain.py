@@ -249,8 +249,10 @@ class Command(BaseCommand):
 
     def do_remove(self, options: dict[str, Any]) -> dict[str, Any]:
         domain = self.sending_domain(options)
-        data = {"domain": domain.domain, "account": domain.account.slug, "removed": True}
-        domain_actions.remove_domain(domain, actor=Actor.command_line())
+        data: dict[str, Any] = {"domain": domain.domain, "account": domain.account.slug,
+                                "removed": True}
+        data["removed_authorizations"] = domain_actions.remove_domain(
+            domain, actor=Actor.command_line())
         return data
 
     def do_dkim_show(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from relay.delivery.upstreams.maildir import maildir_problem
 from relay.delivery.upstreams.spec import UpstreamConfigError, parse_upstream
 from relay.delivery.worker import BATCH_SIZE, run_until_signal
 from smtpplus import metrics
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             spec = parse_upstream(settings.RELAY_UPSTREAM)
         except UpstreamConfigError as exc:
             raise CommandError(str(exc)) from None
+        if spec.kind == "maildir" and (problem := maildir_problem(spec.path)):
+            raise CommandError(f"RELAY_UPSTREAM: {problem}")
         check_metrics_address(options["metrics"])
         metrics.serve(options["metrics"], "delivery")
         if options["verbosity"] >= 1:

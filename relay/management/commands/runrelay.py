@@ -8,7 +8,8 @@ bound, or if the relay's store refuses the database as configured (prepared stat
 behind a pooler that mixes them up: see `relay.smtp.store_pg`). Unless --no-deliver is
 given, the delivery worker (`manage.py deliver`) runs as a child process, and unless
 --no-alerts, the alert sender (`manage.py sendalerts`) runs as
-another, and unless --no-domain-check, the periodic check of the sending domains
+another, and unless --no-domain-check (or SMTPPLUS_DOMAIN_RECHECK=false), the periodic
+check of the sending domains
 (`manage.py domain check --due --loop`, every SMTPPLUS_DOMAIN_RECHECK_INTERVAL per
 domain) as a third: each is its own process, so a slow webhook or a slow DNS server never
 holds up a delivery and a crash of one leaves the others running. All are stopped with
@@ -171,7 +172,14 @@ class Command(BaseCommand):
             children.append(start_deliver())
         if not options["no_alerts"]:
             children.append(start_sendalerts())
-        if not options["no_domain_check"]:
+        if options["no_domain_check"] or not settings.SMTPPLUS_DOMAIN_RECHECK:
+            log.info("the periodic check of the sending domains is off (%s)",
+                     "--no-domain-check" if options["no_domain_check"]
+                     else "SMTPPLUS_DOMAIN_RECHECK=false")
+        else:
+            # Its own process: a DNS lookup that hangs there until SMTPPLUS_DNS_TIMEOUT
+            # holds no lock the relay waits for (the check reads DNS outside its
+            # transactions) and never reaches the event loop that accepts mail.
             children.append(start_domain_check())
         try:
             status = (serve(config, options["metrics"]) if processes == 1

@@ -12,7 +12,12 @@ from django.utils import timezone
 from accounts.actions import domains as domain_actions
 from accounts.actions.senders import add_senders
 from accounts.models import AuthorizedDomain, AuthorizedEmail, DomainStatus, SendingDomain
-from accounts.senders import UNCONFIRMED_ADDRESS, UNVERIFIED_DOMAIN, SenderPolicy
+from accounts.senders import (
+    SUBDOMAINS_NOT_OWNED,
+    UNCONFIRMED_ADDRESS,
+    UNVERIFIED_DOMAIN,
+    SenderPolicy,
+)
 from relay.models import EventKind, Message, RelayEvent
 from tests.smtp_relay import message
 
@@ -137,7 +142,10 @@ def test_subdomains_need_a_sending_domain_that_opts_in():
     closed = SenderPolicy.from_entries("u", authorized, [], owned=[("corp.test", False)],
                                        verify=True)
     assert closed.check("x@corp.test").allowed
-    assert closed.check("x@eu.corp.test").refusal == UNVERIFIED_DOMAIN
+    refused = closed.check("x@eu.corp.test")
+    assert (refused.refusal, refused.domain) == (SUBDOMAINS_NOT_OWNED, "corp.test")
+    assert "the sending domain corp.test does not include subdomains" in refused.reason
+    assert "not a verified sending domain" not in refused.reason
     opted = SenderPolicy.from_entries("u", authorized, [], owned=[("corp.test", True)],
                                       verify=True)
     assert opted.check("x@eu.corp.test").allowed

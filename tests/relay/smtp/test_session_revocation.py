@@ -161,6 +161,7 @@ def test_it_judges_the_from_header_at_end_of_data_by_the_senders_authorized_now(
     assert smtp.mail("boss@acme.test")[0] == 250
     assert smtp.rcpt("someone@example.net")[0] == 250
     entry = user.authorized_domains.get(domain="acme.test")
+    own(cast.acme.pk, "acme.test", include_subdomains=True)
     senders.set_include_subdomains(entry, True)
     senders.remove_sender(entry)
     check_now(relay)
@@ -283,6 +284,7 @@ def test_the_relays_own_timer_cuts_off_a_disabled_users_session(start_relay, cas
 def test_every_change_a_session_must_see_bumps_the_users_version(db, cast, change, versions):
     user = cast.acme_smtp
     own(cast.acme.pk, "example.org")  # only a domain the account owns can be authorized
+    own(cast.acme.pk, "acme.test", include_subdomains=True)  # and only its subdomains so
     before = (user.version, user.password_version)
     change(SmtpUser.objects.get(pk=user.pk))
     user.refresh_from_db()

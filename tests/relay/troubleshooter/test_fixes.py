@@ -64,6 +64,7 @@ def test_a_domain_the_account_does_not_own_is_offered_as_a_sending_domain_not_au
 
 
 def test_authorizing_an_existing_domain_with_subdomains_turns_the_option_on(cast):
+    own(cast.acme.pk, "acme.test", include_subdomains=True)
     message = authorize_sender(cast.acme_smtp, "domain", "acme.test", include_subdomains=True)
     assert message == "acme.test and its subdomains are now authorized."
     assert cast.acme_smtp.authorized_domains.get().include_subdomains
