@@ -319,11 +319,9 @@ class HourlyStat(models.Model):
         ]
 
 
-class DomainHourlyStat(models.Model):
-    """One hour's recipient counters for one account and recipient domain (the
-    dashboard's top domains), folded by `relay.rollup` with `HourlyStat`."""
+class DomainCounters(models.Model):
+    """The recipient counters of one account and recipient domain over a period."""
 
-    hour = models.DateTimeField()
     account = models.ForeignKey(Account, models.CASCADE, related_name="+", db_index=False)
     domain = models.CharField(max_length=255)
     recipients = models.PositiveIntegerField(default=0)
@@ -332,24 +330,28 @@ class DomainHourlyStat(models.Model):
     failed = models.PositiveIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DomainHourlyStat(DomainCounters):
+    """One hour's recipient counters for one account and recipient domain (the
+    dashboard's top domains), folded by `relay.rollup` with `HourlyStat`."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
         indexes = [
             models.Index(fields=["account", "hour"], name="domainstat_account_hour"),
             models.Index(fields=["hour"], name="domainstat_hour"),
         ]
 
 
-class DomainDailyStat(models.Model):
+class DomainDailyStat(DomainCounters):
     """The `DomainHourlyStat` rows of one UTC day added up (the hours of it folded so
     far), kept in step by `relay.rollup`: a 30-day top list reads 30 rows per domain
     rather than 720."""
 
     day = models.DateTimeField()  # 00:00 UTC
-    account = models.ForeignKey(Account, models.CASCADE, related_name="+", db_index=False)
-    domain = models.CharField(max_length=255)
-    recipients = models.PositiveIntegerField(default=0)
-    delivered = models.PositiveIntegerField(default=0)
-    deferred = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [
