@@ -199,8 +199,9 @@ def make_generic(
     """One row of `model` linked to the account's rows in `made`."""
     values: dict[str, Any] = {}
     for f in model._meta.concrete_fields:
-        if f.primary_key or getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            continue
+        if (f.primary_key and not f.is_relation) or getattr(f, "auto_now", False) \
+                or getattr(f, "auto_now_add", False):
+            continue  # a primary key that is a link (one row per account) is filled below
         if f.is_relation:
             target = made.get(f.related_model)
             if target is None and not f.null:
