@@ -1,7 +1,8 @@
 """What the relay process asks of the database on its hot path, behind one interface.
 
-`RelayStore` is the relay's per-message database work: a login (one query, and now and
-then the hourly count; the log-in time is written by the limit sync), the group commit's
+`RelayStore` is the relay's per-message database work: a login (one query, none when
+`relay.smtp.login_cache` holds a confirmed earlier success with the same credentials, and
+now and then the hourly count; the log-in time is written by the limit sync), the group commit's
 write, a user's messages of the last hour, and the periodic version check of logged-in users. Two
 implementations, chosen once when the server starts (`relay.smtp.server.open_store()`):
 
@@ -50,7 +51,9 @@ class RelayStore(Protocol):
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
         """Check the credentials; on success the sender policy, and the hourly count when
-        the user has a limit and the relay asked for it. Keeps the log-in time and IP,
+        the user has a limit and the relay asked for it. A success is kept in
+        `login_cache` (when on) and a later login with the same credentials is judged from
+        it without the query while the version check confirms it. Keeps the log-in time and IP,
         at most every `login.LAST_LOGIN_WRITE_SECONDS` per user, for `take_logins()`."""
         ...
 

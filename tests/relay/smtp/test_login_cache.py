@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import smtplib
+import time
 
 import pytest
 
@@ -200,3 +201,29 @@ def test_the_cache_keeps_no_password_and_drops_the_least_recently_used():
     # Another process draws another key: its digests differ.
     other = LoginCache(2.0)
     assert other._slot("a", "secret-a") != kept._slot("a", "secret-a")
+
+
+@pytest.mark.parametrize("relay", [{**NO_TIMER, "RELAY_AUTH_FAILURE_LIMIT": 2}], indirect=True)
+def test_a_cooled_off_client_is_refused_even_with_credentials_the_cache_holds(relay, acme):
+    user, password = acme
+    log_in(relay, user.username, password).quit()
+    assert refused(relay, user.username, "wrong") == 535
+    assert refused(relay, user.username, "wrong") == 421  # the cool-off starts
+    with pytest.raises(smtplib.SMTPConnectError) as caught:
+        log_in(relay, user.username, password)
+    assert caught.value.smtp_code == 421
+    assert queries(relay) == 3  # the first login and the wrong passwords
+
+
+@pytest.mark.parametrize("relay", [{"session_check_seconds": 0.1}], indirect=True)
+def test_the_timer_checks_kept_logins_with_no_session_open(relay, acme):
+    user, password = acme
+    log_in(relay, user.username, password).quit()  # no connection stays logged in
+    checks = relay.server.session_watch.checks
+    smtp_users.set_active(user, False)
+    deadline = time.monotonic() + 10
+    while len(cache(relay)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(cache(relay)) == 0
+    assert relay.server.session_watch.checks > checks
+    assert refused(relay, user.username, password) == 535
