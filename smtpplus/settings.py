@@ -233,6 +233,9 @@ RELAY_AUTH_FAILURE_WINDOW = env.int("RELAY_AUTH_FAILURE_WINDOW", default=600)
 RELAY_AUTH_COOLOFF = env.int("RELAY_AUTH_COOLOFF", default=900)
 RELAY_DB_THREADS = env.int("RELAY_DB_THREADS", default=8)
 RELAY_DB_PREPARE = env.bool("RELAY_DB_PREPARE", default=True)
+# Keep successful logins per relay process while the once-a-second version check confirms
+# them (relay.smtp.login_cache).
+RELAY_LOGIN_CACHE = env.bool("RELAY_LOGIN_CACHE", default=True)
 # Seconds between two syncs of the limits with the other relay processes.
 RELAY_LIMITS_SYNC_SECONDS = env.float("RELAY_LIMITS_SYNC_SECONDS", default=1.0)
 # This relay process's name on the console (empty: host:pid); `runrelay --processes N`

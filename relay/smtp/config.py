@@ -36,6 +36,8 @@ class RelayConfig:
     stop_grace: float = 10.0
     # How often logged-in sessions are checked for admin changes (relay.revocation).
     session_check_seconds: float = revocation.CHECK_SECONDS
+    # Keep successful logins while the session check confirms them (relay.login_cache).
+    login_cache: bool = True
     # How often the limits are shared with the other relay processes (relay.limit_sync).
     limits_sync_seconds: float = limit_sync.SYNC_SECONDS
     # RELAY_NODE_NAME: this process's name on the console ("": host:pid).

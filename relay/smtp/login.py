@@ -4,8 +4,10 @@ A client that opens a connection per message logs in once per message, so the lo
 on the per-message path. `log_in()` reads the user row, its account and all of its
 authorized domains and emails (each with its confirmed flag) and the account's verified
 sending domains in ONE query (aggregated as JSON by the database) and decides with `accounts.credentials.verify_login()`. Nothing is
-cached across logins: a password reset, a disabled user or a sender change applies at the
-very next login, whoever wrote it and however. What a session caches at login (the sender
+cached across logins but a successful one's row, and only while the relay's once-a-second
+version check confirms it (`relay.smtp.login_cache`): a password reset, a disabled user
+or a sender change applies to new logins within that check's bound, whoever wrote it
+and however. What a session caches at login (the sender
 policy, the limits) is checked against the user's `version`, read in the same query, by
 `relay.revocation` while the session stays open.
 
@@ -174,13 +176,18 @@ def _loaded(model: type[M], values: dict[str, Any]) -> M:
     return obj
 
 
-def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
-    """The SMTP+ user called `username` (with its account) and its sender policy."""
+def login_row(username: str) -> tuple[Any, ...] | None:
+    """The login query's row for `username` (None: no such user). Synchronous."""
     sql, params = login_query(username)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return login_from_row(row)
+    return None if row is None else tuple(row)
+
+
+def load_login(username: str) -> tuple[SmtpUser | None, SenderPolicy | None]:
+    """The SMTP+ user called `username` (with its account) and its sender policy."""
+    return login_from_row(login_row(username))
 
 
 def log_in(

@@ -20,6 +20,11 @@ query, and then:
   policy and limits, so its next MAIL FROM and DATA are judged by the new rules.
 
 So a change applies to open sessions within `CHECK_SECONDS` plus one query.
+
+The same query confirms the users of this process's cached logins
+(`relay.smtp.login_cache`): a changed or deleted user's entries are dropped, the others
+are confirmed as of the query's start. The check runs while there are logged-in sessions
+or cached logins.
 """
 
 from __future__ import annotations
@@ -179,6 +184,9 @@ class SessionWatch:
     def add(self, smtp: RelaySMTP) -> None:
         """A connection has logged in (again)."""
         self.connections[smtp] = None
+        self._start()
+
+    def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = self.relay.loop.create_task(self._run())
 
@@ -186,15 +194,18 @@ class SessionWatch:
         self.connections.pop(smtp, None)
 
     async def _run(self) -> None:
-        # Ends when no session is logged in; the next login starts it again.
-        while self.connections:
+        # Ends when no session is logged in and no login is cached; the next login starts
+        # it again.
+        while self.connections or self.relay.store.login_cache:
             await asyncio.sleep(self.seconds)
             await self.check()
 
     async def check(self) -> None:
         """Read the versions of the logged-in users now and apply what changed."""
         sessions = self._logged_in()
-        if not sessions:
+        cache = self.relay.store.login_cache
+        cached = cache.held() if cache is not None else {}
+        if not sessions and not cached:
             return
         held: dict[int, Held] = {}
         for session in sessions:
@@ -202,7 +213,10 @@ class SessionWatch:
             seen = held.setdefault(session.smtp_user_id,
                                    Held(session.username, session.account_id))
             seen.versions.add(session.version)
+        for user_id, (username, account_id, versions) in cached.items():
+            held.setdefault(user_id, Held(username, account_id)).versions.update(versions)
         self.checks += 1
+        started = cache.clock() if cache is not None else 0.0
         try:
             changed = await self.relay.store.read_changes(held)
         except Exception:
@@ -214,6 +228,8 @@ class SessionWatch:
         if self._failing:
             log.info("checking logged-in SMTP+ users for changes again")
             self._failing = False
+        if cache is not None:
+            cache.confirm({u: v for u, (_, _, v) in cached.items()}, set(changed), started)
         for session in sessions:
             now = changed.get(session.smtp_user_id or 0)
             if now is not None and session.revoked is None:

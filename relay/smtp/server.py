@@ -28,6 +28,7 @@ from relay.smtp.events import EventBuffer, write_events
 from relay.smtp.group_commit import GroupCommit
 from relay.smtp.guard import Guard
 from relay.smtp.handler import RelayHandler
+from relay.smtp.login_cache import LoginCache
 from relay.smtp.protocol import RelaySMTP, quiet_aiosmtpd_logs
 from relay.smtp.store import RelayStore, ThreadStore, WantsHourly
 from relay.smtp.tls import ImplicitTLS, server_context
@@ -64,11 +65,13 @@ def open_store(config: RelayConfig, threads: DbThreads, wants_hourly: WantsHourl
     # Cached suppression answers are trusted for two limit syncs
     # (relay.smtp.suppression_cache).
     max_age = 2 * config.limits_sync_seconds
+    # A cached login is trusted for two session checks (relay.smtp.login_cache).
+    cache = LoginCache(2 * config.session_check_seconds) if config.login_cache else None
     if store_pg.wanted():
         return store_pg.PostgresStore(threads, config.hostname, wants_hourly,
                                       max(1, config.db_threads), prepare=config.db_prepare,
-                                      suppression_max_age=max_age)
-    return ThreadStore(threads, config.hostname, wants_hourly, max_age)
+                                      suppression_max_age=max_age, login_cache=cache)
+    return ThreadStore(threads, config.hostname, wants_hourly, max_age, cache)
 
 
 class RelayServer:

@@ -1,7 +1,8 @@
 """What the relay process asks of the database on its hot path, behind one interface.
 
-`RelayStore` is the relay's per-message database work: a login (one query, and now and
-then the hourly count; the log-in time is written by the limit sync), the group commit's
+`RelayStore` is the relay's per-message database work: a login (one query, none when
+`relay.smtp.login_cache` holds a confirmed earlier success with the same credentials, and
+now and then the hourly count; the log-in time is written by the limit sync), the group commit's
 write, a user's messages of the last hour, and the periodic version check of logged-in users. Two
 implementations, chosen once when the server starts (`relay.smtp.server.open_store()`):
 
@@ -19,15 +20,16 @@ against each.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay import suppressions
 from relay.smtp import login, revocation
 from relay.smtp.accept import Submission, store_messages
 from relay.smtp.limit_sync import SYNC_SECONDS
 from relay.smtp.limits import messages_last_hour
-from relay.smtp.login import LastLogin, LoginOutcome
+from relay.smtp.login import LastLogin, LoginOutcome, defer_login, judge_login, write_login
+from relay.smtp.login_cache import LoginCache
 from relay.smtp.suppression_cache import Miss, SuppressionCache
 
 if TYPE_CHECKING:
@@ -49,9 +51,16 @@ class RelayStore(Protocol):
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
         """Check the credentials; on success the sender policy, and the hourly count when
-        the user has a limit and the relay asked for it. Keeps the log-in time and IP,
+        the user has a limit and the relay asked for it. A success is kept in
+        `login_cache` (when on) and a later login with the same credentials is judged from
+        it without the query while the version check confirms it. Keeps the log-in time and IP,
         at most every `login.LAST_LOGIN_WRITE_SECONDS` per user, for `take_logins()`."""
         ...
+
+    # This process's successful logins (`relay.smtp.login_cache`); None: turned off.
+    login_cache: LoginCache | None
+    # Login queries run (tests and benchmarks count them).
+    login_queries: int
 
     def take_logins(self) -> list[LastLogin]:
         """The log-in times and IPs kept since the last call (the limit sync writes
@@ -101,8 +110,11 @@ class ThreadStore:
     """`RelayStore` as synchronous jobs on the relay's database threads."""
 
     def __init__(self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
-                 suppression_max_age: float = 2 * SYNC_SECONDS) -> None:
+                 suppression_max_age: float = 2 * SYNC_SECONDS,
+                 login_cache: LoginCache | None = None) -> None:
         self.threads = threads
+        self.login_cache = login_cache
+        self.login_queries = 0
         self.hostname = hostname
         self.wants_hourly = wants_hourly
         self._suppressions = SuppressionCache(suppression_max_age)
@@ -112,9 +124,38 @@ class ThreadStore:
         self._last_logins: dict[int, LastLogin] = {}
 
     async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
-        outcome = await self.threads.run(login.log_in, username, password, client_ip,
-                                         self.wants_hourly, self.logins_written, True)
-        self._keep_login(outcome)
+        cache = self.login_cache
+        if cache is not None:
+            kept = cache.get(username, password)
+            if kept is not None:
+                outcome = await self._decide(kept, password, client_ip)
+                if outcome.result.ok:
+                    return outcome
+        started = cache.clock() if cache is not None else 0.0
+        self.login_queries += 1
+        row = await self._login_row(username)
+        outcome = await self._decide(row, password, client_ip)
+        user = outcome.result.smtp_user
+        if cache is not None and outcome.result.ok and row is not None and user is not None:
+            cache.put(username, password, row, user.pk, user.account_id, user.version,
+                      started)
+        return outcome
+
+    async def _login_row(self, username: str) -> Sequence[Any] | None:
+        """The login query's row for `username` (None: no such user)."""
+        return await self.threads.run(login.login_row, username)
+
+    async def _decide(self, row: Sequence[Any] | None, password: str,
+                      client_ip: str | None) -> LoginOutcome:
+        """`judge_login()` on the row; the log-in time kept for the limit sync, the
+        hourly count read when due."""
+        outcome, todo = judge_login(row, password, client_ip, self.wants_hourly,
+                                    self.logins_written)
+        if todo is not None:
+            todo = defer_login(outcome, todo)
+            self._keep_login(outcome)
+        if todo is not None:
+            outcome.hourly_count = await self.threads.run(write_login, todo)
         return outcome
 
     def _keep_login(self, outcome: LoginOutcome) -> None:

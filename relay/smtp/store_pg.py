@@ -51,7 +51,8 @@ from django.db.models import Field, Model
 
 from relay import suppressions
 from relay.smtp.accept import Submission, message_rows, recipient_rows
-from relay.smtp.login import LoginOutcome, defer_login, judge_login, login_query, write_login
+from relay.smtp.login import login_query
+from relay.smtp.login_cache import LoginCache
 from relay.smtp.store import StoreUnusable, ThreadStore, WantsHourly
 from smtpplus.dbthreads import DbThreads
 
@@ -223,20 +224,13 @@ class PostgresStore(ThreadStore):
     def __init__(
         self, threads: DbThreads, hostname: str, wants_hourly: WantsHourly,
         size: int = 4, prepare: bool = True, suppression_max_age: float = 2.0,
+        login_cache: LoginCache | None = None,
     ) -> None:
-        super().__init__(threads, hostname, wants_hourly, suppression_max_age)
+        super().__init__(threads, hostname, wants_hourly, suppression_max_age, login_cache)
         self.pool = AsyncPostgres(size, prepare=prepare)
 
-    async def log_in(self, username: str, password: str, client_ip: str | None) -> LoginOutcome:
-        row = await self.pool.fetchone(*login_query(username, "postgresql"))
-        outcome, todo = judge_login(row, password, client_ip, self.wants_hourly,
-                                    self.logins_written)
-        if todo is not None:
-            todo = defer_login(outcome, todo)
-            self._keep_login(outcome)
-        if todo is not None:
-            outcome.hourly_count = await self.threads.run(write_login, todo)
-        return outcome
+    async def _login_row(self, username: str) -> Sequence[Any] | None:
+        return await self.pool.fetchone(*login_query(username, "postgresql"))
 
     async def store_messages(self, subs: list[Submission]) -> list[str]:
         return await self.pool.store_messages(subs, self.hostname)

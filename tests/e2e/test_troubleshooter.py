@@ -10,6 +10,7 @@ import pytest
 from accounts.models import AuthorizedDomain
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import log_in
+from tests.relay.troubleshooter.helpers import relay_sees_changes
 from tests.senders import own
 from tests.smtp_relay import dialog
 
@@ -42,6 +43,7 @@ def test_an_admin_authorizes_a_rejected_domain_and_the_check_turns_ok(page, rela
     assert check.get_attribute("data-status") == "ok"
     assert check.locator(".badge").inner_text() == "ok"
     assert page.locator("#check-sender_email").get_attribute("data-status") == "ok"
+    relay_sees_changes(relay)  # new logins see the change once the relay's check ran
     assert send_as(relay, cast, "news@www.example.com") == 250
 
 

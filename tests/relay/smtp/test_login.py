@@ -102,7 +102,9 @@ def test_sender_changes_apply_at_the_next_login_however_they_are_written(cast):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sender_authorized_between_two_connections_can_send_on_the_second(relay, cast):
+@pytest.mark.parametrize("relay", [{"login_cache": False}], indirect=True)
+def test_without_the_login_cache_a_sender_authorized_between_two_connections_can_send_on_the_second(
+        relay, cast):
     username, password = cast.acme_smtp.username, cast.acme_smtp_password
     with smtplib.SMTP(relay.host, relay.port) as smtp:
         smtp.login(username, password)

@@ -26,6 +26,12 @@ def logged_in(relay, user: SmtpUser, password: str):
         yield smtp
 
 
+def relay_sees_changes(relay) -> None:
+    """The relay's next check of logged-in users and kept logins, now instead of within
+    a second: a change applies to new logins once it has run."""
+    relay.call(relay.server.session_watch.check)
+
+
 def send(relay, user, password, sender, to="someone@example.net", header_from=None, size=0):
     """One message over SMTP; returns the (code, reply) of the step that ended it."""
     with logged_in(relay, user, password) as smtp:

@@ -15,6 +15,7 @@ from relay.troubleshooter.senders import (
 )
 from smtpplus.addresses import InvalidEntry
 from tests.relay.troubleshooter.helpers import (
+    relay_sees_changes,
     run,
     send,
     text,
@@ -28,6 +29,7 @@ def test_authorizing_the_domain_lets_a_resend_through_and_turns_both_checks_ok(r
     assert send(relay, cast.acme_smtp, pw, "info@www.example.com")[0] == 550
     message = authorize_sender(cast.acme_smtp, "domain", "example.com", include_subdomains=True)
     assert message == "example.com and its subdomains is now authorized."
+    relay_sees_changes(relay)
     code, reply = send(relay, cast.acme_smtp, pw, "info@www.example.com")
     assert code == 250, reply
     for check in (check_sender_domains, check_sender_emails):
@@ -44,6 +46,7 @@ def test_authorizing_one_address_fixes_that_address_only(relay, cast):
     send(relay, cast.acme_smtp, pw, "info@example.org")
     send(relay, cast.acme_smtp, pw, "jane@example.org")
     authorize_sender(cast.acme_smtp, "email", "info@example.org")
+    relay_sees_changes(relay)
     assert send(relay, cast.acme_smtp, pw, "info@example.org")[0] == 250
     result = run(check_sender_emails, relay, cast.acme_smtp)
     assert result.status == PROBLEM

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from tests.relay.troubleshooter.helpers import (
+    relay_sees_changes,
     send,
 )
 from tests.senders import own
@@ -68,6 +69,7 @@ def test_one_click_authorize_over_http_then_a_resend_succeeds(relay, cast, clien
     html = client.get(page_url(cast.acme_smtp)).content.decode()
     assert "example.org is now authorized." in html
     assert 'id="check-sender_domain" data-status="ok"' in html
+    relay_sees_changes(relay)
     assert send(relay, cast.acme_smtp, pw, "info@example.org")[0] == 250
 
 
