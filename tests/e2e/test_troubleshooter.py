@@ -123,4 +123,5 @@ def test_a_subdomain_of_a_sending_domain_without_subdomains_is_fixed_on_that_dom
     check.get_by_role("button", name="Let subdomains of example.com be authorized").click()
     page.wait_for_url("**/domains/*/")
     assert "Subdomains of example.com may now be authorized." in page.locator(".flash").inner_text()
+    relay_sees_changes(relay)
     assert send_as(relay, cast, "news@www.example.com") == 250

@@ -17,7 +17,7 @@ from relay.troubleshooter.base import OK, PROBLEM, Facts
 from relay.troubleshooter.fixes import authorize_sender
 from relay.troubleshooter.senders import check_has_senders, check_sender_domains
 from tests.conftest import login
-from tests.relay.troubleshooter.helpers import run, send, text
+from tests.relay.troubleshooter.helpers import relay_sees_changes, run, send, text
 from tests.senders import own
 
 # (sending domain includes subdomains, user's entry includes subdomains, sender, relay takes it)
@@ -89,6 +89,7 @@ def test_following_the_troubleshooters_fixes_gets_the_message_through(
         said = [str(m) for m in get_messages(response.wsgi_request)]
         assert not any(m.startswith("Could not") for m in said), said
         applied.append(action.label)
+        relay_sees_changes(relay)
     else:
         pytest.fail(f"still refused after {applied}: {reply!r}")
     assert applied, "a refused sender must come with a fix"
