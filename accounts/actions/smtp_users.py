@@ -97,7 +97,8 @@ def create_smtp_user(
 
 @transaction.atomic
 def reset_password(smtp_user: SmtpUser, actor: Actor | None = None) -> str:
-    """Give the user a new password; the old one stops working at once."""
+    """Give the user a new password; the relay refuses the old one within about 2
+    seconds (new logins and open connections alike: `relay.smtp.revocation`)."""
     password = generate_password()
     smtp_user.set_password(password)
     smtp_user.save(update_fields=["password_encrypted", "password_digest", "changed"])

@@ -200,7 +200,7 @@ def update_smtp_user(request: HttpRequest, pk: int, body: SmtpUserPatch) -> Any:
 @router.delete("/smtp-users/{pk}", response={204: None, **AUTH_ERRORS})
 def delete_smtp_user(request: HttpRequest, pk: int) -> Any:
     """Delete an SMTP+ user, its authorized senders and its send keys; its credentials
-    stop working at once (open relay sessions included). Its messages stay in the log."""
+    stop working on the relay within about 2 seconds (open sessions included). Its messages stay in the log."""
     actor = writer(request)
     smtp_users.delete_smtp_user(_user(request, pk), actor=actor)
     return Status(204, None)
@@ -232,7 +232,8 @@ def disable_smtp_user(request: HttpRequest, pk: int) -> Any:
 
 @router.post("/smtp-users/{pk}/reset-password", response={200: CredentialsOut, **AUTH_ERRORS})
 def reset_password(request: HttpRequest, pk: int) -> Any:
-    """A new password; the old one stops working at once (open relay sessions included)."""
+    """A new password; the relay refuses the old one within about 2 seconds
+    (open sessions included)."""
     actor = writer(request)
     user = _user(request, pk)
     return {"id": user.pk, "username": user.username,

@@ -27,7 +27,7 @@ def test_reset_password_asks_first_and_a_dismissal_keeps_the_password(page, cast
     page.goto(f"/users/{cast.acme_smtp.pk}/")
     prompts = dismiss_next(page)
     page.click("#reset-password")
-    assert prompts == [f"Give {cast.acme_smtp} a new password? The current one stops working at once."]
+    assert prompts == [f"Give {cast.acme_smtp} a new password? The current one stops working within a few seconds."]
     cast.acme_smtp.refresh_from_db()
     assert cast.acme_smtp.get_password() == cast.acme_smtp_password
     assert "/users/" in page.url and "confirm-password" not in page.url
